@@ -1,0 +1,130 @@
+package httpstore
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// The walstored HTTP protocol, shared by this client and the server:
+//
+//	PUT    /v1/archives/{archive}/objects/{path}   store an envelope (Content-Length required)
+//	GET    /v1/archives/{archive}/objects/{path}   read it
+//	HEAD   /v1/archives/{archive}/objects/{path}   size and mtime
+//	DELETE /v1/archives/{archive}/objects/{path}   remove it (admin)
+//	GET    /v1/list?prefix=P                       newline-delimited JSON ListEntry
+//	                                               lines, the last one {"end":true}
+//
+// A store key "main/wal/000000010000000000000001" is the archive "main"
+// and the path "wal/000000010000000000000001". Errors are a JSON ErrorBody
+// whose code maps back to archive's sentinel errors.
+const (
+	// HeaderDigest carries the SHA-256 of an object's raw bytes.
+	HeaderDigest = "Walstore-Sha256"
+	// HeaderOutcome says what a PUT did: "stored".
+	HeaderOutcome = "Walstore-Outcome"
+	// HeaderWait asks a GET to wait this long (a Go duration) for an
+	// object that is not stored yet (see walfetch --wait).
+	HeaderWait = "Walstore-Wait"
+)
+
+// ObjectPath is the URL path of a store key.
+func ObjectPath(key string) string {
+	a, rest := archive.SplitKey(key)
+	return "/v1/archives/" + a + "/objects/" + rest
+}
+
+// ListPath is the URL path and query of a listing.
+func ListPath(prefix string) string { return "/v1/list?prefix=" + url.QueryEscape(prefix) }
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Code   string `json:"code"`
+	Error  string `json:"error"`
+	Stored string `json:"stored_sha256,omitempty"` // with code "exists"
+}
+
+// ListEntry is one line of a listing.
+type ListEntry struct {
+	Key   string    `json:"key,omitempty"`
+	Size  int64     `json:"size,omitempty"`
+	MTime time.Time `json:"mtime,omitzero"`
+	End   bool      `json:"end,omitempty"`
+	Count int       `json:"count,omitempty"`
+	Code  string    `json:"code,omitempty"`
+	Error string    `json:"error,omitempty"`
+}
+
+var codes = []struct {
+	code   string
+	status int
+	err    error
+}{
+	{"not_found", http.StatusNotFound, archive.ErrNotFound},
+	{"exists", http.StatusConflict, archive.ErrExists},
+	{"conflict", http.StatusConflict, archive.ErrConflict},
+	{"wrong_system", http.StatusConflict, archive.ErrWrongSystem},
+	{"invalid", http.StatusBadRequest, archive.ErrInvalid},
+	{"unauthorized", http.StatusUnauthorized, archive.ErrUnauthorized},
+	{"forbidden", http.StatusForbidden, archive.ErrForbidden},
+	{"no_space", http.StatusInsufficientStorage, archive.ErrNoSpace},
+	{"corrupt", http.StatusBadGateway, archive.ErrCorrupt},
+	{"key", http.StatusBadRequest, archive.ErrKey},
+}
+
+// CodeUnavailable is the code of every error not in the table: the store
+// behind the server failed; worth retrying.
+const CodeUnavailable = "unavailable"
+
+// Classify returns the status and code for an error.
+func Classify(err error) (status int, code string) {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.status, c.code
+		}
+	}
+	return http.StatusServiceUnavailable, CodeUnavailable
+}
+
+// RemoteError is an error reported by walstored. It wraps the sentinel its
+// code stands for, so errors.Is works across the wire.
+type RemoteError struct {
+	Status int
+	Code   string
+	Msg    string
+	Stored string // digest of the stored object, with code "exists"
+}
+
+func (e *RemoteError) Error() string {
+	if e.Msg == "" {
+		return http.StatusText(e.Status)
+	}
+	return e.Msg
+}
+
+func (e *RemoteError) Unwrap() error {
+	for _, c := range codes {
+		if c.code == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// statusError builds a RemoteError for a response without a JSON body.
+func statusError(status int, msg string) *RemoteError {
+	msg = strings.TrimSpace(msg)
+	for _, c := range codes {
+		if c.status == status {
+			return &RemoteError{Status: status, Code: c.code, Msg: msg}
+		}
+	}
+	if status == http.StatusRequestEntityTooLarge || status == http.StatusLengthRequired {
+		return &RemoteError{Status: status, Code: "invalid", Msg: msg}
+	}
+	return &RemoteError{Status: status, Code: CodeUnavailable, Msg: msg}
+}

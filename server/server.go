@@ -1,0 +1,91 @@
+// Package server is walstored's HTTP side: it exposes an archive.Store to
+// many clients (walpush, walfetch, backups, admin commands) under the
+// protocol defined in package httpstore.
+//
+// The server is thin on purpose: storage semantics (write-once, durability)
+// belong to the store behind it and idempotency to archive.PutEnvelope. What
+// it adds is what only a shared front can do: checking every object and
+// name at the edge before it reaches the store, binding each archive to one
+// PostgreSQL system, and one place for logs, limits, auth and metrics.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// Config holds everything the server needs; main builds it from flags.
+type Config struct {
+	Store archive.Store
+	Log   *slog.Logger
+	// BufferLimit: objects up to this size are read fully into memory
+	// before they are stored, so that a store can retry its upload.
+	// Default 64 MiB; larger objects are streamed.
+	BufferLimit int64
+}
+
+// Server is an http.Handler serving one store.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	handler http.Handler
+
+	mu       sync.Mutex
+	archives map[string]*archive.Archive
+}
+
+// New returns a server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BufferLimit <= 0 {
+		cfg.BufferLimit = 64 << 20
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, archives: map[string]*archive.Archive{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.put)
+	mux.HandleFunc("GET /v1/archives/{archive}/objects/{path...}", s.get)
+	mux.HandleFunc("HEAD /v1/archives/{archive}/objects/{path...}", s.head)
+	mux.HandleFunc("DELETE /v1/archives/{archive}/objects/{path...}", s.delete)
+	mux.HandleFunc("GET /v1/list", s.list)
+	s.handler = s.logRequests(mux)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// archive returns the (cached) archive handle, which remembers its system
+// binding once read.
+func (s *Server) archive(name string) (*archive.Archive, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.archives[name]; ok {
+		return a, nil
+	}
+	a, err := archive.New(s.cfg.Store, name)
+	if err != nil {
+		return nil, err
+	}
+	s.archives[name] = a
+	return a, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	// A stat of a key that never exists proves the store answers.
+	if _, err := s.cfg.Store.Stat(ctx, "healthz/meta/probe"); err != nil && !isNotFound(err) {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte("ok\n"))
+}
