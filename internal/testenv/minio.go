@@ -1,0 +1,223 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// MinIO is a MinIO server on loopback with its own data directory.
+type MinIO struct {
+	Endpoint  string // 127.0.0.1:port
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	bin       string
+	dataDir   string
+	logFile   string
+	port      int
+	console   int
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+}
+
+// MinIOBinary finds the minio binary: $WALSTORE_MINIO, then PATH, then the
+// cache `make minio` builds into (~/.cache/walstore/bin).
+func MinIOBinary() (string, error) {
+	if p := os.Getenv("WALSTORE_MINIO"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p, nil
+	}
+	home, _ := os.UserHomeDir()
+	p := filepath.Join(home, ".cache", "walstore", "bin", "minio")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no minio binary: set WALSTORE_MINIO, put minio on PATH, or run `make minio` (builds %s)", p)
+	}
+	return p, nil
+}
+
+var (
+	sharedOnce  sync.Once
+	sharedMinIO *MinIO
+	sharedErr   error
+)
+
+// SharedMinIO returns one MinIO server for the whole test process (each
+// test should use its own bucket prefix or archive names).
+func SharedMinIO(t testing.TB) *MinIO {
+	t.Helper()
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "walstore-minio-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		m, err := startMinIO(dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			sharedErr = err
+			return
+		}
+		atExit(func() { m.stop(); os.RemoveAll(dir) })
+		sharedMinIO = m
+	})
+	if sharedErr != nil {
+		t.Fatalf("MinIO: %v", sharedErr)
+	}
+	return sharedMinIO
+}
+
+// StartMinIO starts a MinIO server owned by the test (for tests that stop
+// and restart it).
+func StartMinIO(t testing.TB) *MinIO {
+	t.Helper()
+	m, err := startMinIO(Dir(t))
+	if err != nil {
+		t.Fatalf("MinIO: %v", err)
+	}
+	t.Cleanup(m.stop)
+	return m
+}
+
+func startMinIO(dir string) (*MinIO, error) {
+	bin, err := MinIOBinary()
+	if err != nil {
+		return nil, err
+	}
+	m := &MinIO{
+		AccessKey: "walstore-test",
+		SecretKey: "walstore-test-secret",
+		Bucket:    "walstore",
+		bin:       bin,
+		dataDir:   filepath.Join(dir, "data"),
+		logFile:   filepath.Join(dir, "minio.log"),
+	}
+	if err := os.MkdirAll(m.dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if m.port, err = freePort(); err != nil {
+		return nil, err
+	}
+	if m.console, err = freePort(); err != nil {
+		return nil, err
+	}
+	m.Endpoint = fmt.Sprintf("127.0.0.1:%d", m.port)
+	if err := m.start(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Client().MakeBucket(ctx, m.Bucket, minio.MakeBucketOptions{}); err != nil {
+		m.stop()
+		return nil, fmt.Errorf("make bucket: %v", err)
+	}
+	return m, nil
+}
+
+func (m *MinIO) start() error {
+	log, err := os.OpenFile(m.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command(m.bin, "server", "--quiet", "--address", m.Endpoint,
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", m.console), m.dataDir)
+	cmd.Env = append(os.Environ(),
+		"MINIO_ROOT_USER="+m.AccessKey,
+		"MINIO_ROOT_PASSWORD="+m.SecretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %v", m.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	m.mu.Lock()
+	m.cmd, m.exited = cmd, exited
+	m.mu.Unlock()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(m.logFile)
+			return fmt.Errorf("minio exited during start-up:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			m.stop()
+			b, _ := os.ReadFile(m.logFile)
+			return fmt.Errorf("minio not ready after 60s:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop stops the server (by its PID), keeping its data.
+func (m *MinIO) Stop(t testing.TB) { m.stop() }
+
+// Restart starts a stopped server again on the same port and data.
+func (m *MinIO) Restart(t testing.TB) {
+	t.Helper()
+	if err := m.start(); err != nil {
+		t.Fatalf("restart MinIO: %v", err)
+	}
+}
+
+func (m *MinIO) stop() {
+	m.mu.Lock()
+	cmd, exited := m.cmd, m.exited
+	m.cmd = nil
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// Client returns a minio-go client for direct inspection.
+func (m *MinIO) Client() *minio.Client {
+	c, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// URL is the s3:// repository URL of prefix in the test bucket.
+func (m *MinIO) URL(prefix string) string {
+	return fmt.Sprintf("s3://%s/%s?endpoint=%s&tls=false&region=us-east-1", m.Bucket, prefix, m.Endpoint)
+}
+
+// Env is the environment a client needs to reach the server.
+func (m *MinIO) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey}
+}
