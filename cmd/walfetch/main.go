@@ -1,0 +1,187 @@
+// Command walfetch is PostgreSQL's restore_command:
+//
+//	restore_command = 'walfetch --repo http://storage:7480 --archive main %f %p'
+//
+// It writes the archived file NAME to DEST, whole and verified, or exits 1
+// if the archive does not have it. When it cannot get an answer it fails
+// in a way PostgreSQL will not mistake for "not found" (see the README).
+// "walfetch restore" lays a base backup into a data directory.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/fetch"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+}
+
+const synopsis = `walfetch [flags] NAME DEST
+       walfetch restore --backup latest|ID --pgdata DIR [flags]`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "restore":
+			return runRestore(ctx, args[1:], getenv, stderr)
+		case "prefetch":
+			return runPrefetcher(ctx, args[1:], getenv)
+		}
+	}
+	fs := pflag.NewFlagSet("walfetch", pflag.ContinueOnError)
+	c := cli.Common{Getenv: getenv, ReadOnly: true}
+	c.Bind(fs)
+	cfg := bindFetch(fs)
+	err := cli.Parse(fs, args, getenv, "walfetch")
+	if errors.Is(err, pflag.ErrHelp) {
+		cli.Usage(stderr, synopsis, fs)
+		return cli.ExitOK
+	}
+	if err == nil && fs.NArg() != 2 {
+		err = fmt.Errorf("%w: want NAME and DEST (use %%f %%p in restore_command), got %d arguments", cli.ErrUsage, fs.NArg())
+	}
+	name, dest := fs.Arg(0), fs.Arg(1)
+	mode := fetch.DetectMode(pgdata(cfg, dest))
+	fail := func(err error) int {
+		code := exitCode(err, mode)
+		fmt.Fprintf(stderr, "walfetch: %s: archive %s: %s", name, c.Archive, cli.OneLine(err))
+		if code == cli.ExitFatalRecovery {
+			fmt.Fprintf(stderr, " (exit %d stops archive recovery instead of ending it early; fix the cause and start PostgreSQL again)", code)
+		}
+		fmt.Fprintln(stderr)
+		return code
+	}
+	if err != nil {
+		return fail(err)
+	}
+	cfg.Archive, err = c.OpenArchive(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	cfg.Log = cli.Logger(stderr, c.Verbose)
+	cfg.Spawn = func(spoolDir string) error { return spawnPrefetcher(fs, spoolDir) }
+	res, err := fetch.Fetch(ctx, *cfg, name, dest)
+	if errors.Is(err, archive.ErrNotFound) {
+		if mode == fetch.ArchiveRecovery {
+			// Not found in an archive that never received anything is a
+			// wrong --archive or --repo, not the end of the WAL.
+			if _, serr := cfg.Archive.SystemID(ctx); errors.Is(serr, archive.ErrNotFound) {
+				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, archive.Describe(cfg.Archive.Store)))
+			}
+		}
+		if c.Verbose {
+			fmt.Fprintf(stderr, "walfetch: %s: archive %s: not found\n", name, c.Archive)
+		}
+		return cli.ExitFailure
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if c.Verbose {
+		from := "archive"
+		if res.FromSpool {
+			from = "prefetch spool"
+		}
+		fmt.Fprintf(stderr, "walfetch: %s: archive %s: %d bytes from the %s to %s\n", res.Name, c.Archive, res.Size, from, dest)
+	}
+	return cli.ExitOK
+}
+
+// DefaultPrefetch is how many segments are fetched ahead by default.
+const DefaultPrefetch = 8
+
+func bindFetch(fs *pflag.FlagSet) *fetch.Config {
+	cfg := &fetch.Config{}
+	fs.DurationVar(&cfg.Timeout, "timeout", fetch.DefaultTimeout, "give up after this long, retries included")
+	fs.IntVar(&cfg.Prefetch, "prefetch", DefaultPrefetch, "segments fetched ahead into pg_wal/walstore/prefetch (0 disables)")
+	fs.DurationVar(&cfg.Wait, "wait", 0, "on a standby (standby.signal), wait this long for a segment not archived yet (walstored only)")
+	fs.StringVar(&cfg.PGData, "pgdata", "", "data directory whose signal files decide how failures are reported (default: DEST's, else the working directory)")
+	return cfg
+}
+
+// exitCode is walfetch's one exit-code decision. Only a definite "not
+// found" is exit 1. In archive recovery every other failure is fatal for
+// PostgreSQL (exit > 125), because any ordinary failure would end recovery
+// early and silently drop the rest of the WAL; a standby just retries.
+func exitCode(err error, mode fetch.Mode) int {
+	switch {
+	case err == nil:
+		return cli.ExitOK
+	case errors.Is(err, archive.ErrNotFound):
+		return cli.ExitFailure
+	case mode == fetch.ArchiveRecovery:
+		return cli.ExitFatalRecovery
+	case errors.Is(err, cli.ErrUsage):
+		return cli.ExitUsage
+	}
+	return cli.ExitUnavailable
+}
+
+// spawnPrefetcher starts "walfetch prefetch" detached, with the flags this
+// call was given. It re-executes the running binary (os.Executable), not
+// whatever "walfetch" PATH finds.
+func spawnPrefetcher(fs *pflag.FlagSet, spoolDir string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"prefetch", "--spool", spoolDir}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Value.String() != f.DefValue {
+			args = append(args, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+func runPrefetcher(ctx context.Context, args []string, getenv func(string) string) int {
+	fs := pflag.NewFlagSet("walfetch prefetch", pflag.ContinueOnError)
+	c := cli.Common{Getenv: getenv, ReadOnly: true}
+	c.Bind(fs)
+	cfg := bindFetch(fs)
+	spool := fs.String("spool", "", "spool directory")
+	if err := cli.Parse(fs, args, getenv, "walfetch"); err != nil || *spool == "" {
+		return cli.ExitUsage
+	}
+	a, err := c.OpenArchive(ctx)
+	if err != nil {
+		return cli.ExitUnavailable
+	}
+	cfg.Archive = a
+	if err := fetch.RunPrefetcher(ctx, *cfg, *spool); err != nil {
+		return cli.ExitUnavailable
+	}
+	return cli.ExitOK
+}
+
+func pgdata(cfg *fetch.Config, dest string) string {
+	if cfg.PGData != "" {
+		return cfg.PGData
+	}
+	return fetch.PGDataOf(dest)
+}
+
+func runRestore(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "walfetch restore: not implemented yet")
+	return cli.ExitUsage
+}

@@ -1,0 +1,85 @@
+// Command walpush is PostgreSQL's archive_command:
+//
+//	archive_command = 'walpush --repo http://storage:7480 --archive main %p'
+//
+// It stores the file at PATH in the archive, write-once and checksummed,
+// and exits 0 only once the repository has it durably. See the README for
+// flags and exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/push"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+}
+
+const synopsis = "walpush [flags] PATH"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("walpush", pflag.ContinueOnError)
+	c := cli.Common{Getenv: getenv}
+	c.Bind(fs)
+	var cfg push.Config
+	fs.DurationVar(&cfg.Timeout, "timeout", push.DefaultTimeout, "give up after this long, retries included (env WALSTORE_TIMEOUT)")
+	fs.IntVar(&cfg.Jobs, "jobs", DefaultJobs(), "files uploaded at once: this one plus other .ready files pushed ahead (1 disables push-ahead)")
+	err := cli.Parse(fs, args, getenv, "walpush")
+	if errors.Is(err, pflag.ErrHelp) {
+		cli.Usage(stderr, synopsis, fs)
+		return cli.ExitOK
+	}
+	if err == nil && fs.NArg() != 1 {
+		err = fmt.Errorf("%w: want exactly one PATH (use %%p in archive_command), got %d arguments", cli.ErrUsage, fs.NArg())
+	}
+	if err == nil && (cfg.Jobs < 1 || cfg.Jobs > 64) {
+		err = fmt.Errorf("%w: --jobs %d: want 1 to 64", cli.ErrUsage, cfg.Jobs)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "walpush: %s\n", cli.OneLine(err))
+		return cli.ExitUsage
+	}
+	path := fs.Arg(0)
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s\n", filepath.Base(path), c.Archive, cli.OneLine(err))
+		return cli.ExitCode(err)
+	}
+	cfg.Archive, err = c.OpenArchive(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	cfg.Repo, _ = c.RepoURL()
+	cfg.Log = cli.Logger(stderr, c.Verbose)
+	res, err := push.Push(ctx, cfg, path)
+	if err != nil {
+		return fail(err)
+	}
+	if c.Verbose {
+		how := res.Outcome.String()
+		if res.FromMarker {
+			how = "already archived (pushed ahead earlier)"
+		}
+		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s (%d bytes, stored as %d, sha256 %s, %d pushed ahead)\n",
+			res.Name, c.Archive, how, res.RawSize, res.StoredSize, res.Digest.Short(), res.Ahead)
+	}
+	return cli.ExitOK
+}
+
+// DefaultJobs is two uploads per core, at most 8: compression and hashing
+// keep a core busy, and the network wait of the other overlaps with it.
+func DefaultJobs() int { return min(8, 2*runtime.NumCPU()) }

@@ -1,0 +1,214 @@
+package fetch
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// The spool is pg_wal/walstore/prefetch/: on the same file system as
+// restore_command's destination, so serving from it is one rename, and
+// inside pg_wal, so base backups never copy it.
+//
+// A spooled segment is named "<segment>.<sha256>": the prefetcher writes it
+// under a dot name, fsyncs it and renames it to that name only after the
+// archive's checksum verified, and walfetch hashes it again before handing
+// it over. A file that is incomplete, tampered with, from another timeline
+// or older than what was asked is never used, and is removed.
+const spoolSubdir = "walstore/prefetch"
+
+const (
+	lockFile = ".lock"
+	wantFile = ".want"
+)
+
+type spool struct{ dir string }
+
+// spoolFor returns the spool for a restore_command destination inside
+// pg_wal, or nil when DEST is elsewhere.
+func spoolFor(dest string) *spool {
+	abs, err := filepath.Abs(dest)
+	if err != nil || filepath.Base(filepath.Dir(abs)) != "pg_wal" {
+		return nil
+	}
+	return &spool{dir: filepath.Join(filepath.Dir(abs), spoolSubdir)}
+}
+
+// entry is one finished spool file.
+type entry struct {
+	name   archive.Name
+	digest string
+	file   string
+}
+
+func (s *spool) entries() []entry {
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil
+	}
+	var out []entry
+	for _, de := range des {
+		base, digest, ok := strings.Cut(de.Name(), ".")
+		if !ok || strings.HasPrefix(de.Name(), ".") {
+			continue
+		}
+		n, err := archive.ParseName(base)
+		if err != nil || n.Kind != archive.Segment || len(digest) != 64 {
+			os.Remove(filepath.Join(s.dir, de.Name()))
+			continue
+		}
+		out = append(out, entry{name: n, digest: digest, file: filepath.Join(s.dir, de.Name())})
+	}
+	return out
+}
+
+// take moves the spooled copy of n to dest if there is one that still
+// hashes to the digest in its name and is the right segment. It returns
+// the size served.
+func (s *spool) take(n archive.Name, dest string) (int64, bool) {
+	for _, e := range s.entries() {
+		if e.name != n {
+			continue
+		}
+		size, err := verifyFile(n, e.file, e.digest)
+		if err != nil {
+			os.Remove(e.file)
+			return 0, false
+		}
+		if err := os.Rename(e.file, dest); err != nil {
+			os.Remove(e.file)
+			return 0, false
+		}
+		return size, true
+	}
+	return 0, false
+}
+
+func verifyFile(n archive.Name, path, digest string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return 0, err
+	}
+	var sum archive.Digest
+	h.Sum(sum[:0])
+	if sum.String() != digest {
+		return 0, errors.New("spooled file does not match its checksum")
+	}
+	return size, checkContent(n, size, path)
+}
+
+// prune removes every spooled file that can no longer be asked for next:
+// on another timeline than the segment just served, or not after it.
+func (s *spool) prune(served archive.Name) {
+	for _, e := range s.entries() {
+		if e.name.TLI != served.TLI || archive.Compare(e.name, served) <= 0 {
+			os.Remove(e.file)
+		}
+	}
+}
+
+// clear removes every spooled file.
+func (s *spool) clear() {
+	for _, e := range s.entries() {
+		os.Remove(e.file)
+	}
+}
+
+// removeTemps drops dot files left by a prefetcher that died mid-write.
+func (s *spool) removeTemps() {
+	des, _ := os.ReadDir(s.dir)
+	for _, de := range des {
+		if n := de.Name(); strings.HasPrefix(n, ".") && n != lockFile && n != wantFile {
+			os.Remove(filepath.Join(s.dir, n))
+		}
+	}
+}
+
+// want is the last segment walfetch served: the prefetcher fetches what
+// follows it.
+type want struct {
+	Name    string    `json:"name"`
+	SegSize int64     `json:"segment_size"`
+	At      time.Time `json:"at"`
+}
+
+func (s *spool) writeWant(n archive.Name, segSize int64) error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(want{Name: n.String(), SegSize: segSize, At: time.Now()})
+	tmp := filepath.Join(s.dir, ".want.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, wantFile))
+}
+
+func (s *spool) readWant() (want, archive.Name, bool) {
+	b, err := os.ReadFile(filepath.Join(s.dir, wantFile))
+	if err != nil {
+		return want{}, archive.Name{}, false
+	}
+	var w want
+	if json.Unmarshal(b, &w) != nil || !archive.ValidSegmentSize(w.SegSize) {
+		return want{}, archive.Name{}, false
+	}
+	n, err := archive.ParseName(w.Name)
+	if err != nil || n.Kind != archive.Segment {
+		return want{}, archive.Name{}, false
+	}
+	return w, n, true
+}
+
+// lock takes the prefetcher lock without waiting; ok is false if another
+// prefetcher holds it.
+func (s *spool) lock() (unlock func(), ok bool) {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, false
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, true
+}
+
+// afterServe runs once segment n was written to DEST: it drops spool files
+// that can no longer be used, records what comes next, and makes sure a
+// prefetcher is running.
+func (c *Config) afterServe(s *spool, n archive.Name, size int64) {
+	s.prune(n)
+	if c.Prefetch <= 0 || c.Spawn == nil || !archive.ValidSegmentSize(size) {
+		return
+	}
+	if err := s.writeWant(n, size); err != nil {
+		c.Log.Info("prefetch disabled for this call", "error", err.Error())
+		return
+	}
+	unlock, free := s.lock()
+	if !free {
+		return // a prefetcher is running and will read the new want
+	}
+	unlock()
+	if err := c.Spawn(s.dir); err != nil {
+		c.Log.Info("cannot start the prefetcher", "error", err.Error())
+	}
+}

@@ -1,0 +1,161 @@
+// Package push is walpush: it checks a WAL file PostgreSQL hands to
+// archive_command, packs it into an envelope (hashing and compressing in one
+// read), and stores it write-once in an archive, retrying transient
+// failures within a deadline.
+//
+// With Jobs > 1 each call also uploads other files already marked .ready
+// in archive_status, in parallel (ahead.go). A success there is recorded in
+// a marker bound to the file's identity, so PostgreSQL's later call for
+// that file returns at once after a stat, and re-pushes if the file changed.
+package push
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// Config is what a push needs; main builds it from flags.
+type Config struct {
+	Archive *archive.Archive
+	// Repo identifies the repository in markers (its URL), so that a
+	// marker never vouches for a push to another repository or archive.
+	Repo string
+	// Timeout bounds one call, retries and push-ahead included.
+	Timeout time.Duration
+	// Jobs is how many files are uploaded at once, this one included.
+	Jobs int
+	Log  *slog.Logger
+}
+
+// Result describes the push of the file PostgreSQL asked for.
+type Result struct {
+	Name       archive.Name
+	Outcome    archive.Outcome
+	FromMarker bool // pushed ahead by an earlier call; only checked now
+	RawSize    int64
+	StoredSize int64
+	Digest     archive.Digest
+	Ahead      int // other .ready files uploaded by this call
+}
+
+// DefaultTimeout bounds one walpush call.
+const DefaultTimeout = 60 * time.Second
+
+func (c *Config) defaults() {
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Jobs < 1 {
+		c.Jobs = 1
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Push archives the file at path and, with Jobs > 1, other .ready files
+// next to it.
+func Push(ctx context.Context, cfg Config, path string) (Result, error) {
+	cfg.defaults()
+	name, err := archive.ParseName(filepath.Base(path))
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if cfg.Jobs == 1 {
+		return pushFile(ctx, cfg, archive.NewEncoder(), path, name)
+	}
+	return pushWithAhead(ctx, cfg, path, name)
+}
+
+// pushFile checks, encodes and stores one file.
+func pushFile(ctx context.Context, cfg Config, enc *archive.Encoder, path string, name archive.Name) (Result, error) {
+	res := Result{Name: name}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return res, fmt.Errorf("%w: %v", archive.ErrInvalid, err)
+		}
+		return res, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	if !fi.Mode().IsRegular() {
+		return res, fmt.Errorf("%w: %s is not a regular file", archive.ErrInvalid, path)
+	}
+	obj, err := encodeFile(enc, f, fi.Size(), name)
+	if err != nil {
+		return res, err
+	}
+	res.RawSize, res.StoredSize, res.Digest = obj.Header.RawSize, obj.Size(), obj.Header.Digest
+	err = archive.Retry(ctx, archive.Backoff{}, func(ctx context.Context) error {
+		var perr error
+		res.Outcome, perr = cfg.Archive.PutWAL(ctx, name, obj)
+		return perr
+	})
+	return res, err
+}
+
+// encodeFile validates the file against its name and packs it. Segments
+// are checked by their page header before any upload; history and backup
+// files must parse.
+func encodeFile(enc *archive.Encoder, f *os.File, size int64, name archive.Name) (*archive.Object, error) {
+	enc.SystemID = 0
+	var src io.Reader = f
+	switch name.Kind {
+	case archive.Segment, archive.Partial:
+		hdr, err := archive.ReadPageHeader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if err := archive.CheckSegment(name, size, hdr); err != nil {
+			return nil, err
+		}
+		enc.SystemID = hdr.SystemID
+	case archive.History, archive.Backup:
+		limit := int64(archive.MaxHistorySize)
+		if name.Kind == archive.Backup {
+			limit = archive.MaxBackupLabelSize
+		}
+		if size > limit {
+			return nil, fmt.Errorf("%w: %s is %d bytes, more than a %s can be", archive.ErrInvalid, name, size, name.Kind)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, limit+1))
+		if err != nil {
+			return nil, err
+		}
+		if name.Kind == archive.History {
+			_, err = archive.ParseHistory(name.TLI, b)
+		} else {
+			var l archive.BackupLabel
+			if l, err = archive.ParseBackupLabel(b); err == nil {
+				err = archive.CheckBackupFile(name, l)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		src = bytes.NewReader(b)
+	}
+	obj, err := enc.Encode(src, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if obj.Header.RawSize != size {
+		return nil, fmt.Errorf("%s changed size while being read (%d, then %d bytes)", name, size, obj.Header.RawSize)
+	}
+	return obj, nil
+}
