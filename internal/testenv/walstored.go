@@ -1,0 +1,112 @@
+package testenv
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Walstored is a running walstored serve.
+type Walstored struct {
+	URL     string
+	Addr    string
+	LogFile string
+	bin     string
+	args    []string
+	env     []string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// StartWalstored starts "walstored serve --listen 127.0.0.1:PORT args..."
+// and waits for /healthz; env is added to its environment.
+func StartWalstored(t testing.TB, env []string, args ...string) *Walstored {
+	t.Helper()
+	w := &Walstored{
+		Addr:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		LogFile: filepath.Join(Dir(t), "walstored.log"),
+		bin:     Binaries(t).WalStored,
+		env:     env,
+	}
+	w.URL = "http://" + w.Addr
+	w.args = append([]string{"serve", "--listen", w.Addr}, args...)
+	w.Start(t)
+	t.Cleanup(func() { w.Stop(t) })
+	return w
+}
+
+// Start starts the daemon (again) and waits until it is healthy.
+func (w *Walstored) Start(t testing.TB) {
+	t.Helper()
+	log, err := os.OpenFile(w.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(w.bin, w.args...)
+	cmd.Env = append(os.Environ(), w.env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	w.mu.Lock()
+	w.cmd, w.exited = cmd, exited
+	w.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(w.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("walstored exited during start-up:\n%s", w.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("walstored not healthy after 30s:\n%s", w.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for a graceful exit.
+func (w *Walstored) Stop(t testing.TB) { w.signal(syscall.SIGTERM) }
+
+// Kill9 kills the daemon with SIGKILL, as a crash.
+func (w *Walstored) Kill9(t testing.TB) { w.signal(syscall.SIGKILL) }
+
+func (w *Walstored) signal(sig syscall.Signal) {
+	w.mu.Lock()
+	cmd, exited := w.cmd, w.exited
+	w.cmd = nil
+	w.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(40 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// Log returns what the daemon logged.
+func (w *Walstored) Log() string {
+	b, _ := os.ReadFile(w.LogFile)
+	return string(b)
+}
