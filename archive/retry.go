@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -26,10 +27,16 @@ func Retry(ctx context.Context, b Backoff, fn func(context.Context) error) error
 		b.Max = 5 * time.Second
 	}
 	delay := b.Initial
+	var telling error // the last error that says more than "deadline"
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
 		if err == nil || Permanent(err) {
 			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) && telling != nil {
+			err = fmt.Errorf("%w (then the deadline passed)", telling)
+		} else {
+			telling = err
 		}
 		pause := delay/2 + rand.N(delay/2+1)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < pause {

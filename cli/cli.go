@@ -198,7 +198,15 @@ func (c *Common) OpenStore(ctx context.Context) (archive.Store, error) {
 		opt.S3.AccessKey, opt.S3.SecretKey = getenv("MINIO_ACCESS_KEY"), getenv("MINIO_SECRET_KEY")
 	}
 	opt.S3.ReadOnly = c.ReadOnly
-	return storeurl.Open(ctx, u, opt)
+	// Opening talks to the store (S3 checks the bucket); a passing failure
+	// there is retried like any other, within the caller's deadline.
+	var s archive.Store
+	err = archive.Retry(ctx, archive.Backoff{}, func(ctx context.Context) error {
+		var oerr error
+		s, oerr = storeurl.Open(ctx, u, opt)
+		return oerr
+	})
+	return s, err
 }
 
 // OpenArchive opens the repository and the archive in it.

@@ -14,13 +14,13 @@ import (
 func TestPITRThroughWalstoredOnFileStore(t *testing.T) {
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
-	pitrScenario(t, repo{flags: "--repo " + ws.URL + " --archive main"})
+	pitrScenario(t, repo{url: ws.URL})
 }
 
 // The same with the clients writing a directory directly (file://).
 func TestPITRDirectFileRepo(t *testing.T) {
 	dir := testenv.PostgresDir(t, testenv.Dir(t), "repo")
-	pitrScenario(t, repo{flags: "--repo file://" + dir + " --archive main"})
+	pitrScenario(t, repo{url: "file://" + dir})
 }
 
 // The contract's push and fetch rules, on a real cluster's segments.
@@ -28,7 +28,7 @@ func TestPushAndFetchRules(t *testing.T) {
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
-	r := repo{flags: "--repo " + ws.URL + " --archive main"}
+	r := repo{url: ws.URL}
 	c := archivingCluster(t, dir, "primary", r, 1)
 	c.Start()
 	c.Exec(ledgerDDL)

@@ -21,20 +21,29 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // repo says how the clients reach a repository in a test: the flags for
 // walpush/walfetch and the environment they need.
 type repo struct {
-	flags string   // e.g. "--repo http://127.0.0.1:1234 --archive main"
+	url   string   // --repo
+	extra []string // more flags, e.g. --timeout 10s
 	env   []string // e.g. AWS credentials
 }
 
+// flags is the command-line form, quoted for the shell that runs
+// archive_command (S3 URLs hold '&').
+func (r repo) flags() string {
+	return fmt.Sprintf("--repo \"%s\" --archive main %s", r.url, strings.Join(r.extra, " "))
+}
+
 func (r repo) archiveCommand(bins testenv.Bins) string {
-	return fmt.Sprintf("%s %s %%p", bins.WalPush, r.flags)
+	return fmt.Sprintf("%s %s %%p", bins.WalPush, r.flags())
 }
 
 func (r repo) restoreCommand(bins testenv.Bins) string {
-	return fmt.Sprintf("%s %s %%f %%p", bins.WalFetch, r.flags)
+	return fmt.Sprintf("%s %s %%f %%p", bins.WalFetch, r.flags())
 }
 
-// args splits the flags for a direct call.
-func (r repo) args(more ...string) []string { return append(strings.Fields(r.flags), more...) }
+// args is the argv form for a direct call.
+func (r repo) args(more ...string) []string {
+	return append(append([]string{"--repo", r.url, "--archive", "main"}, r.extra...), more...)
+}
 
 // archivingCluster makes a cluster that archives to r.
 func archivingCluster(t *testing.T, dir, name string, r repo, segMB int, extra ...string) *testenv.Cluster {

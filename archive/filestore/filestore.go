@@ -45,7 +45,7 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(root, dirPerm); err != nil {
-		return nil, fmt.Errorf("file store %s: %w", root, err)
+		return nil, fmt.Errorf("file store %s: %w", root, classify(err))
 	}
 	s := &Store{root: root}
 	if err := s.probe(); err != nil {
@@ -340,6 +340,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %v", archive.ErrNotFound, err)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w: %v", archive.ErrNoSpace, err)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %v", archive.ErrForbidden, err)
 	}
 	return err
 }

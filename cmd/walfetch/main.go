@@ -66,9 +66,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr)
 		return code
 	}
+	if err == nil && cfg.Timeout <= 0 {
+		err = fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
+	}
+	if err == nil && (cfg.Prefetch < 0 || cfg.Prefetch > 64) {
+		err = fmt.Errorf("%w: --prefetch %d: want 0 to 64", cli.ErrUsage, cfg.Prefetch)
+	}
 	if err != nil {
 		return fail(err)
 	}
+	// The deadline covers opening the repository too: nothing may hang.
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	cfg.Archive, err = c.OpenArchive(ctx)
 	if err != nil {
 		return fail(err)

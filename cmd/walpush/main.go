@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err == nil && fs.NArg() != 1 {
 		err = fmt.Errorf("%w: want exactly one PATH (use %%p in archive_command), got %d arguments", cli.ErrUsage, fs.NArg())
 	}
+	if err == nil && cfg.Timeout <= 0 {
+		err = fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
+	}
 	if err == nil && (cfg.Jobs < 1 || cfg.Jobs > 64) {
 		err = fmt.Errorf("%w: --jobs %d: want 1 to 64", cli.ErrUsage, cfg.Jobs)
 	}
@@ -55,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return cli.ExitUsage
 	}
 	path := fs.Arg(0)
+	// The deadline covers opening the repository too: nothing may hang.
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s\n", filepath.Base(path), c.Archive, cli.OneLine(err))
 		return cli.ExitCode(err)

@@ -260,10 +260,17 @@ func (c *Cluster) SwitchWAL() string {
 // and does not recover.
 func (c *Cluster) WaitArchived(walName string, d time.Duration) {
 	c.t.Helper()
-	WaitFor(c.t, d, "segment "+walName+" to be archived", func() bool {
+	deadline := time.Now().Add(d)
+	for {
 		last := c.QueryString("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-		return len(last) >= 24 && len(walName) >= 24 && last[:24] >= walName[:24]
-	})
+		if len(last) >= 24 && len(walName) >= 24 && last[:24] >= walName[:24] {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s to be archived (last archived: %q); server log tail:\n%s", d, walName, last, tail(c.Log(), 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // WaitRecovered waits until the server accepts writes (recovery ended).
@@ -334,4 +341,13 @@ func (c *Cluster) RestoreFrom(backup, restoreCommand string, settings ...string)
 		c.t.Fatal(err)
 	}
 	Chown(c.t, c.Dir)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -1,0 +1,254 @@
+// Package bench measures walstore against plain cp in the same run, on
+// real WAL from a pgbench + random-data workload. Run it with `make bench`;
+// it prints one table. Figures, not assertions: tests assert behaviour.
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walstore/walstore/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+const segSize = 16 << 20
+
+// workload is a set of real, archived 16 MiB segments.
+type workload struct {
+	dir  string
+	segs []string // paths, in order
+	raw  int64
+}
+
+// makeWorkload runs pgbench and random-data inserts on a real cluster
+// until it has archived n segments (collected with plain cp).
+func makeWorkload(b *testing.B, n int) workload {
+	dir := testenv.Dir(b)
+	rawDir := testenv.PostgresDir(b, dir, "raw")
+	c := testenv.NewCluster(b, dir, "gen", testenv.ClusterOptions{Conf: []string{
+		"archive_mode = on",
+		fmt.Sprintf("archive_command = 'cp %%p %s/%%f'", rawDir),
+		"max_wal_size = 8GB",
+		"checkpoint_timeout = 30min",
+	}})
+	c.Start()
+	c.Exec(`CREATE TABLE noise (id bigserial, v bytea)`)
+	for round := 0; ; round++ {
+		segs, _ := filepath.Glob(filepath.Join(rawDir, "0000000100000000000000??"))
+		if len(segs) > n+1 {
+			break
+		}
+		if round > 40 {
+			b.Fatalf("workload: only %d segments after %d rounds", len(segs), round)
+		}
+		c.Run("pgbench", "-i", "-s", "1", "-q", "--no-vacuum")
+		c.Run("pgbench", "-n", "-c", "2", "-t", "1500")
+		// Random bytes: with pgbench's very compressible rows and WAL's
+		// own headers this makes WAL about 2:1 compressible, like real
+		// tables with mixed data; not all zeros.
+		c.Exec(`INSERT INTO noise (v) SELECT decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') FROM generate_series(1, 250000)`)
+		c.WaitArchived(c.SwitchWAL(), 5*time.Minute)
+	}
+	c.Stop()
+	segs, _ := filepath.Glob(filepath.Join(rawDir, "0000000100000000000000??"))
+	sort.Strings(segs)
+	segs = segs[1 : n+1] // skip the initdb segment
+	w := workload{dir: dir, segs: segs, raw: int64(n) * segSize}
+	return w
+}
+
+type row struct {
+	name    string
+	elapsed time.Duration
+	segs    int
+	base    time.Duration // the cp figure this row compares to, if any
+	note    string
+}
+
+func (r row) String() string {
+	mbs := float64(r.segs) * segSize / (1 << 20) / r.elapsed.Seconds()
+	ratio := ""
+	if r.base > 0 {
+		ratio = fmt.Sprintf("%.2f×", r.base.Seconds()/r.elapsed.Seconds())
+	}
+	return fmt.Sprintf("| %-58s | %8.1f | %8.1f | %7s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio, r.note)
+}
+
+// sh runs a command line the way PostgreSQL runs archive_command.
+func sh(b *testing.B, dir, cmdline string) {
+	cmd := exec.Command("sh", "-c", cmdline)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%s: %v\n%s", cmdline, err, out)
+	}
+}
+
+func timeIt(f func()) time.Duration {
+	start := time.Now()
+	f()
+	return time.Since(start)
+}
+
+// dirSize sums the sizes of regular files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// fakePGData lays the segments into a pg_wal with a .ready file each, as
+// PostgreSQL leaves them when archiving has fallen behind.
+func fakePGData(b *testing.B, w workload) string {
+	pgdata := filepath.Join(testenv.Dir(b), "pgdata")
+	status := filepath.Join(pgdata, "pg_wal", "archive_status")
+	if err := os.MkdirAll(status, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range w.segs {
+		dst := filepath.Join(pgdata, "pg_wal", filepath.Base(s))
+		if err := os.Link(s, dst); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(status, filepath.Base(s)+".ready"), nil, 0o600)
+	}
+	return pgdata
+}
+
+// archiveBacklog plays PostgreSQL's archiver over a backlog: oldest .ready
+// first, one archive_command at a time, .ready renamed to .done on success.
+func archiveBacklog(b *testing.B, pgdata, command string) {
+	status := filepath.Join(pgdata, "pg_wal", "archive_status")
+	for {
+		readies, _ := filepath.Glob(filepath.Join(status, "*.ready"))
+		if len(readies) == 0 {
+			return
+		}
+		sort.Strings(readies)
+		name := strings.TrimSuffix(filepath.Base(readies[0]), ".ready")
+		sh(b, pgdata, strings.ReplaceAll(command, "%p", "pg_wal/"+name))
+		os.Rename(readies[0], strings.TrimSuffix(readies[0], ".ready")+".done")
+	}
+}
+
+// fetchAll plays recovery: restore_command for each segment in order into
+// pg_wal/RECOVERYXLOG, which recovery then consumes.
+func fetchAll(b *testing.B, pgdata string, segs []string, command string) {
+	dest := filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")
+	for _, s := range segs {
+		name := filepath.Base(s)
+		sh(b, pgdata, strings.NewReplacer("%f", name, "%p", "pg_wal/RECOVERYXLOG").Replace(command))
+		if fi, err := os.Stat(dest); err != nil || fi.Size() != segSize {
+			b.Fatalf("%s: fetched file missing or short: %v", name, err)
+		}
+		os.Remove(dest)
+	}
+}
+
+func emptyPGData(b *testing.B) string {
+	pgdata := filepath.Join(testenv.Dir(b), "pgdata")
+	os.MkdirAll(filepath.Join(pgdata, "pg_wal"), 0o700)
+	return pgdata
+}
+
+// BenchmarkWAL prints the WAL throughput table.
+func BenchmarkWAL(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("one measured run per invocation (use -benchtime 1x)")
+	}
+	const n = 64
+	bins := testenv.Binaries(b)
+	b.Logf("generating %d segments of real WAL...", n)
+	w := makeWorkload(b, n)
+	var rows []row
+
+	// Push, one process per segment, sequential.
+	cpDir := testenv.Dir(b)
+	cpPush := timeIt(func() {
+		for _, s := range w.segs {
+			d := filepath.Join(cpDir, filepath.Base(s))
+			sh(b, cpDir, fmt.Sprintf("test ! -f %s && cp %s %s && sync %s", d, s, d, d))
+		}
+	})
+	rows = append(rows, row{name: "push: cp + sync (test ! -f && cp && sync)", elapsed: cpPush, segs: n})
+
+	repoDir := filepath.Join(testenv.Dir(b), "repo")
+	ws := testenv.StartWalstored(b, nil, "--store", "file://"+repoDir, "--log-level", "warn")
+	seq := timeIt(func() {
+		for _, s := range w.segs {
+			sh(b, filepath.Dir(s), fmt.Sprintf("%s --repo %s --archive seq --jobs 1 %s", bins.WalPush, ws.URL, s))
+		}
+	})
+	rows = append(rows, row{name: "push: walpush --jobs 1, sequential, → walstored (dir)", elapsed: seq, segs: n, base: cpPush})
+
+	for _, jobs := range []int{1, 0} {
+		pgdata := fakePGData(b, w)
+		flag, label := fmt.Sprintf("--jobs %d", jobs), fmt.Sprintf("--jobs %d", jobs)
+		if jobs == 0 {
+			flag, label = "", "default --jobs"
+		}
+		arch := fmt.Sprintf("backlog%d", jobs)
+		d := timeIt(func() {
+			archiveBacklog(b, pgdata, fmt.Sprintf("%s --repo %s --archive %s %s %%p", bins.WalPush, ws.URL, arch, flag))
+		})
+		rows = append(rows, row{name: "push: backlog of .ready, walpush " + label, elapsed: d, segs: n, base: cpPush})
+	}
+	repoBytes := dirSize(filepath.Join(repoDir, "seq"))
+
+	// Fetch, one process per segment, in order.
+	pgdata := emptyPGData(b)
+	cpFetch := timeIt(func() { fetchAll(b, pgdata, w.segs, "cp "+cpDir+"/%f %p") })
+	rows = append(rows, row{name: "fetch: cp (restore_command = cp)", elapsed: cpFetch, segs: n})
+	for _, pf := range []string{"--prefetch 0", ""} {
+		pgdata := emptyPGData(b)
+		label := pf
+		if pf == "" {
+			label = "default --prefetch"
+		}
+		d := timeIt(func() {
+			fetchAll(b, pgdata, w.segs, fmt.Sprintf("%s --repo %s --archive seq %s %%f %%p", bins.WalFetch, ws.URL, pf))
+		})
+		rows = append(rows, row{name: "fetch: walfetch " + label, elapsed: d, segs: n, base: cpFetch})
+	}
+
+	// Many standbys reading the same segments through one walstored.
+	one := timeIt(func() {
+		fetchAll(b, emptyPGData(b), w.segs, fmt.Sprintf("%s --repo %s --archive seq --prefetch 0 %%f %%p", bins.WalFetch, ws.URL))
+	})
+	eight := timeIt(func() {
+		var wg sync.WaitGroup
+		for range 8 {
+			pg := emptyPGData(b)
+			wg.Go(func() {
+				fetchAll(b, pg, w.segs, fmt.Sprintf("%s --repo %s --archive seq --prefetch 0 %%f %%p", bins.WalFetch, ws.URL))
+			})
+		}
+		wg.Wait()
+	})
+	rows = append(rows, row{name: "fetch: 1 fetcher (--prefetch 0)", elapsed: one, segs: n})
+	rows = append(rows, row{name: "fetch: 8 concurrent fetchers, same segments (total)", elapsed: eight, segs: 8 * n,
+		note: fmt.Sprintf("wall time %.2f× one fetcher's", eight.Seconds()/one.Seconds())})
+
+	fmt.Printf("\nwalstore WAL benchmark: %d real segments of 16 MiB (%d MiB), %d cores, walstored on a local directory\n\n", n, w.raw>>20, numCPU())
+	fmt.Printf("| %-58s | %8s | %8s | %7s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "note")
+	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 60), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 9))
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+	fmt.Printf("\nrepository size / raw size: %.3f (%d MiB stored for %d MiB of WAL)\n", float64(repoBytes)/float64(w.raw), repoBytes>>20, w.raw>>20)
+}
+
+func numCPU() int { return runtime.NumCPU() }
