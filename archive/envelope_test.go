@@ -79,7 +79,7 @@ func TestEnvelopeDamageIsCorrupt(t *testing.T) {
 		"header byte":     flip(20),
 		"digest byte":     flip(40),
 		"payload byte":    flip(HeaderSize + len(good[HeaderSize:])/2),
-		"last byte":       flip(len(good) - 1),
+		"last byte":       func() []byte { b := bytes.Clone(good); b[len(b)-1] ^= 0xFF; return b }(),
 		"truncated":       good[:len(good)-10],
 		"header only":     good[:HeaderSize],
 		"short header":    good[:HeaderSize-1],

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/pflag"
 
@@ -173,6 +174,22 @@ func (c *Common) RepoURL() (string, error) {
 	return "", fmt.Errorf("%w: no repository: give --repo or set WALSTORE_REPO", ErrUsage)
 }
 
+// Check validates the archive name and the repository URL without
+// touching the network; mistakes there are usage errors.
+func (c *Common) Check() error {
+	if err := archive.ValidArchiveName(c.Archive); err != nil {
+		return fmt.Errorf("%w: --archive: %v", ErrUsage, err)
+	}
+	u, err := c.RepoURL()
+	if err != nil {
+		return err
+	}
+	if err := storeurl.Check(u); err != nil {
+		return fmt.Errorf("%w: --repo: %v", ErrUsage, err)
+	}
+	return nil
+}
+
 // OpenStore opens the repository.
 func (c *Common) OpenStore(ctx context.Context) (archive.Store, error) {
 	u, err := c.RepoURL()
@@ -216,4 +233,26 @@ func (c *Common) OpenArchive(ctx context.Context) (*archive.Archive, error) {
 		return nil, err
 	}
 	return archive.New(s, c.Archive)
+}
+
+// Opener returns a function that opens the archive on first use and then
+// returns the same handle: commands that can often answer locally (a
+// prefetched segment, a push-ahead marker) never touch the network then.
+func (c *Common) Opener() func(context.Context) (*archive.Archive, error) {
+	var (
+		mu  sync.Mutex
+		a   *archive.Archive
+		err error
+	)
+	return func(ctx context.Context) (*archive.Archive, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if a == nil {
+			a, err = c.OpenArchive(ctx)
+			if err != nil {
+				a = nil
+			}
+		}
+		return a, err
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -18,11 +19,14 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/flock"
 )
 
 // Config is what a fetch needs; main builds it from flags.
 type Config struct {
-	Archive *archive.Archive
+	// Open opens the archive; it is called only when the repository is
+	// needed (not for a segment served from the spool).
+	Open func(context.Context) (*archive.Archive, error)
 	// Timeout bounds one call, retries included.
 	Timeout time.Duration
 	// Prefetch is how many segments past the one asked for are fetched
@@ -77,18 +81,31 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 
 	sp := spoolFor(dest)
 	if sp != nil && n.Kind == archive.Segment {
-		if size, ok := sp.take(n, dest); ok {
+		size, ok := sp.take(n, dest)
+		if !ok && sp.inFlight(n) {
+			// The prefetcher is fetching it: waiting costs less than
+			// fetching it a second time.
+			flock.WaitReleased(ctx, sp.claimPath(n))
+			size, ok = sp.take(n, dest)
+		}
+		if ok {
 			res.Size, res.FromSpool = size, true
-			cfg.afterServe(sp, n, size)
+			sp.prune(n)
+			cfg.announce(sp, n, size)
 			return res, nil
 		}
+		cfg.announce(sp, n, 0)
 	}
 	wait := time.Duration(0)
 	if cfg.Wait > 0 && n.Kind == archive.Segment && DetectMode(cfg.pgdata(dest)) == Standby {
 		wait = cfg.Wait
 	}
 	err = archive.Retry(ctx, archive.Backoff{Initial: 200 * time.Millisecond, Max: 3 * time.Second}, func(ctx context.Context) error {
-		hdr, err := fetchTo(ctx, cfg.Archive, n, dest, wait, false)
+		a, err := cfg.Open(ctx)
+		if err != nil {
+			return err
+		}
+		hdr, err := fetchTo(ctx, a, n, dest, wait, nil)
 		res.Size = hdr.RawSize
 		return err
 	})
@@ -96,7 +113,8 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 		return res, err
 	}
 	if sp != nil && n.Kind == archive.Segment {
-		cfg.afterServe(sp, n, res.Size)
+		sp.prune(n)
+		cfg.announce(sp, n, res.Size)
 	}
 	return res, nil
 }
@@ -142,9 +160,10 @@ type waiter interface {
 // fetchTo streams the verified contents of n into a temporary file next to
 // dest and renames it into place only once the whole object checked out:
 // dest appears whole or not at all, and a corrupt object never reaches it.
-// With durable, the file is fsync'd before the rename (spool files must
-// survive a crash intact; PostgreSQL makes its own copies durable).
-func fetchTo(ctx context.Context, a *archive.Archive, n archive.Name, dest string, wait time.Duration, durable bool) (archive.Header, error) {
+// With a spool checksum, the file is also fsync'd before the rename (spool
+// files must survive a crash intact; PostgreSQL makes its own copies
+// durable) and its CRC-32C computed on the way.
+func fetchTo(ctx context.Context, a *archive.Archive, n archive.Name, dest string, wait time.Duration, spoolSum hash.Hash32) (archive.Header, error) {
 	key := archive.WALKey(a.Name, n)
 	var rc io.ReadCloser
 	var err error
@@ -167,8 +186,12 @@ func fetchTo(ctx context.Context, a *archive.Archive, n archive.Name, dest strin
 		return hdr, err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	_, err = io.Copy(tmp, raw)
-	if err == nil && durable {
+	var w io.Writer = tmp
+	if spoolSum != nil {
+		w = io.MultiWriter(tmp, spoolSum)
+	}
+	_, err = io.Copy(w, raw)
+	if err == nil && spoolSum != nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -3,53 +3,112 @@ package fetch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/flock"
 )
 
 // PrefetchIdle is how long the prefetcher lives without a new request
 // from walfetch and with nothing left to fetch.
 const PrefetchIdle = 3 * time.Second
 
+// notFoundBackoff is how long a segment the archive does not have yet is
+// left alone (a standby asks for it again and again).
+const notFoundBackoff = 500 * time.Millisecond
+
 // RunPrefetcher is the body of the detached prefetcher process. It holds
-// the spool lock (a second prefetcher exits at once), keeps the Prefetch
-// segments after the last one served in the spool, fetching them in
-// parallel, and exits once idle. PostgreSQL never waits for it.
+// the spool lock (a second prefetcher exits at once) and keeps the
+// Prefetch segments after the last one served in the spool: as many
+// fetches in flight as there are cores, nearest segment first, each under
+// its claim so walfetch can wait for it instead of fetching it twice. It
+// exits once idle. PostgreSQL never waits for it.
 func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 	cfg.defaults()
 	s := &spool{dir: spoolDir}
-	unlock, ok := s.lock()
+	lock, ok := flock.TryLock(s.lockPath())
 	if !ok {
 		return nil
 	}
-	defer unlock()
+	defer lock.Unlock(false)
 	s.removeTemps()
+	workers := max(2, runtime.NumCPU())
+	var (
+		mu       sync.Mutex
+		inflight = map[archive.Name]bool{}
+		missing  = map[archive.Name]time.Time{}
+		wg       sync.WaitGroup
+	)
+	done := make(chan struct{}, workers)
 	var lastWant time.Time
 	idleSince := time.Now()
 	for ctx.Err() == nil {
 		w, served, ok := s.readWant()
 		if !ok {
-			return nil
+			break
 		}
 		if !w.At.Equal(lastWant) {
 			lastWant, idleSince = w.At, time.Now()
 			s.prune(served)
 		}
-		if fetchWindow(ctx, cfg, s, served, w.SegSize) > 0 {
-			idleSince = time.Now()
+		have := map[archive.Name]bool{}
+		for _, e := range s.entries() {
+			have[e.name] = true
 		}
-		if time.Since(idleSince) > PrefetchIdle {
+		mu.Lock()
+		busy := len(inflight)
+		mu.Unlock()
+		next := served
+		for range cfg.Prefetch {
+			next = next.Next(w.SegSize)
+			if busy >= workers {
+				break
+			}
+			mu.Lock()
+			skip := have[next] || inflight[next] || time.Since(missing[next]) < notFoundBackoff
+			mu.Unlock()
+			if skip {
+				continue
+			}
+			claim, ok := flock.TryLock(s.claimPath(next))
+			if !ok {
+				continue
+			}
+			n := next
+			mu.Lock()
+			inflight[n] = true
+			mu.Unlock()
+			busy++
+			wg.Go(func() {
+				defer func() { done <- struct{}{} }()
+				defer claim.Unlock(true)
+				found := prefetchOne(ctx, cfg, s, n)
+				mu.Lock()
+				delete(inflight, n)
+				if !found {
+					missing[n] = time.Now()
+				}
+				mu.Unlock()
+			})
+		}
+		if busy > 0 {
+			idleSince = time.Now()
+		} else if time.Since(idleSince) > PrefetchIdle {
 			break
 		}
 		select {
+		case <-done:
+		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	wg.Wait()
 	// A server out of recovery will never ask again: leave nothing behind.
 	pgdata := filepath.Dir(filepath.Dir(filepath.Dir(spoolDir)))
 	if DetectMode(pgdata) == NoRecovery {
@@ -58,45 +117,27 @@ func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 	return nil
 }
 
-// fetchWindow fetches the missing segments among the Prefetch after
-// served, in parallel, and returns how many it added.
-func fetchWindow(ctx context.Context, cfg Config, s *spool, served archive.Name, segSize int64) int {
-	have := map[archive.Name]bool{}
-	for _, e := range s.entries() {
-		have[e.name] = true
+// prefetchOne fetches n into the spool; it reports false when the archive
+// does not have n (yet) or the fetch failed.
+func prefetchOne(ctx context.Context, cfg Config, s *spool, n archive.Name) bool {
+	fctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	a, err := cfg.Open(fctx)
+	if err != nil {
+		cfg.Log.Info("prefetch: cannot open the repository", "error", err.Error())
+		return false
 	}
-	var todo []archive.Name
-	next := served
-	for range cfg.Prefetch {
-		next = next.Next(segSize)
-		if !have[next] {
-			todo = append(todo, next)
+	tmp := filepath.Join(s.dir, "."+n.String()+".fetched")
+	sum := crc32.New(castagnoli)
+	if _, err := fetchTo(fctx, a, n, tmp, 0, sum); err != nil {
+		if !errors.Is(err, archive.ErrNotFound) {
+			cfg.Log.Info("prefetch failed", "file", n.String(), "error", err.Error())
 		}
+		return false
 	}
-	var mu sync.Mutex
-	added := 0
-	var wg sync.WaitGroup
-	for _, n := range todo {
-		wg.Go(func() {
-			fctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-			defer cancel()
-			tmp := filepath.Join(s.dir, "."+n.String()+".fetched")
-			hdr, err := fetchTo(fctx, cfg.Archive, n, tmp, 0, true)
-			if err != nil {
-				if !errors.Is(err, archive.ErrNotFound) {
-					cfg.Log.Info("prefetch failed", "file", n.String(), "error", err.Error())
-				}
-				return
-			}
-			if err := os.Rename(tmp, filepath.Join(s.dir, n.String()+"."+hdr.Digest.String())); err != nil {
-				os.Remove(tmp)
-				return
-			}
-			mu.Lock()
-			added++
-			mu.Unlock()
-		})
+	if err := os.Rename(tmp, filepath.Join(s.dir, fmt.Sprintf("%s.%08x", n, sum.Sum32()))); err != nil {
+		os.Remove(tmp)
+		return false
 	}
-	wg.Wait()
-	return added
+	return true
 }

@@ -1,34 +1,43 @@
 package fetch
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/flock"
 )
 
 // The spool is pg_wal/walstore/prefetch/: on the same file system as
 // restore_command's destination, so serving from it is one rename, and
 // inside pg_wal, so base backups never copy it.
 //
-// A spooled segment is named "<segment>.<sha256>": the prefetcher writes it
-// under a dot name, fsyncs it and renames it to that name only after the
-// archive's checksum verified, and walfetch hashes it again before handing
-// it over. A file that is incomplete, tampered with, from another timeline
-// or older than what was asked is never used, and is removed.
+// A spooled segment is named "<segment>.<crc32c>": the prefetcher writes it
+// under a dot name while the archive's SHA-256 is verified, fsyncs it, and
+// renames it to that name only if the digest matched. walfetch checks the
+// CRC-32C again (hardware-assisted, ~1 ms for 16 MiB, where a second SHA-256
+// would cost more than the whole cp it replaces) and the page header before
+// handing it over. A file that is incomplete, altered, from another
+// timeline or older than what was asked is never used, and is removed.
 const spoolSubdir = "walstore/prefetch"
 
 const (
 	lockFile = ".lock"
 	wantFile = ".want"
 )
+
+// The spool directory holds, besides finished files:
+//
+//	.lock           flock held by the running prefetcher
+//	.want           the segment walfetch served last (JSON)
+//	.<name>.claim   flock held while <name> is being fetched
 
 type spool struct{ dir string }
 
@@ -61,7 +70,7 @@ func (s *spool) entries() []entry {
 			continue
 		}
 		n, err := archive.ParseName(base)
-		if err != nil || n.Kind != archive.Segment || len(digest) != 64 {
+		if err != nil || n.Kind != archive.Segment || len(digest) != 8 {
 			os.Remove(filepath.Join(s.dir, de.Name()))
 			continue
 		}
@@ -92,20 +101,20 @@ func (s *spool) take(n archive.Name, dest string) (int64, bool) {
 	return 0, false
 }
 
-func verifyFile(n archive.Name, path, digest string) (int64, error) {
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func verifyFile(n archive.Name, path, sum string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := crc32.New(castagnoli)
 	size, err := io.Copy(h, f)
 	if err != nil {
 		return 0, err
 	}
-	var sum archive.Digest
-	h.Sum(sum[:0])
-	if sum.String() != digest {
+	if fmt.Sprintf("%08x", h.Sum32()) != sum {
 		return 0, errors.New("spooled file does not match its checksum")
 	}
 	return size, checkContent(n, size, path)
@@ -132,7 +141,7 @@ func (s *spool) clear() {
 func (s *spool) removeTemps() {
 	des, _ := os.ReadDir(s.dir)
 	for _, de := range des {
-		if n := de.Name(); strings.HasPrefix(n, ".") && n != lockFile && n != wantFile {
+		if n := de.Name(); strings.HasPrefix(n, ".") && n != lockFile && n != wantFile && !strings.HasSuffix(n, ".claim") {
 			os.Remove(filepath.Join(s.dir, n))
 		}
 	}
@@ -174,40 +183,35 @@ func (s *spool) readWant() (want, archive.Name, bool) {
 	return w, n, true
 }
 
-// lock takes the prefetcher lock without waiting; ok is false if another
-// prefetcher holds it.
-func (s *spool) lock() (unlock func(), ok bool) {
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return nil, false
-	}
-	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, false
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, false
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, true
-}
+func (s *spool) lockPath() string           { return filepath.Join(s.dir, lockFile) }
+func (s *spool) claimPath(n archive.Name) string { return filepath.Join(s.dir, "."+n.String()+".claim") }
 
-// afterServe runs once segment n was written to DEST: it drops spool files
-// that can no longer be used, records what comes next, and makes sure a
-// prefetcher is running.
-func (c *Config) afterServe(s *spool, n archive.Name, size int64) {
-	s.prune(n)
-	if c.Prefetch <= 0 || c.Spawn == nil || !archive.ValidSegmentSize(size) {
+// inFlight reports whether the prefetcher is fetching n right now.
+func (s *spool) inFlight(n archive.Name) bool { return flock.Held(s.claimPath(n)) }
+
+// announce records that segment n is being served, so that the
+// prefetcher works on what follows it, and makes sure one is running. It
+// runs before a fetch from the archive too, so both proceed in parallel.
+// The segment size comes from the served file or, before it is known, from
+// the previous announcement.
+func (c *Config) announce(s *spool, n archive.Name, size int64) {
+	if c.Prefetch <= 0 || c.Spawn == nil {
 		return
+	}
+	if !archive.ValidSegmentSize(size) {
+		w, _, ok := s.readWant()
+		if !ok {
+			return // first call: the size is learnt from this segment
+		}
+		size = w.SegSize
 	}
 	if err := s.writeWant(n, size); err != nil {
 		c.Log.Info("prefetch disabled for this call", "error", err.Error())
 		return
 	}
-	unlock, free := s.lock()
-	if !free {
+	if flock.Held(s.lockPath()) {
 		return // a prefetcher is running and will read the new want
 	}
-	unlock()
 	if err := c.Spawn(s.dir); err != nil {
 		c.Log.Info("cannot start the prefetcher", "error", err.Error())
 	}

@@ -3,9 +3,10 @@
 // read), and stores it write-once in an archive, retrying transient
 // failures within a deadline.
 //
-// With Jobs > 1 each call also uploads other files already marked .ready
-// in archive_status, in parallel (ahead.go). A success there is recorded in
-// a marker bound to the file's identity, so PostgreSQL's later call for
+// With Jobs > 1 a detached pusher (pusher.go) uploads other files already
+// marked .ready in archive_status, Jobs-1 at a time, while PostgreSQL's
+// calls come one by one (ahead.go). A success there is recorded in a marker
+// bound to the file's identity (markers.go), so PostgreSQL's later call for
 // that file returns at once after a stat, and re-pushes if the file changed.
 package push
 
@@ -25,15 +26,21 @@ import (
 
 // Config is what a push needs; main builds it from flags.
 type Config struct {
-	Archive *archive.Archive
-	// Repo identifies the repository in markers (its URL), so that a
+	// Open opens the archive; it is called only when something must be
+	// uploaded (not when a push-ahead marker already vouches for the file).
+	Open func(context.Context) (*archive.Archive, error)
+	// Repo and ArchiveName identify the destination in markers, so that a
 	// marker never vouches for a push to another repository or archive.
-	Repo string
+	Repo        string
+	ArchiveName string
 	// Timeout bounds one call, retries and push-ahead included.
 	Timeout time.Duration
 	// Jobs is how many files are uploaded at once, this one included.
 	Jobs int
-	Log  *slog.Logger
+	// Spawn starts the detached pusher for a pg_wal directory (main
+	// re-executes itself); nil keeps push-ahead inside the call.
+	Spawn func(walDir string) error
+	Log   *slog.Logger
 }
 
 // Result describes the push of the file PostgreSQL asked for.
@@ -44,7 +51,6 @@ type Result struct {
 	RawSize    int64
 	StoredSize int64
 	Digest     archive.Digest
-	Ahead      int // other .ready files uploaded by this call
 }
 
 // DefaultTimeout bounds one walpush call.
@@ -102,9 +108,12 @@ func pushFile(ctx context.Context, cfg Config, enc *archive.Encoder, path string
 	}
 	res.RawSize, res.StoredSize, res.Digest = obj.Header.RawSize, obj.Size(), obj.Header.Digest
 	err = archive.Retry(ctx, archive.Backoff{}, func(ctx context.Context) error {
-		var perr error
-		res.Outcome, perr = cfg.Archive.PutWAL(ctx, name, obj)
-		return perr
+		a, err := cfg.Open(ctx)
+		if err != nil {
+			return err
+		}
+		res.Outcome, err = a.PutWAL(ctx, name, obj)
+		return err
 	})
 	return res, err
 }

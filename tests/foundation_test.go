@@ -114,8 +114,8 @@ func TestPushAndFetchRules(t *testing.T) {
 			{"truncated segment", r.args(short), 1, "header says segments are"},
 			{"missing file", r.args(filepath.Join(work, "000000010000000000000077")), 1, "no such file"},
 			{"no path", r.args(), 2, "exactly one PATH"},
-			{"bad repo", []string{"--repo", "ftp://x", junk}, 1, "repository URL"},
-			{"bad archive", []string{"--repo", ws.URL, "--archive", "../etc", junk}, 1, "archive name"},
+			{"bad repo", []string{"--repo", "ftp://x", junk}, 2, "repository URL"},
+			{"bad archive", []string{"--repo", ws.URL, "--archive", "../etc", junk}, 2, "archive name"},
 		} {
 			res := testenv.Run(t, work, nil, bins.WalPush, tc.args...)
 			if res.Code != tc.code || !strings.Contains(res.Stderr, tc.want) || strings.Count(strings.TrimSpace(res.Stderr), "\n") != 0 {

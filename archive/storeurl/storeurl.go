@@ -46,6 +46,29 @@ func Open(ctx context.Context, rawURL string, opt Options) (archive.Store, error
 	return nil, badURL(rawURL)
 }
 
+// Check parses rawURL without connecting to anything, so that a mistyped
+// repository is reported before any work is done.
+func Check(rawURL string) error {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return badURL(rawURL)
+	}
+	switch scheme {
+	case "http", "https":
+		_, err := httpstore.New(rawURL, httpstore.Options{})
+		return err
+	case "file":
+		if _, err := FilePath(rest); err != nil {
+			return fmt.Errorf("%w: repository URL %q: %v", archive.ErrInvalid, rawURL, err)
+		}
+		return nil
+	case "s3":
+		_, err := s3store.ParseURL(rawURL)
+		return err
+	}
+	return badURL(rawURL)
+}
+
 // FilePath turns the part of a file:// URL after the scheme into a path:
 // "/abs/path" (file:///abs/path), "localhost/abs/path", or "./rel/path"
 // (file://./rel/path, relative to the working directory).

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 
@@ -66,6 +65,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr)
 		return code
 	}
+	if err == nil {
+		err = c.Check()
+	}
 	if err == nil && cfg.Timeout <= 0 {
 		err = fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
 	}
@@ -78,19 +80,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// The deadline covers opening the repository too: nothing may hang.
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	cfg.Archive, err = c.OpenArchive(ctx)
-	if err != nil {
-		return fail(err)
-	}
+	cfg.Open = c.Opener()
 	cfg.Log = cli.Logger(stderr, c.Verbose)
-	cfg.Spawn = func(spoolDir string) error { return spawnPrefetcher(fs, spoolDir) }
+	cfg.Spawn = func(spoolDir string) error { return cli.SpawnDetached(fs, "prefetch", "--spool", spoolDir) }
 	res, err := fetch.Fetch(ctx, *cfg, name, dest)
 	if errors.Is(err, archive.ErrNotFound) {
 		if mode == fetch.ArchiveRecovery {
 			// Not found in an archive that never received anything is a
 			// wrong --archive or --repo, not the end of the WAL.
-			if _, serr := cfg.Archive.SystemID(ctx); errors.Is(serr, archive.ErrNotFound) {
-				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, archive.Describe(cfg.Archive.Store)))
+			a, oerr := cfg.Open(ctx)
+			if oerr != nil {
+				return fail(oerr)
+			}
+			if _, serr := a.SystemID(ctx); errors.Is(serr, archive.ErrNotFound) {
+				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, archive.Describe(a.Store)))
 			}
 		}
 		if c.Verbose {
@@ -141,28 +144,6 @@ func exitCode(err error, mode fetch.Mode) int {
 	return cli.ExitUnavailable
 }
 
-// spawnPrefetcher starts "walfetch prefetch" detached, with the flags this
-// call was given. It re-executes the running binary (os.Executable), not
-// whatever "walfetch" PATH finds.
-func spawnPrefetcher(fs *pflag.FlagSet, spoolDir string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	args := []string{"prefetch", "--spool", spoolDir}
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Value.String() != f.DefValue {
-			args = append(args, "--"+f.Name+"="+f.Value.String())
-		}
-	})
-	cmd := exec.Command(exe, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	return cmd.Process.Release()
-}
-
 func runPrefetcher(ctx context.Context, args []string, getenv func(string) string) int {
 	fs := pflag.NewFlagSet("walfetch prefetch", pflag.ContinueOnError)
 	c := cli.Common{Getenv: getenv, ReadOnly: true}
@@ -172,11 +153,7 @@ func runPrefetcher(ctx context.Context, args []string, getenv func(string) strin
 	if err := cli.Parse(fs, args, getenv, "walfetch"); err != nil || *spool == "" {
 		return cli.ExitUsage
 	}
-	a, err := c.OpenArchive(ctx)
-	if err != nil {
-		return cli.ExitUnavailable
-	}
-	cfg.Archive = a
+	cfg.Open = c.Opener()
 	if err := fetch.RunPrefetcher(ctx, *cfg, *spool); err != nil {
 		return cli.ExitUnavailable
 	}

@@ -32,13 +32,20 @@ func main() {
 
 const synopsis = "walpush [flags] PATH"
 
+func bind(fs *pflag.FlagSet, c *cli.Common, cfg *push.Config) {
+	c.Bind(fs)
+	fs.DurationVar(&cfg.Timeout, "timeout", push.DefaultTimeout, "give up after this long, retries included (env WALSTORE_TIMEOUT)")
+	fs.IntVar(&cfg.Jobs, "jobs", DefaultJobs(), "files uploaded at once: this one plus other .ready files pushed ahead by a background pusher (1 disables push-ahead)")
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "push-ahead" {
+		return runPusher(ctx, args[1:], getenv)
+	}
 	fs := pflag.NewFlagSet("walpush", pflag.ContinueOnError)
 	c := cli.Common{Getenv: getenv}
-	c.Bind(fs)
 	var cfg push.Config
-	fs.DurationVar(&cfg.Timeout, "timeout", push.DefaultTimeout, "give up after this long, retries included (env WALSTORE_TIMEOUT)")
-	fs.IntVar(&cfg.Jobs, "jobs", DefaultJobs(), "files uploaded at once: this one plus other .ready files pushed ahead (1 disables push-ahead)")
+	bind(fs, &c, &cfg)
 	err := cli.Parse(fs, args, getenv, "walpush")
 	if errors.Is(err, pflag.ErrHelp) {
 		cli.Usage(stderr, synopsis, fs)
@@ -46,6 +53,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	if err == nil && fs.NArg() != 1 {
 		err = fmt.Errorf("%w: want exactly one PATH (use %%p in archive_command), got %d arguments", cli.ErrUsage, fs.NArg())
+	}
+	if err == nil {
+		err = c.Check()
 	}
 	if err == nil && cfg.Timeout <= 0 {
 		err = fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
@@ -65,12 +75,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s\n", filepath.Base(path), c.Archive, cli.OneLine(err))
 		return cli.ExitCode(err)
 	}
-	cfg.Archive, err = c.OpenArchive(ctx)
-	if err != nil {
-		return fail(err)
-	}
+	cfg.Open = c.Opener()
 	cfg.Repo, _ = c.RepoURL()
+	cfg.ArchiveName = c.Archive
 	cfg.Log = cli.Logger(stderr, c.Verbose)
+	cfg.Spawn = func(walDir string) error { return cli.SpawnDetached(fs, "push-ahead", "--wal-dir", walDir) }
 	res, err := push.Push(ctx, cfg, path)
 	if err != nil {
 		return fail(err)
@@ -80,8 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if res.FromMarker {
 			how = "already archived (pushed ahead earlier)"
 		}
-		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s (%d bytes, stored as %d, sha256 %s, %d pushed ahead)\n",
-			res.Name, c.Archive, how, res.RawSize, res.StoredSize, res.Digest.Short(), res.Ahead)
+		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s (%d bytes, stored as %d, sha256 %s)\n",
+			res.Name, c.Archive, how, res.RawSize, res.StoredSize, res.Digest.Short())
 	}
 	return cli.ExitOK
 }
@@ -89,3 +98,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // DefaultJobs is two uploads per core, at most 8: compression and hashing
 // keep a core busy, and the network wait of the other overlaps with it.
 func DefaultJobs() int { return min(8, 2*runtime.NumCPU()) }
+
+// runPusher is the detached "walpush push-ahead": it uploads the .ready
+// backlog of one pg_wal ahead of PostgreSQL's calls, then exits when idle.
+func runPusher(ctx context.Context, args []string, getenv func(string) string) int {
+	fs := pflag.NewFlagSet("walpush push-ahead", pflag.ContinueOnError)
+	c := cli.Common{Getenv: getenv}
+	var cfg push.Config
+	bind(fs, &c, &cfg)
+	walDir := fs.String("wal-dir", "", "pg_wal directory")
+	if err := cli.Parse(fs, args, getenv, "walpush"); err != nil || *walDir == "" || c.Check() != nil {
+		return cli.ExitUsage
+	}
+	cfg.Open = c.Opener()
+	cfg.Repo, _ = c.RepoURL()
+	cfg.ArchiveName = c.Archive
+	if err := push.RunPusher(ctx, cfg, *walDir); err != nil {
+		return cli.ExitUnavailable
+	}
+	return cli.ExitOK
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/archive/cachestore"
 	"github.com/walstore/walstore/archive/filestore"
 	"github.com/walstore/walstore/cli"
 	"github.com/walstore/walstore/server"
@@ -27,6 +28,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	listen := fs.String("listen", "127.0.0.1:7480", "address to listen on")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	cacheSize := fs.String("cache-size", "256MiB", "memory for recently pushed and fetched objects (0 disables the cache)")
 	if err := parse(fs, args, getenv, stderr, "walstored serve [flags]"); err != nil {
 		return err
 	}
@@ -37,6 +39,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if *logFormat != "text" && *logFormat != "json" {
 		return fmt.Errorf("%w: --log-format %q: want text or json", cli.ErrUsage, *logFormat)
 	}
+	cacheBytes, err := cli.ParseSize(*cacheSize)
+	if err != nil {
+		return fmt.Errorf("%w: --cache-size: %v", cli.ErrUsage, err)
+	}
 	log := cli.ServerLogger(stderr, *logFormat, level)
 	store, err := c.OpenStore(ctx)
 	if err != nil {
@@ -46,6 +52,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if n, err := fsys.SweepTemp(time.Hour); err == nil && n > 0 {
 			log.Warn("removed temporary files left by an interrupted write", "count", n)
 		}
+	}
+	if cacheBytes > 0 {
+		store = cachestore.New(store, cachestore.Options{MaxBytes: cacheBytes})
 	}
 	srv := server.New(server.Config{Store: store, Log: log})
 	repo, _ := c.RepoURL()

@@ -110,3 +110,14 @@ func (w *Walstored) Log() string {
 	b, _ := os.ReadFile(w.LogFile)
 	return string(b)
 }
+
+// CPU returns the user+system CPU time the daemon has used so far.
+func (w *Walstored) CPU() time.Duration {
+	w.mu.Lock()
+	cmd := w.cmd
+	w.mu.Unlock()
+	if cmd == nil {
+		return 0
+	}
+	return ProcessCPU(cmd.Process.Pid)
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/push"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -67,11 +68,13 @@ func makeWorkload(b *testing.B, n int) workload {
 }
 
 type row struct {
-	name    string
-	elapsed time.Duration
-	segs    int
-	base    time.Duration // the cp figure this row compares to, if any
-	note    string
+	name      string
+	elapsed   time.Duration
+	segs      int
+	base      time.Duration // the cp figure this row compares to, if any
+	note      string
+	clientCPU time.Duration // CPU of the commands (not of detached helpers)
+	serverCPU time.Duration // CPU of walstored
 }
 
 func (r row) String() string {
@@ -80,7 +83,14 @@ func (r row) String() string {
 	if r.base > 0 {
 		ratio = fmt.Sprintf("%.2f×", r.base.Seconds()/r.elapsed.Seconds())
 	}
-	return fmt.Sprintf("| %-58s | %8.1f | %8.1f | %7s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio, r.note)
+	perSeg := func(d time.Duration) string {
+		if d == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", float64(d.Milliseconds())/float64(r.segs))
+	}
+	return fmt.Sprintf("| %-56s | %7.1f | %7.1f | %6s | %17s | %20s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio,
+		perSeg(r.clientCPU), perSeg(r.serverCPU), r.note)
 }
 
 // sh runs a command line the way PostgreSQL runs archive_command.
@@ -96,6 +106,13 @@ func timeIt(f func()) time.Duration {
 	start := time.Now()
 	f()
 	return time.Since(start)
+}
+
+// measure times f and the CPU spent by the commands it ran and by ws.
+func measure(ws *testenv.Walstored, f func()) (wall, client, server time.Duration) {
+	c0, s0 := testenv.ChildrenCPU(), ws.CPU()
+	wall = timeIt(f)
+	return wall, testenv.ChildrenCPU() - c0, ws.CPU() - s0
 }
 
 // dirSize sums the sizes of regular files under dir.
@@ -187,12 +204,12 @@ func BenchmarkWAL(b *testing.B) {
 
 	repoDir := filepath.Join(testenv.Dir(b), "repo")
 	ws := testenv.StartWalstored(b, nil, "--store", "file://"+repoDir, "--log-level", "warn")
-	seq := timeIt(func() {
+	seq, cc, sc := measure(ws, func() {
 		for _, s := range w.segs {
 			sh(b, filepath.Dir(s), fmt.Sprintf("%s --repo %s --archive seq --jobs 1 %s", bins.WalPush, ws.URL, s))
 		}
 	})
-	rows = append(rows, row{name: "push: walpush --jobs 1, sequential, → walstored (dir)", elapsed: seq, segs: n, base: cpPush})
+	rows = append(rows, row{name: "push: walpush --jobs 1, sequential", elapsed: seq, segs: n, base: cpPush, clientCPU: cc, serverCPU: sc})
 
 	for _, jobs := range []int{1, 0} {
 		pgdata := fakePGData(b, w)
@@ -201,10 +218,15 @@ func BenchmarkWAL(b *testing.B) {
 			flag, label = "", "default --jobs"
 		}
 		arch := fmt.Sprintf("backlog%d", jobs)
-		d := timeIt(func() {
+		d, cc, sc := measure(ws, func() {
 			archiveBacklog(b, pgdata, fmt.Sprintf("%s --repo %s --archive %s %s %%p", bins.WalPush, ws.URL, arch, flag))
 		})
-		rows = append(rows, row{name: "push: backlog of .ready, walpush " + label, elapsed: d, segs: n, base: cpPush})
+		note := ""
+		if jobs == 0 {
+			cc, note = 0, "client CPU is in the detached pusher"
+		}
+		rows = append(rows, row{name: "push: backlog of .ready, walpush " + label, elapsed: d, segs: n, base: cpPush, clientCPU: cc, serverCPU: sc, note: note})
+		time.Sleep(push.PusherIdle + time.Second) // let the pusher exit before the next row
 	}
 	repoBytes := dirSize(filepath.Join(repoDir, "seq"))
 
@@ -218,17 +240,21 @@ func BenchmarkWAL(b *testing.B) {
 		if pf == "" {
 			label = "default --prefetch"
 		}
-		d := timeIt(func() {
+		d, cc, sc := measure(ws, func() {
 			fetchAll(b, pgdata, w.segs, fmt.Sprintf("%s --repo %s --archive seq %s %%f %%p", bins.WalFetch, ws.URL, pf))
 		})
-		rows = append(rows, row{name: "fetch: walfetch " + label, elapsed: d, segs: n, base: cpFetch})
+		note := ""
+		if pf == "" {
+			cc, note = 0, "client CPU is in the detached prefetcher"
+		}
+		rows = append(rows, row{name: "fetch: walfetch " + label, elapsed: d, segs: n, base: cpFetch, clientCPU: cc, serverCPU: sc, note: note})
 	}
 
 	// Many standbys reading the same segments through one walstored.
-	one := timeIt(func() {
+	one, cc1, sc1 := measure(ws, func() {
 		fetchAll(b, emptyPGData(b), w.segs, fmt.Sprintf("%s --repo %s --archive seq --prefetch 0 %%f %%p", bins.WalFetch, ws.URL))
 	})
-	eight := timeIt(func() {
+	eight, cc8, sc8 := measure(ws, func() {
 		var wg sync.WaitGroup
 		for range 8 {
 			pg := emptyPGData(b)
@@ -238,13 +264,13 @@ func BenchmarkWAL(b *testing.B) {
 		}
 		wg.Wait()
 	})
-	rows = append(rows, row{name: "fetch: 1 fetcher (--prefetch 0)", elapsed: one, segs: n})
-	rows = append(rows, row{name: "fetch: 8 concurrent fetchers, same segments (total)", elapsed: eight, segs: 8 * n,
+	rows = append(rows, row{name: "fetch: 1 fetcher (--prefetch 0)", elapsed: one, segs: n, clientCPU: cc1, serverCPU: sc1})
+	rows = append(rows, row{name: "fetch: 8 concurrent fetchers, same segments (total)", elapsed: eight, segs: 8 * n, clientCPU: cc8, serverCPU: sc8,
 		note: fmt.Sprintf("wall time %.2f× one fetcher's", eight.Seconds()/one.Seconds())})
 
 	fmt.Printf("\nwalstore WAL benchmark: %d real segments of 16 MiB (%d MiB), %d cores, walstored on a local directory\n\n", n, w.raw>>20, numCPU())
-	fmt.Printf("| %-58s | %8s | %8s | %7s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "note")
-	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 60), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 9))
+	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "cpu ms/seg client", "cpu ms/seg walstored", "note")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22))
 	for _, r := range rows {
 		fmt.Println(r)
 	}
