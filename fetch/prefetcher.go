@@ -32,6 +32,9 @@ const notFoundBackoff = 500 * time.Millisecond
 func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 	cfg.defaults()
 	s := &spool{dir: spoolDir}
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return err
+	}
 	lock, ok := flock.TryLock(s.lockPath())
 	if !ok {
 		return nil

@@ -2,6 +2,8 @@ package push
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,13 +41,20 @@ func pushWithAhead(ctx context.Context, cfg Config, path string, name archive.Na
 		claim, _ = flock.TryLock(mk.claim(name.String()))
 	}
 	defer claim.Unlock(true)
+	// The pusher may have finished it between the first look and the claim.
+	if res, ok := fromMarker(mk, name, cfg); ok {
+		return res, nil
+	}
 	if cfg.Spawn != nil && !flock.Held(mk.lock()) {
 		if err := cfg.Spawn(mk.walDir); err != nil {
 			cfg.Log.Info("cannot start the pusher", "error", err.Error())
 		}
 	}
 	mk.remove(name.String()) // stale: the file changed since
-	res, err := pushFile(ctx, cfg, archive.NewEncoder(), path, name)
+	res, err := pushAndMark(ctx, cfg, mk, name)
+	if errors.Is(err, os.ErrNotExist) {
+		err = fmt.Errorf("%w: %v", archive.ErrInvalid, err)
+	}
 	mk.clean()
 	return res, err
 }
@@ -55,7 +64,8 @@ func fromMarker(mk markers, name archive.Name, cfg Config) (Result, bool) {
 	if !ok {
 		return Result{}, false
 	}
-	mk.remove(name.String())
+	// The marker stays until PostgreSQL has renamed .ready to .done (clean
+	// removes it then): until that moment the pusher must still see it.
 	res := Result{Name: name, Outcome: archive.AlreadyStored, FromMarker: true, RawSize: rec.Size}
 	res.Digest, _ = archive.ParseDigest(rec.SHA256)
 	cfg.Log.Debug("pushed ahead earlier; file unchanged", "file", name.String())

@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,6 +28,9 @@ const retryFailedAfter = 10 * time.Second
 func RunPusher(ctx context.Context, cfg Config, walDir string) error {
 	cfg.defaults()
 	mk := markersFor(walDir)
+	if err := os.MkdirAll(mk.dir, 0o700); err != nil {
+		return err
+	}
 	lock, ok := flock.TryLock(mk.lock())
 	if !ok {
 		return nil
@@ -63,6 +67,10 @@ func RunPusher(ctx context.Context, cfg Config, walDir string) error {
 			if !ok {
 				continue // PostgreSQL's own call is pushing it
 			}
+			if _, ok := mk.valid(n.String(), cfg); ok {
+				claim.Unlock(true) // pushed by the claim's previous holder
+				continue
+			}
 			mu.Lock()
 			inflight[n] = true
 			mu.Unlock()
@@ -96,32 +104,42 @@ func RunPusher(ctx context.Context, cfg Config, walDir string) error {
 	return nil
 }
 
-// pushAhead uploads one file and records its marker.
+// pushAhead uploads one file for the pusher; false means it failed.
 func pushAhead(ctx context.Context, cfg Config, mk markers, n archive.Name) bool {
-	p := filepath.Join(mk.walDir, n.String())
-	before, err := statIdentity(p, cfg)
-	if err != nil {
-		return true // archived and removed meanwhile
-	}
 	fctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	r, err := pushFile(fctx, cfg, archive.NewEncoder(), p, n)
-	if err != nil {
+	_, err := pushAndMark(fctx, cfg, mk, n)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		cfg.Log.Info("push-ahead failed; PostgreSQL will ask again", "file", n.String(), "error", err.Error())
 		return false
 	}
-	// Vouch only for the file that was read: one that changed since is
-	// pushed again by PostgreSQL's call.
+	return true
+}
+
+// pushAndMark uploads one file of pg_wal and, while it still waits to be
+// archived, records a marker for it: whoever pushed it (the pusher or
+// PostgreSQL's own call), nobody uploads it again. A file that changed
+// while being read gets no marker; PostgreSQL's call then pushes it again.
+func pushAndMark(ctx context.Context, cfg Config, mk markers, n archive.Name) (Result, error) {
+	p := filepath.Join(mk.walDir, n.String())
+	before, err := statIdentity(p, cfg)
+	if err != nil {
+		return Result{}, err // archived and removed meanwhile
+	}
+	res, err := pushFile(ctx, cfg, archive.NewEncoder(), p, n)
+	if err != nil {
+		return res, err
+	}
 	after, err := statIdentity(p, cfg)
 	if err != nil || !sameFile(before, after) {
-		return true
+		return res, nil
 	}
-	after.SHA256 = r.Digest.String()
+	after.SHA256 = res.Digest.String()
 	if _, err := os.Stat(filepath.Join(mk.status(), n.String()+".ready")); err != nil {
-		return true // already archived by PostgreSQL's own call
+		return res, nil // already archived
 	}
 	if err := mk.write(after); err != nil {
 		cfg.Log.Info("cannot write push-ahead marker", "file", n.String(), "error", err.Error())
 	}
-	return true
+	return res, nil
 }
