@@ -183,8 +183,10 @@ func (s *spool) readWant() (want, archive.Name, bool) {
 	return w, n, true
 }
 
-func (s *spool) lockPath() string           { return filepath.Join(s.dir, lockFile) }
-func (s *spool) claimPath(n archive.Name) string { return filepath.Join(s.dir, "."+n.String()+".claim") }
+func (s *spool) lockPath() string { return filepath.Join(s.dir, lockFile) }
+func (s *spool) claimPath(n archive.Name) string {
+	return filepath.Join(s.dir, "."+n.String()+".claim")
+}
 
 // inFlight reports whether the prefetcher is fetching n right now.
 func (s *spool) inFlight(n archive.Name) bool { return flock.Held(s.claimPath(n)) }
