@@ -37,6 +37,7 @@ type Common struct {
 	Verbose     bool
 	DefaultRepo string // used when --repo is empty (walstored serve)
 	ReadOnly    bool   // the command never writes (skips S3 write checks)
+	NoCache     bool   // read past walstored's cache (admin commands)
 	Getenv      func(string) string
 }
 
@@ -208,6 +209,7 @@ func (c *Common) OpenStore(ctx context.Context) (archive.Store, error) {
 	opt.HTTP.Token = tok
 	opt.HTTP.CACertFile = c.CACert
 	opt.HTTP.ClientCertFile, opt.HTTP.ClientKeyFile = c.ClientCert, c.ClientKey
+	opt.HTTP.NoCache = c.NoCache
 	opt.S3.AccessKey = getenv("AWS_ACCESS_KEY_ID")
 	opt.S3.SecretKey = getenv("AWS_SECRET_ACCESS_KEY")
 	opt.S3.SessionToken = getenv("AWS_SESSION_TOKEN")

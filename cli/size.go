@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ParseSize parses a byte count with an optional KiB, MiB, GiB or TiB
@@ -25,4 +26,32 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size (want e.g. 512MiB or 2GiB)", s)
 	}
 	return n * mult, nil
+}
+
+// ParseDuration is time.ParseDuration plus days and weeks ("14d", "2w",
+// "1w3d12h"), the units retention is usually thought in.
+func ParseDuration(s string) (time.Duration, error) {
+	var total time.Duration
+	rest := strings.TrimSpace(s)
+	for _, u := range []struct {
+		suffix string
+		d      time.Duration
+	}{{"w", 7 * 24 * time.Hour}, {"d", 24 * time.Hour}} {
+		if i := strings.Index(rest, u.suffix); i > 0 {
+			n, err := strconv.Atoi(rest[:i])
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("%q is not a duration (want e.g. 36h, 14d or 2w)", s)
+			}
+			total += time.Duration(n) * u.d
+			rest = rest[i+1:]
+		}
+	}
+	if rest != "" {
+		d, err := time.ParseDuration(rest)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("%q is not a duration (want e.g. 36h, 14d or 2w)", s)
+		}
+		total += d
+	}
+	return total, nil
 }

@@ -139,7 +139,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note(r, "key", key)
-	rc, err := s.cfg.Store.Get(r.Context(), key)
+	rc, err := s.store(r).Get(r.Context(), key)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -194,7 +194,7 @@ func (s *Server) head(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note(r, "key", key)
-	info, err := s.cfg.Store.Stat(r.Context(), key)
+	info, err := s.store(r).Stat(r.Context(), key)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -248,6 +248,18 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	enc.Encode(httpstore.ListEntry{End: true, Count: n})
 	note(r, "count", n)
+}
+
+// store is the store to read from: past the cache when the client asks
+// (Cache-Control: no-cache), as verify and retention do.
+func (s *Server) store(r *http.Request) archive.Store {
+	if r.Header.Get("Cache-Control") == "no-cache" {
+		if u, ok := s.cfg.Store.(interface{ Unwrap() archive.Store }); ok {
+			note(r, "cache", "bypassed")
+			return u.Unwrap()
+		}
+	}
+	return s.cfg.Store
 }
 
 func isNotFound(err error) bool { return errors.Is(err, archive.ErrNotFound) }

@@ -35,15 +35,19 @@ type Options struct {
 	// DialTimeout bounds connection set-up (default 5 s); the overall
 	// deadline of each call comes from its context.
 	DialTimeout time.Duration
+	// NoCache asks walstored to read past its cache: admin commands
+	// (verify, retain, list) must see what the store holds now.
+	NoCache bool
 	// Transport replaces the default transport (tests).
 	Transport http.RoundTripper
 }
 
 // Store is an archive.Store backed by walstored.
 type Store struct {
-	base   *url.URL
-	client *http.Client
-	token  string
+	base    *url.URL
+	client  *http.Client
+	token   string
+	noCache bool
 }
 
 // New returns a store for the walstored at rawURL (http:// or https://).
@@ -67,7 +71,7 @@ func New(rawURL string, opt Options) (*Store, error) {
 		}
 		rt = tr
 	}
-	return &Store{base: u, client: &http.Client{Transport: rt}, token: opt.Token}, nil
+	return &Store{base: u, client: &http.Client{Transport: rt}, token: opt.Token, noCache: opt.NoCache}, nil
 }
 
 func transport(u *url.URL, opt Options) (*http.Transport, error) {
@@ -122,6 +126,9 @@ func (s *Store) request(ctx context.Context, method, path string, body io.Reader
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
 	req.Header.Set("User-Agent", "walstore")
+	if s.noCache {
+		req.Header.Set("Cache-Control", "no-cache")
+	}
 	return req, nil
 }
 

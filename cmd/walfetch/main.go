@@ -166,8 +166,3 @@ func pgdata(cfg *fetch.Config, dest string) string {
 	}
 	return fetch.PGDataOf(dest)
 }
-
-func runRestore(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "walfetch restore: not implemented yet")
-	return cli.ExitUsage
-}

@@ -27,6 +27,10 @@ const usage = `usage: walstored COMMAND [flags]
 
 commands:
   serve     serve a store over HTTP(S)
+  backup    take a base backup of a cluster into an archive
+  list      list an archive's backups and WAL ranges (with gaps)
+  retain    delete expired backups and the WAL no kept backup needs
+  verify    check every object's checksum and WAL continuity
 
 "walstored COMMAND --help" lists a command's flags.
 `
@@ -37,7 +41,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.ExitUsage
 	}
 	cmds := map[string]func(context.Context, []string, func(string) string, io.Writer, io.Writer) error{
-		"serve": runServe,
+		"serve":  runServe,
+		"backup": runBackup,
+		"list":   runList,
+		"retain": runRetain,
+		"verify": runVerify,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -351,3 +351,19 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// OpenCluster returns a Cluster for an existing data directory (a restored
+// backup), on a fresh port: the port and socket go into
+// postgresql.auto.conf, which PostgreSQL reads last.
+func OpenCluster(t testing.TB, dir string) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Dir: dir, Port: FreePort(t), LogFile: filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log")}
+	f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "port = %d\nunix_socket_directories = '%s'\n", c.Port, filepath.Dir(dir))
+	f.Close()
+	t.Cleanup(c.stopQuietly)
+	return c
+}

@@ -1,0 +1,149 @@
+package backupset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// Cluster is what Take learns about the cluster before backing it up.
+type Cluster struct {
+	SystemID       uint64
+	VersionNum     int // server_version_num, e.g. 150018
+	WalLevel       string
+	ArchiveMode    string
+	ArchiveCommand string
+	SegmentSize    int64
+	Tablespaces    []string
+	InRecovery     bool
+	// ArchiveFailing is set when the archiver's last attempt failed
+	// (pg_stat_archiver), with the file it failed on.
+	ArchiveFailing string
+}
+
+// Major is the major version (15 for 150018).
+func (c Cluster) Major() int { return c.VersionNum / 10000 }
+
+// Inspect connects with conninfo (libpq keyword/value or URL form) and
+// reads the settings a backup depends on.
+func Inspect(ctx context.Context, conninfo string) (Cluster, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgConnect(ctx, conninfo)
+	if err != nil {
+		return Cluster{}, err
+	}
+	defer conn.Close(context.Background())
+	var c Cluster
+	var sysid, ver, segsize string
+	err = conn.QueryRow(ctx, `SELECT system_identifier::text, current_setting('server_version_num'),
+		current_setting('wal_level'), current_setting('archive_mode'), current_setting('archive_command'),
+		current_setting('wal_segment_size'), pg_is_in_recovery()
+		FROM pg_control_system()`).Scan(&sysid, &ver, &c.WalLevel, &c.ArchiveMode, &c.ArchiveCommand, &segsize, &c.InRecovery)
+	if err != nil {
+		return Cluster{}, fmt.Errorf("read the cluster's settings: %w", err)
+	}
+	c.SystemID, _ = strconv.ParseUint(sysid, 10, 64)
+	c.VersionNum, _ = strconv.Atoi(ver)
+	if c.SegmentSize, err = parsePGSize(segsize); err != nil {
+		return Cluster{}, err
+	}
+	var failing *string
+	err = conn.QueryRow(ctx, `SELECT last_failed_wal FROM pg_stat_archiver
+		WHERE last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)`).Scan(&failing)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Cluster{}, fmt.Errorf("read pg_stat_archiver: %w", err)
+	}
+	if failing != nil {
+		c.ArchiveFailing = *failing
+	}
+	rows, err := conn.Query(ctx, `SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1`)
+	if err != nil {
+		return Cluster{}, err
+	}
+	c.Tablespaces, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	return c, err
+}
+
+// parsePGSize parses "16MB" as PostgreSQL prints wal_segment_size.
+func parsePGSize(s string) (int64, error) {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			return v * u.mult, err
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+var archiveFlag = regexp.MustCompile(`--archive[= ]+("?)([A-Za-z0-9._-]+)`)
+
+// Check refuses a cluster that a backup into archive a could not restore:
+// WAL not kept for archive recovery, WAL not archived (or archived
+// elsewhere), another cluster's archive, or tablespaces outside PGDATA.
+// bound is the archive's system identifier (0 if it has none yet).
+// checkCommand=false skips the archive_command check (for an
+// archive_command that takes its settings from the environment).
+func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) error {
+	if c.WalLevel != "replica" && c.WalLevel != "logical" {
+		return fmt.Errorf("%w: wal_level is %q; a base backup needs replica or logical (then restart PostgreSQL)", archive.ErrInvalid, c.WalLevel)
+	}
+	if c.ArchiveMode != "on" && c.ArchiveMode != "always" {
+		return fmt.Errorf("%w: archive_mode is %q: without archiving, the WAL a restore needs is never stored; set archive_mode = on and archive_command = 'walpush --archive %s %%p', then restart", archive.ErrInvalid, c.ArchiveMode, archiveName)
+	}
+	if checkCommand {
+		if !strings.Contains(c.ArchiveCommand, "walpush") {
+			return fmt.Errorf("%w: archive_command is %q: it does not push to walstore, so the backup's WAL would not be in archive %s", archive.ErrInvalid, c.ArchiveCommand, archiveName)
+		}
+		got := archive.DefaultArchive
+		if m := archiveFlag.FindStringSubmatch(c.ArchiveCommand); m != nil {
+			got = m[2]
+		}
+		if got != archiveName {
+			return fmt.Errorf("%w: archive_command pushes to archive %q, not %q (%s)", archive.ErrInvalid, got, archiveName, c.ArchiveCommand)
+		}
+	}
+	if c.ArchiveFailing != "" {
+		return fmt.Errorf("%w: archiving is failing (last failed on %s, see pg_stat_archiver and the server log); a backup's WAL would not reach archive %s", archive.ErrInvalid, c.ArchiveFailing, archiveName)
+	}
+	if bound != 0 && bound != c.SystemID {
+		return &archive.WrongSystemError{Archive: archiveName, Bound: bound, Got: c.SystemID}
+	}
+	if len(c.Tablespaces) > 0 {
+		return fmt.Errorf("%w: the cluster has tablespaces outside the data directory (%s); walstore backs up clusters without user tablespaces only", archive.ErrInvalid, strings.Join(c.Tablespaces, ", "))
+	}
+	return nil
+}
+
+// boundSystem returns the archive's system identifier, 0 if unbound.
+func boundSystem(ctx context.Context, a *archive.Archive) (uint64, error) {
+	id, err := a.SystemID(ctx)
+	if errors.Is(err, archive.ErrNotFound) {
+		return 0, nil
+	}
+	return id, err
+}
+
+// pgConnect connects for the checks; a failure is one line.
+func pgConnect(ctx context.Context, conninfo string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(conninfo)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --pg: %v", archive.ErrInvalid, err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the cluster at %s:%d: %w", cfg.Host, cfg.Port, err)
+	}
+	return conn, nil
+}

@@ -1,0 +1,404 @@
+package backupset
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// RestoreOptions configure Restore.
+type RestoreOptions struct {
+	Archive *archive.Archive
+	Backup  string // "latest" or a backup id
+	PGData  string
+	Target  Target
+	Standby bool
+	// Owner is the user to own the restored files (when run as root).
+	Owner string
+	// RestoreCommand is written into postgresql.auto.conf.
+	RestoreCommand string
+	DryRun         bool
+	Jobs           int // parts fetched ahead (default 4)
+	Out            io.Writer
+	Terminal       bool
+}
+
+// RestoreResult says what Restore did (or would do).
+type RestoreResult struct {
+	Backup       Record
+	Settings     []string // lines added to postgresql.auto.conf
+	Signal       string   // recovery.signal or standby.signal
+	StartCommand string
+}
+
+// Restore lays a backup into an empty PGDATA, ready to recover.
+func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
+	if opt.Jobs <= 0 {
+		opt.Jobs = 4
+	}
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	var res RestoreResult
+	targetLines, err := opt.Target.Settings()
+	if err != nil {
+		return res, err
+	}
+	if res.Backup, err = chooseBackup(ctx, opt); err != nil {
+		return res, err
+	}
+	uid, gid, err := owner(opt)
+	if err != nil {
+		return res, err
+	}
+	if err := checkEmpty(opt.PGData); err != nil {
+		return res, err
+	}
+	res.Settings = append([]string{
+		fmt.Sprintf("# added by walfetch restore of backup %s (archive %s) on %s", res.Backup.ID, opt.Archive.Name, time.Now().UTC().Format(time.RFC3339)),
+		"restore_command = " + quoteConf(opt.RestoreCommand),
+	}, targetLines...)
+	res.Signal = "recovery.signal"
+	if opt.Standby {
+		res.Signal = "standby.signal"
+	}
+	res.StartCommand = startCommand(opt, res.Backup)
+	if opt.DryRun {
+		fmt.Fprintf(opt.Out, "would restore backup %s of archive %s (%d files, %s; WAL from %s on timeline %d, consistent at %s, taken %s) into %s\n",
+			res.Backup.ID, opt.Archive.Name, res.Backup.Files, human(res.Backup.RawSize), res.Backup.StartLSN, res.Backup.StartTLI,
+			res.Backup.StopLSN, res.Backup.StopTime.Format(time.RFC3339), opt.PGData)
+		fmt.Fprintf(opt.Out, "would add to postgresql.auto.conf:\n  %s\nwould create %s\nthen: %s\n", strings.Join(res.Settings[1:], "\n  "), res.Signal, res.StartCommand)
+		return res, nil
+	}
+	created, err := prepareDir(opt.PGData)
+	if err != nil {
+		return res, err
+	}
+	if err := unpack(ctx, opt, res.Backup); err != nil {
+		// Nothing half-restored is left to be started by mistake.
+		cleanup(opt.PGData, created)
+		return res, fmt.Errorf("restore backup %s into %s: %w", res.Backup.ID, opt.PGData, err)
+	}
+	if err := finish(opt.PGData, res); err != nil {
+		cleanup(opt.PGData, created)
+		return res, err
+	}
+	if uid >= 0 {
+		if err := chownTree(opt.PGData, uid, gid); err != nil {
+			return res, err
+		}
+	}
+	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf\nstart PostgreSQL to recover: %s\n",
+		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.StartCommand)
+	return res, nil
+}
+
+// chooseBackup resolves "latest" (the newest backup that ended before the
+// target, when there is one) or an id.
+func chooseBackup(ctx context.Context, opt RestoreOptions) (Record, error) {
+	a := opt.Archive
+	if opt.Backup != "latest" && opt.Backup != "" {
+		r, err := Load(ctx, a, opt.Backup)
+		if errors.Is(err, archive.ErrNotFound) {
+			return r, fmt.Errorf("unknown backup %q in archive %s (walstored list --archive %s shows the ids): %w", opt.Backup, a.Name, a.Name, archive.ErrNotFound)
+		}
+		return r, err
+	}
+	l, err := List(ctx, a)
+	if err != nil {
+		return Record{}, err
+	}
+	tm, hasTime, _ := opt.Target.parsedTime()
+	var lsn archive.LSN
+	if opt.Target.LSN != "" {
+		lsn, _ = archive.ParseLSN(opt.Target.LSN)
+	}
+	for i := len(l.Complete) - 1; i >= 0; i-- {
+		r := l.Complete[i]
+		stop, _ := r.Stop()
+		if hasTime && !r.StopTime.Before(tm) || lsn != 0 && stop > lsn {
+			continue // ended after the target: it cannot reach back to it
+		}
+		return r, nil
+	}
+	if len(l.Complete) > 0 {
+		return Record{}, fmt.Errorf("no backup in archive %s ended before the recovery target (the oldest ended %s): %w", a.Name, l.Complete[0].StopTime.Format(time.RFC3339), archive.ErrNotFound)
+	}
+	return Record{}, fmt.Errorf("archive %s has no completed backup: %w", a.Name, archive.ErrNotFound)
+}
+
+// owner resolves who will own the files: --owner (root only), else the
+// owner of an existing PGDATA when run as root; -1 means "as is".
+func owner(opt RestoreOptions) (int, int, error) {
+	root := os.Geteuid() == 0
+	if opt.Owner != "" {
+		if !root {
+			return 0, 0, fmt.Errorf("%w: --owner needs root; run walfetch restore as %s instead", archive.ErrInvalid, opt.Owner)
+		}
+		u, err := user.Lookup(opt.Owner)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%w: --owner %s: %v", archive.ErrInvalid, opt.Owner, err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return uid, gid, nil
+	}
+	if !root {
+		return -1, -1, nil
+	}
+	if fi, err := os.Stat(opt.PGData); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+			return int(st.Uid), int(st.Gid), nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: running as root, and PostgreSQL refuses to run as root: give --owner postgres (or run as the postgres user)", archive.ErrInvalid)
+}
+
+func checkEmpty(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if _, err := os.Stat(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return fmt.Errorf("%w: parent of PGDATA %s: %v", archive.ErrInvalid, dir, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: PGDATA %s: %v", archive.ErrInvalid, dir, err)
+	case len(entries) > 0:
+		return fmt.Errorf("%w: PGDATA %s is not empty (%d entries, e.g. %s); restore only into an empty directory, never over a cluster", archive.ErrInvalid, dir, len(entries), entries[0].Name())
+	}
+	return nil
+}
+
+func prepareDir(dir string) (created bool, err error) {
+	if err := os.Mkdir(dir, 0o700); err == nil {
+		return true, nil
+	} else if !errors.Is(err, os.ErrExist) {
+		return false, err
+	}
+	return false, os.Chmod(dir, 0o700)
+}
+
+// cleanup empties PGDATA after a failed restore.
+func cleanup(dir string, created bool) {
+	if created {
+		os.RemoveAll(dir)
+		return
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
+// partReader serves the backup's parts in order as one stream, fetching
+// and verifying up to jobs parts ahead in parallel.
+type partReader struct {
+	ctx   context.Context
+	slots []chan partData
+	sem   chan struct{}
+	next  int
+	cur   []byte
+}
+
+type partData struct {
+	data []byte
+	err  error
+}
+
+func newPartReader(ctx context.Context, a *archive.Archive, rec Record, jobs int) *partReader {
+	pr := &partReader{ctx: ctx, slots: make([]chan partData, len(rec.Parts)), sem: make(chan struct{}, jobs)}
+	for i := range pr.slots {
+		pr.slots[i] = make(chan partData, 1)
+	}
+	go func() {
+		for i, p := range rec.Parts {
+			select {
+			case pr.sem <- struct{}{}: // released when the part is consumed
+			case <-ctx.Done():
+				return
+			}
+			go func() { pr.slots[i] <- fetchPart(ctx, a, rec.ID, p) }()
+		}
+	}()
+	return pr
+}
+
+func fetchPart(ctx context.Context, a *archive.Archive, id string, p Part) partData {
+	var data []byte
+	err := archive.Retry(ctx, archive.Backoff{}, func(ctx context.Context) error {
+		hdr, rc, err := archive.GetObject(ctx, a.Store, Key(a, id, p.Name))
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if hdr.Digest.String() != p.SHA256 || hdr.RawSize != p.RawSize {
+			return fmt.Errorf("%w: part %s is not the one the completion record lists", archive.ErrCorrupt, p.Name)
+		}
+		data, err = io.ReadAll(rc)
+		return err
+	})
+	if err != nil {
+		return partData{err: fmt.Errorf("part %s: %w", p.Name, err)}
+	}
+	return partData{data: data}
+}
+
+func (pr *partReader) Read(p []byte) (int, error) {
+	for len(pr.cur) == 0 {
+		if pr.next == len(pr.slots) {
+			return 0, io.EOF
+		}
+		var d partData
+		select {
+		case d = <-pr.slots[pr.next]:
+		case <-pr.ctx.Done():
+			return 0, pr.ctx.Err()
+		}
+		<-pr.sem
+		pr.next++
+		if d.err != nil {
+			return 0, d.err
+		}
+		pr.cur = d.data
+	}
+	n := copy(p, pr.cur)
+	pr.cur = pr.cur[n:]
+	return n, nil
+}
+
+// unpack extracts the backup's tar into PGDATA with PostgreSQL's modes.
+func unpack(ctx context.Context, opt RestoreOptions, rec Record) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, rec.RawSize)
+	defer prog.stop()
+	tr := tar.NewReader(&countingReader{r: newPartReader(ctx, opt.Archive, rec, opt.Jobs), p: prog})
+	files := 0
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		rel, err := safePath(h.Name)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(opt.PGData, rel)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(dst, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			files++
+		default:
+			return fmt.Errorf("%w: %s: tar entry type %q is not restored (links and tablespaces are not supported)", archive.ErrInvalid, h.Name, h.Typeflag)
+		}
+	}
+	if files != rec.Files {
+		return fmt.Errorf("%w: unpacked %d files, the backup has %d", archive.ErrCorrupt, files, rec.Files)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.add(int64(n))
+	return n, err
+}
+
+// safePath refuses tar names that would leave PGDATA.
+func safePath(name string) (string, error) {
+	clean := path.Clean(strings.TrimPrefix(name, "./"))
+	if clean == "." || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("%w: tar entry %q escapes the data directory", archive.ErrCorrupt, name)
+	}
+	return filepath.FromSlash(clean), nil
+}
+
+// finish writes what turns the files into a recovering cluster.
+func finish(dir string, res RestoreResult) error {
+	for _, d := range []string{"pg_wal", "pg_wal/archive_status"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "\n%s\n", strings.Join(res.Settings, "\n"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, res.Signal), nil, 0o600)
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+// startCommand is the one command that starts the restored cluster.
+func startCommand(opt RestoreOptions, rec Record) string {
+	pgctl := "pg_ctl"
+	if p := fmt.Sprintf("/usr/lib/postgresql/%d/bin/pg_ctl", rec.PGVersion/10000); fileExists(p) {
+		pgctl = p
+	}
+	abs, err := filepath.Abs(opt.PGData)
+	if err != nil {
+		abs = opt.PGData
+	}
+	cmd := fmt.Sprintf("%s -D %s -l %s start", pgctl, ShellQuote(abs), ShellQuote(filepath.Join(abs, "postgresql.log")))
+	if opt.Owner != "" {
+		cmd = "runuser -u " + opt.Owner + " -- " + cmd
+	}
+	return cmd
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

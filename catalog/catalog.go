@@ -1,0 +1,244 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/backupset"
+)
+
+// File is one WAL file in the archive.
+type File struct {
+	Name archive.Name
+	Info archive.Info
+}
+
+// Inventory is what one archive holds.
+type Inventory struct {
+	Archive     string
+	SegSize     int64                 // 0 if the archive holds no segment yet
+	Segments    map[uint32][]uint64   // timeline → segment numbers, ascending
+	Files       []File                // every WAL file, in key order
+	Histories   Histories             // parsed .history files (timeline 1 included, empty)
+	Backups     backupset.Listing     // completed and incomplete backups
+	byName      map[archive.Name]File // lookup
+	historyErrs map[uint32]error      // unparseable history files
+}
+
+// Load lists the archive and reads its history files and backup records.
+func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
+	inv := &Inventory{
+		Archive:     a.Name,
+		Segments:    map[uint32][]uint64{},
+		Histories:   Histories{1: nil},
+		byName:      map[archive.Name]File{},
+		historyErrs: map[uint32]error{},
+	}
+	err := a.ListWAL(ctx, "", func(n archive.Name, info archive.Info) error {
+		f := File{Name: n, Info: info}
+		inv.Files = append(inv.Files, f)
+		inv.byName[n] = f
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if inv.Backups, err = backupset.List(ctx, a); err != nil {
+		return nil, err
+	}
+	inv.SegSize, err = segmentSize(ctx, a, inv)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range inv.Files {
+		switch f.Name.Kind {
+		case archive.Segment:
+			if inv.SegSize > 0 {
+				inv.Segments[f.Name.TLI] = append(inv.Segments[f.Name.TLI], f.Name.SegNo(inv.SegSize))
+			}
+		case archive.History:
+			h, err := readHistory(ctx, a, f.Name)
+			if err != nil {
+				inv.historyErrs[f.Name.TLI] = err
+				continue
+			}
+			inv.Histories[f.Name.TLI] = h
+		}
+	}
+	for _, s := range inv.Segments {
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	}
+	return inv, nil
+}
+
+// segmentSize is the archive's WAL segment size: from a backup record, or
+// from the raw size of any stored segment (its envelope header says it).
+func segmentSize(ctx context.Context, a *archive.Archive, inv *Inventory) (int64, error) {
+	for _, r := range inv.Backups.Complete {
+		if archive.ValidSegmentSize(r.SegmentSize) {
+			return r.SegmentSize, nil
+		}
+	}
+	for _, f := range inv.Files {
+		if f.Name.Kind != archive.Segment {
+			continue
+		}
+		hdr, err := archive.StatHeader(ctx, a.Store, f.Info.Key)
+		if err != nil {
+			return 0, fmt.Errorf("read the header of %s: %w", f.Name, err)
+		}
+		if !archive.ValidSegmentSize(hdr.RawSize) {
+			return 0, fmt.Errorf("%w: %s holds %d bytes, not a segment size", archive.ErrCorrupt, f.Name, hdr.RawSize)
+		}
+		return hdr.RawSize, nil
+	}
+	return 0, nil
+}
+
+func readHistory(ctx context.Context, a *archive.Archive, n archive.Name) ([]archive.HistoryEntry, error) {
+	_, rc, err := a.OpenWAL(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, archive.MaxHistorySize+1))
+	if err != nil {
+		return nil, err
+	}
+	return archive.ParseHistory(n.TLI, b)
+}
+
+// Has reports whether the archive holds the WAL file n.
+func (inv *Inventory) Has(n archive.Name) bool {
+	_, ok := inv.byName[n]
+	return ok
+}
+
+// File returns the WAL file n.
+func (inv *Inventory) File(n archive.Name) (File, bool) {
+	f, ok := inv.byName[n]
+	return f, ok
+}
+
+// HistoryError returns the parse error of timeline tli's history file.
+func (inv *Inventory) HistoryError(tli uint32) error { return inv.historyErrs[tli] }
+
+// Timelines lists the timelines that have segments or a history file.
+func (inv *Inventory) Timelines() []uint32 {
+	seen := map[uint32]bool{}
+	for t := range inv.Segments {
+		seen[t] = true
+	}
+	for t := range inv.Histories {
+		if t != 1 || len(inv.Segments[1]) > 0 {
+			seen[t] = true
+		}
+	}
+	var out []uint32
+	for t := range seen {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Range is a run of consecutive segments on one timeline.
+type Range struct {
+	TLI         uint32
+	First, Last archive.Name
+	Count       int
+}
+
+// Ranges returns the runs of consecutive segments of timeline tli; the
+// holes between two runs are gaps.
+func (inv *Inventory) Ranges(tli uint32) []Range {
+	segs := inv.Segments[tli]
+	var out []Range
+	for i := 0; i < len(segs); {
+		j := i
+		for j+1 < len(segs) && segs[j+1] == segs[j]+1 {
+			j++
+		}
+		out = append(out, Range{
+			TLI:   tli,
+			First: archive.SegmentName(tli, segs[i], inv.SegSize),
+			Last:  archive.SegmentName(tli, segs[j], inv.SegSize),
+			Count: j - i + 1,
+		})
+		i = j + 1
+	}
+	return out
+}
+
+// GapError names the first segment missing on a recovery path.
+type GapError struct {
+	Backup  string
+	Missing archive.Name
+	Target  uint32
+}
+
+func (e *GapError) Error() string {
+	return fmt.Sprintf("segment %s is missing: recovery from backup %s along timeline %d stops there", e.Missing, e.Backup, e.Target)
+}
+
+// ErrGap is what a *GapError wraps.
+var ErrGap = errors.New("gap in the WAL")
+
+func (e *GapError) Unwrap() error { return ErrGap }
+
+// Path is the result of checking one backup's recovery path.
+type Path struct {
+	Backup   string
+	Target   uint32 // the newest timeline reachable
+	From, To archive.Name
+	Segments int
+}
+
+// Continuity checks that recovery from the backup record r can replay
+// every segment from its start to the newest archived segment of the
+// newest timeline reachable from it, reading each position from the
+// timeline PostgreSQL would.
+func (inv *Inventory) Continuity(r backupset.Record) (Path, error) {
+	start, err := r.Start()
+	if err != nil {
+		return Path{}, err
+	}
+	if inv.SegSize == 0 {
+		return Path{}, fmt.Errorf("%w: archive %s holds no segments", ErrGap, inv.Archive)
+	}
+	target := inv.Histories.Newest(r.StartTLI, start)
+	from := uint64(start) / uint64(inv.SegSize)
+	newest := from
+	for _, s := range inv.lineageSegments(target) {
+		newest = max(newest, s)
+	}
+	p := Path{Backup: r.ID, Target: target}
+	p.From = archive.SegmentName(inv.Histories.TimelineFor(target, from, inv.SegSize), from, inv.SegSize)
+	for s := from; s <= newest; s++ {
+		n := archive.SegmentName(inv.Histories.TimelineFor(target, s, inv.SegSize), s, inv.SegSize)
+		if !inv.Has(n) {
+			return p, &GapError{Backup: r.ID, Missing: n, Target: target}
+		}
+		p.To = n
+		p.Segments++
+	}
+	return p, nil
+}
+
+// lineageSegments returns the segment numbers archived on target's
+// lineage, each on the timeline recovery would read it from.
+func (inv *Inventory) lineageSegments(target uint32) []uint64 {
+	var out []uint64
+	for tli, segs := range inv.Segments {
+		for _, s := range segs {
+			if inv.Histories.TimelineFor(target, s, inv.SegSize) == tli {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}

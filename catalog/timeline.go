@@ -1,0 +1,105 @@
+// Package catalog reads what an archive holds, WAL per timeline, timeline
+// histories and backups, and answers the questions list, verify and
+// retention ask of it: which ranges of segments are there and where the
+// gaps are, and whether recovery from a backup can reach the newest
+// segment, following timeline switches the way PostgreSQL does.
+//
+// The timeline and continuity logic (this file) is pure: it works on
+// names, numbers and parsed history files, and is tested with tables.
+package catalog
+
+import (
+	"fmt"
+
+	"github.com/walstore/walstore/archive"
+)
+
+// Histories maps a timeline to its parsed history file (timeline 1 has
+// none: an empty entry).
+type Histories map[uint32][]archive.HistoryEntry
+
+// span is a timeline and the position it begins at.
+type span struct {
+	tli   uint32
+	begin archive.LSN
+}
+
+// lineage returns target's timeline and its ancestors with where each
+// began, oldest first.
+func (h Histories) lineage(target uint32) []span {
+	hist := h[target]
+	out := make([]span, 0, len(hist)+1)
+	var begin archive.LSN
+	for _, e := range hist {
+		out = append(out, span{tli: e.TLI, begin: begin})
+		begin = e.SwitchPoint
+	}
+	return append(out, span{tli: target, begin: begin})
+}
+
+// TimelineFor returns the timeline whose file PostgreSQL reads for
+// segment segNo when recovering along target: the newest timeline of the
+// lineage that began at or before that segment (so the segment holding a
+// switch point comes from the new timeline).
+func (h Histories) TimelineFor(target uint32, segNo uint64, segSize int64) uint32 {
+	l := h.lineage(target)
+	for i := len(l) - 1; i >= 0; i-- {
+		if uint64(l[i].begin)/uint64(segSize) <= segNo {
+			return l[i].tli
+		}
+	}
+	return l[0].tli
+}
+
+// OnLineage reports whether position lsn of timeline tli is part of
+// target's history: tli is target, or an ancestor that had not ended yet
+// at lsn.
+func (h Histories) OnLineage(target, tli uint32, lsn archive.LSN) bool {
+	if tli == target {
+		return true
+	}
+	l := h.lineage(target)
+	for i, s := range l[:len(l)-1] {
+		if s.tli == tli {
+			return lsn >= s.begin && lsn < l[i+1].begin
+		}
+	}
+	return false
+}
+
+// Check validates the histories against each other: every history lists
+// timelines that exist as the prefix of its parent's.
+func (h Histories) Check() error {
+	for tli, hist := range h {
+		if len(hist) == 0 {
+			continue
+		}
+		parent := hist[len(hist)-1].TLI
+		ph, ok := h[parent]
+		if !ok && parent != 1 {
+			return fmt.Errorf("%w: timeline %d's history names parent %d, whose history is missing", archive.ErrInvalid, tli, parent)
+		}
+		if len(ph) != len(hist)-1 {
+			return fmt.Errorf("%w: timeline %d's history does not extend its parent %d's", archive.ErrInvalid, tli, parent)
+		}
+		for i, e := range ph {
+			if hist[i].TLI != e.TLI || hist[i].SwitchPoint != e.SwitchPoint {
+				return fmt.Errorf("%w: timeline %d's history disagrees with timeline %d's at line %d", archive.ErrInvalid, tli, parent, i+1)
+			}
+		}
+	}
+	return nil
+}
+
+// Newest returns the newest timeline whose lineage contains position lsn
+// of timeline tli: where recovery from there with
+// recovery_target_timeline = 'latest' ends up.
+func (h Histories) Newest(tli uint32, lsn archive.LSN) uint32 {
+	best := tli
+	for t := range h {
+		if t > best && h.OnLineage(t, tli, lsn) {
+			best = t
+		}
+	}
+	return best
+}
