@@ -13,7 +13,7 @@ FUZZTIME      ?= 60s
 
 export WALSTORE_MINIO := $(MINIO)
 
-.PHONY: all build run test test-unit lint deps postgres minio bench fuzz fuzz-smoke clean
+.PHONY: all build run test test-unit lint deps postgres minio bench fuzz clean
 
 all: build
 
@@ -24,9 +24,11 @@ build:
 run: build
 	./bin/walstored serve
 
-## test: lint, then every test with the race detector (installs what is missing)
+## test: lint, every test with the race detector (installs what is missing),
+## then each fuzz target briefly (its seed corpus already ran as plain tests)
 test: deps lint
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 ## test-unit: the tests that need neither PostgreSQL nor MinIO
 test-unit:
@@ -57,10 +59,10 @@ bench: deps
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseName -fuzztime $(FUZZTIME) ./archive/
-	$(GO) test -run '^$$' -fuzz FuzzParsePageHeader -fuzztime $(FUZZTIME) ./archive/
-	$(GO) test -run '^$$' -fuzz FuzzOpenEnvelope -fuzztime $(FUZZTIME) ./archive/
-	$(GO) test -run '^$$' -fuzz FuzzParseTokenFile -fuzztime $(FUZZTIME) ./server/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseName$$' -fuzztime $(FUZZTIME) ./archive/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePageHeader$$' -fuzztime $(FUZZTIME) ./archive/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./archive/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./server/auth/
 
 clean:
 	rm -rf bin

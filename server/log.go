@@ -86,5 +86,6 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		attrs = append(attrs, n.attrs...)
 		n.mu.Unlock()
 		s.log.Log(r.Context(), level, "request", attrs...)
+		s.metrics.observe(opOf(r), rec.status, max(r.ContentLength, 0), rec.bytes, time.Since(start))
 	})
 }

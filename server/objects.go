@@ -107,6 +107,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil && out == archive.Stored:
 		note(r, "outcome", "stored")
+		s.metrics.pushed(r.PathValue("archive"), wal, hdr.RawSize)
 		w.Header().Set(httpstore.HeaderOutcome, "stored")
 		w.WriteHeader(http.StatusCreated)
 	case err == nil && out == archive.AlreadyStored:
@@ -114,6 +115,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 		s.exists(w, r, key, hdr.Digest)
 	case errors.As(err, &ce):
 		note(r, "outcome", "conflict")
+		s.metrics.conflicts.WithLabelValues(r.PathValue("archive")).Inc()
 		s.log.Error("refused to overwrite an object with different content (a demoted primary still archiving? see README: split brain)",
 			"key", key, "stored_sha256", ce.Stored.String(), "new_sha256", ce.New.String(), "remote", r.RemoteAddr)
 		s.exists(w, r, key, ce.Stored)
@@ -276,6 +278,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func (s *Server) failStatus(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	note(r, "error", msg)
+	if status < 500 && status != http.StatusNotFound && code != "exists" {
+		s.metrics.refused.WithLabelValues(code).Inc()
+	}
 	writeJSON(w, status, httpstore.ErrorBody{Code: code, Error: msg})
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,8 @@ type Listener struct {
 	ShutdownTimeout time.Duration
 	// Ready, if set, is called with the bound address once listening.
 	Ready func(addr net.Addr)
+	// TLS, when set, serves HTTPS.
+	TLS *tls.Config
 }
 
 // Run serves h on l.Addr until ctx ends, then shuts down gracefully:
@@ -30,6 +33,9 @@ func Run(ctx context.Context, l Listener, h http.Handler) error {
 	ln, err := net.Listen("tcp", l.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", l.Addr, err)
+	}
+	if l.TLS != nil {
+		ln = tls.NewListener(ln, l.TLS)
 	}
 	srv := &http.Server{
 		Handler: h,

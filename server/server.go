@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/server/auth"
 )
 
 // Config holds everything the server needs; main builds it from flags.
@@ -27,6 +28,13 @@ type Config struct {
 	// before they are stored, so that a store can retry its upload.
 	// Default 64 MiB; larger objects are streamed.
 	BufferLimit int64
+	// Tokens, when set, is the token file every request must present a
+	// token of. Nil disables authentication (walstored serve allows that
+	// only on loopback or with --insecure).
+	Tokens *Tokens
+	// MaxPerClient caps concurrent requests per client (token name, or IP
+	// without tokens); default 32.
+	MaxPerClient int
 }
 
 // Server is an http.Handler serving one store.
@@ -34,6 +42,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
+	metrics *metrics
+	limits  *limiter
 
 	mu       sync.Mutex
 	archives map[string]*archive.Archive
@@ -47,14 +57,22 @@ func New(cfg Config) *Server {
 	if cfg.BufferLimit <= 0 {
 		cfg.BufferLimit = 64 << 20
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, archives: map[string]*archive.Archive{}}
+	if cfg.MaxPerClient <= 0 {
+		cfg.MaxPerClient = 32
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Log, archives: map[string]*archive.Archive{},
+		metrics: newMetrics(cfg.Store),
+		limits:  &limiter{max: cfg.MaxPerClient, sem: map[string]chan struct{}{}},
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.put)
-	mux.HandleFunc("GET /v1/archives/{archive}/objects/{path...}", s.get)
-	mux.HandleFunc("HEAD /v1/archives/{archive}/objects/{path...}", s.head)
-	mux.HandleFunc("DELETE /v1/archives/{archive}/objects/{path...}", s.delete)
-	mux.HandleFunc("GET /v1/list", s.list)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))
+	mux.HandleFunc("GET /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpGet, pathArchive, s.get))
+	mux.HandleFunc("HEAD /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpStat, pathArchive, s.head))
+	mux.HandleFunc("DELETE /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpDelete, pathArchive, s.delete))
+	mux.HandleFunc("GET /v1/list", s.guard(auth.OpList, prefixArchive, s.list))
 	s.handler = s.logRequests(mux)
 	return s
 }

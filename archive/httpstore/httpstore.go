@@ -7,6 +7,7 @@ package httpstore
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,6 +139,17 @@ func (s *Store) do(req *http.Request) (*http.Response, error) {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is in our own message already
+		}
+		// A certificate that does not verify will not verify on retry.
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("%w: TLS: walstored at %s presented a certificate this client does not trust (give the CA that signed it with --cacert): %v", archive.ErrUnauthorized, s.base.Host, verr.Err)
+		}
+		// The server refused the handshake (an alert): no client
+		// certificate, or one it does not accept. Retrying cannot help.
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "remote error" && strings.HasPrefix(op.Err.Error(), "tls:") {
+			return nil, fmt.Errorf("%w: TLS: walstored at %s refused the connection (%v): it wants a client certificate it trusts (--client-cert, --client-key)", archive.ErrUnauthorized, s.base.Host, op.Err)
 		}
 		return nil, fmt.Errorf("%s %s: %w", req.Method, s.base.Host, err)
 	}

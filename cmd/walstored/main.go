@@ -31,6 +31,7 @@ commands:
   list      list an archive's backups and WAL ranges (with gaps)
   retain    delete expired backups and the WAL no kept backup needs
   verify    check every object's checksum and WAL continuity
+  token     mint a client token and print its token-file line
 
 "walstored COMMAND --help" lists a command's flags.
 `
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"list":   runList,
 		"retain": runRetain,
 		"verify": runVerify,
+		"token":  runToken,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -26,6 +29,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&c.Repo, "store", "", "store to serve: file:///dir or s3://bucket/prefix?endpoint=host:port (default "+DefaultStore+")")
 	fs.StringVar(&c.Config, "config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
 	listen := fs.String("listen", "127.0.0.1:7480", "address to listen on")
+	tokens := fs.String("tokens", "", "token file: one client per line with its scope, archives and token SHA-256 (walstored token makes lines)")
+	insecure := fs.Bool("insecure", false, "allow a non-loopback listen without --tokens (anyone who can connect can read and delete)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key, serve HTTPS")
+	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
+	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (PEM)")
+	maxPerClient := fs.Int("max-per-client", 32, "concurrent requests allowed per client")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	cacheSize := fs.String("cache-size", "256MiB", "memory for recently pushed and fetched objects (0 disables the cache)")
@@ -43,7 +52,32 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("%w: --cache-size: %v", cli.ErrUsage, err)
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", cli.ErrUsage)
+	}
+	if *tlsClientCA != "" && *tlsCert == "" {
+		return fmt.Errorf("%w: --tls-client-ca needs --tls-cert and --tls-key", cli.ErrUsage)
+	}
+	if *tokens == "" && !*insecure && !server.Loopback(*listen) {
+		return fmt.Errorf("%w: refusing to listen on %s without --tokens: anyone who can connect could read, overwrite-check and delete every archive; give --tokens FILE, or --insecure on a network you trust", cli.ErrUsage, *listen)
+	}
 	log := cli.ServerLogger(stderr, *logFormat, level)
+	cfg := server.Config{Log: log, MaxPerClient: *maxPerClient}
+	if *tokens != "" {
+		if cfg.Tokens, err = server.LoadTokens(*tokens); err != nil {
+			return fmt.Errorf("%w: --tokens: %v", cli.ErrUsage, err)
+		}
+	}
+	var tlsFiles *server.TLSFiles
+	listener := server.Listener{Addr: *listen, Log: log}
+	if *tlsCert != "" {
+		if tlsFiles, err = server.NewTLS(*tlsCert, *tlsKey, *tlsClientCA); err != nil {
+			return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+		}
+		if listener.TLS, err = tlsFiles.Config(); err != nil {
+			return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+		}
+	}
 	store, err := c.OpenStore(ctx)
 	if err != nil {
 		return err
@@ -56,15 +90,46 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cacheBytes > 0 {
 		store = cachestore.New(store, cachestore.Options{MaxBytes: cacheBytes})
 	}
-	srv := server.New(server.Config{Store: store, Log: log})
+	cfg.Store = store
+	go reloadOnHUP(ctx, log, cfg.Tokens, tlsFiles)
 	repo, _ := c.RepoURL()
-	return server.Run(ctx, server.Listener{
-		Addr: *listen,
-		Log:  log,
-		Ready: func(a net.Addr) {
-			log.Info("walstored listening", "addr", a.String(), "store", repo)
-		},
-	}, srv)
+	listener.Ready = func(a net.Addr) {
+		clients := 0
+		if cfg.Tokens != nil {
+			clients = cfg.Tokens.Len()
+		}
+		log.Info("walstored listening", "addr", a.String(), "store", repo, "tls", listener.TLS != nil, "token_clients", clients, "auth", cfg.Tokens != nil)
+	}
+	return server.Run(ctx, listener, server.New(cfg))
+}
+
+// reloadOnHUP re-reads the token file and the TLS certificate on SIGHUP;
+// a file that fails to load leaves the old one in force.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, tokens *server.Tokens, tlsFiles *server.TLSFiles) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if tokens != nil {
+			if err := tokens.Reload(); err != nil {
+				log.Error("token file not reloaded; the old one stays in force", "error", err.Error())
+			} else {
+				log.Info("token file reloaded", "clients", tokens.Len())
+			}
+		}
+		if tlsFiles != nil {
+			if err := tlsFiles.Reload(); err != nil {
+				log.Error("TLS certificate not reloaded; the old one stays in force", "error", err.Error())
+			} else {
+				log.Info("TLS certificate reloaded")
+			}
+		}
+	}
 }
 
 // parse is cli.Parse plus the help and usage handling every subcommand

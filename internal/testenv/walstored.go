@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ type Walstored struct {
 	bin     string
 	args    []string
 	env     []string
+	tls     bool
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{}
@@ -36,6 +38,11 @@ func StartWalstored(t testing.TB, env []string, args ...string) *Walstored {
 		env:     env,
 	}
 	w.URL = "http://" + w.Addr
+	for _, a := range args {
+		if a == "--tls-cert" {
+			w.URL, w.tls = "https://"+w.Addr, true
+		}
+	}
 	w.args = append([]string{"serve", "--listen", w.Addr}, args...)
 	w.Start(t)
 	t.Cleanup(func() { w.Stop(t) })
@@ -63,12 +70,8 @@ func (w *Walstored) Start(t testing.TB) {
 	w.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(w.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if w.ready() {
+			return
 		}
 		select {
 		case <-exited:
@@ -120,4 +123,33 @@ func (w *Walstored) CPU() time.Duration {
 		return 0
 	}
 	return ProcessCPU(cmd.Process.Pid)
+}
+
+// ready: /healthz answers 200 (plain HTTP), or the port accepts
+// connections (TLS, where the test's CA and client certificates decide
+// who may talk).
+func (w *Walstored) ready() bool {
+	if w.tls {
+		c, err := net.DialTimeout("tcp", w.Addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	resp, err := http.Get(w.URL + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// PID is the daemon's process id (0 when stopped).
+func (w *Walstored) PID() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cmd == nil {
+		return 0
+	}
+	return w.cmd.Process.Pid
 }
