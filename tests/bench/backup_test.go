@@ -34,7 +34,9 @@ func BenchmarkBackup(b *testing.B) {
 	dbBytes := c.QueryInt("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
 
 	base := testenv.PostgresDir(b, dir, "plain")
-	plain := timeIt(func() { c.Run("pg_basebackup", "-D", filepath.Join(base, "b"), "-Ft", "-X", "none", "-c", "fast", "--no-sync") })
+	plain := timeIt(func() {
+		c.Run("pg_basebackup", "-D", filepath.Join(base, "b"), "-Ft", "-X", "none", "-c", "fast", "--no-sync")
+	})
 
 	var out testenv.Result
 	backup := timeIt(func() {
