@@ -29,6 +29,9 @@ type RestoreOptions struct {
 	Owner string
 	// RestoreCommand is written into postgresql.auto.conf.
 	RestoreCommand string
+	// Wait is the restore_command's --wait (standbys): PostgreSQL then
+	// needs no pause of its own between two calls.
+	Wait time.Duration
 	DryRun         bool
 	Jobs           int // parts fetched ahead (default 4)
 	Out            io.Writer
@@ -73,6 +76,16 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	res.Signal = "recovery.signal"
 	if opt.Standby {
 		res.Signal = "standby.signal"
+		if opt.Wait > 0 {
+			// walfetch itself waits for the next segment, so PostgreSQL's
+			// own 5 s pause between attempts would only add latency; and
+			// recovery_prefetch reads ahead into the next segment before
+			// the end of the current one is applied, which would hold the
+			// tail of every segment back for as long as walfetch waits.
+			res.Settings = append(res.Settings,
+				"wal_retrieve_retry_interval = '100ms'",
+				"recovery_prefetch = off # with walfetch --wait: see the walstore README")
+		}
 	}
 	res.StartCommand = startCommand(opt, res.Backup)
 	if opt.DryRun {

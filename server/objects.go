@@ -108,6 +108,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	case err == nil && out == archive.Stored:
 		note(r, "outcome", "stored")
 		s.metrics.pushed(r.PathValue("archive"), wal, hdr.RawSize)
+		s.waiting.stored(key)
 		w.Header().Set(httpstore.HeaderOutcome, "stored")
 		w.WriteHeader(http.StatusCreated)
 	case err == nil && out == archive.AlreadyStored:
@@ -141,7 +142,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note(r, "key", key)
-	rc, err := s.store(r).Get(r.Context(), key)
+	rc, err := s.getWaiting(r, s.store(r), key)
 	if err != nil {
 		s.fail(w, r, err)
 		return

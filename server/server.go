@@ -44,6 +44,7 @@ type Server struct {
 	handler http.Handler
 	metrics *metrics
 	limits  *limiter
+	waiting *waiters
 
 	mu       sync.Mutex
 	archives map[string]*archive.Archive
@@ -64,6 +65,7 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Log, archives: map[string]*archive.Archive{},
 		metrics: newMetrics(cfg.Store),
 		limits:  &limiter{max: cfg.MaxPerClient, sem: map[string]chan struct{}{}},
+		waiting: &waiters{ch: map[string]chan struct{}{}},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -70,6 +71,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	if err == nil && cfg.Timeout <= 0 {
 		err = fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
+	}
+	if err == nil && (cfg.Wait < 0 || cfg.Wait > 30*time.Second || cfg.Wait >= cfg.Timeout) {
+		err = fmt.Errorf("%w: --wait %v: want 0 to 30s, and less than --timeout (it delays promotion and shutdown by as much)", cli.ErrUsage, cfg.Wait)
 	}
 	if err == nil && (cfg.Prefetch < 0 || cfg.Prefetch > 64) {
 		err = fmt.Errorf("%w: --prefetch %d: want 0 to 64", cli.ErrUsage, cfg.Prefetch)

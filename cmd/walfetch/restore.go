@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -33,6 +34,7 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	fs.StringVar(&opt.Target.Action, "target-action", "promote", "at the target: promote, pause or shutdown")
 	fs.StringVar(&opt.Target.Timeline, "target-timeline", "", "timeline to follow: latest (PostgreSQL's default), current or a number")
 	fs.BoolVar(&opt.Standby, "standby", false, "create standby.signal: become an archive-fed standby instead of recovering and opening")
+	fs.DurationVar(&opt.Wait, "wait", 0, "with --standby: restore_command waits this long for a segment not archived yet (walfetch --wait), and PostgreSQL retries at once")
 	fs.StringVar(&opt.Owner, "owner", "", "when run as root: the user to own the files (e.g. postgres)")
 	fs.BoolVar(&opt.DryRun, "dry-run", false, "say what would be done, write nothing")
 	fs.IntVar(&opt.Jobs, "jobs", 4, "backup parts fetched and decompressed at once")
@@ -46,6 +48,9 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err == nil && opt.PGData == "" {
 		err = fmt.Errorf("%w: --pgdata DIR is required", cli.ErrUsage)
+	}
+	if err == nil && opt.Wait != 0 && (!opt.Standby || opt.Wait < 0 || opt.Wait > 30*time.Second) {
+		err = fmt.Errorf("%w: --wait goes with --standby, from 1s to 30s", cli.ErrUsage)
 	}
 	if err == nil {
 		err = c.Check()
@@ -84,6 +89,9 @@ func restoreCommand(fs *pflag.FlagSet, c cli.Common) (string, error) {
 		return "", err
 	}
 	words := []string{exe, "--repo", repo, "--archive", c.Archive}
+	if w := fs.Lookup("wait").Value.String(); w != "0s" && fs.Changed("wait") {
+		words = append(words, "--wait", w)
+	}
 	for _, name := range []string{"token-file", "cacert", "client-cert", "client-key", "config"} {
 		if v := fs.Lookup(name).Value.String(); v != "" {
 			if abs, err := filepath.Abs(v); err == nil {

@@ -367,3 +367,36 @@ func OpenCluster(t testing.TB, dir string) *Cluster {
 	t.Cleanup(c.stopQuietly)
 	return c
 }
+
+// AutoConf appends settings to postgresql.auto.conf, which PostgreSQL
+// reads after postgresql.conf (so these win).
+func (c *Cluster) AutoConf(lines ...string) {
+	c.t.Helper()
+	f, err := os.OpenFile(filepath.Join(c.Dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		fmt.Fprintln(f, l)
+	}
+}
+
+// ReplayLSN is pg_last_wal_replay_lsn() on a standby.
+func (c *Cluster) ReplayLSN() string {
+	return c.QueryString("SELECT coalesce(pg_last_wal_replay_lsn()::text, '0/0')")
+}
+
+// Promote promotes a standby and waits until it accepts writes.
+func (c *Cluster) Promote() {
+	c.t.Helper()
+	if out, err := AsPostgres(filepath.Join(PGBin, "pg_ctl"), "promote", "-w", "-t", "120", "-D", c.Dir).CombinedOutput(); err != nil {
+		c.t.Fatalf("pg_ctl promote: %v\n%s\n%s", err, out, tail(c.Log(), 30))
+	}
+	c.WaitRecovered(time.Minute)
+}
+
+// Timeline is the timeline a primary is writing.
+func (c *Cluster) Timeline() int64 {
+	return c.QueryInt("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+}
