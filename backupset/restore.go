@@ -31,11 +31,11 @@ type RestoreOptions struct {
 	RestoreCommand string
 	// Wait is the restore_command's --wait (standbys): PostgreSQL then
 	// needs no pause of its own between two calls.
-	Wait time.Duration
-	DryRun         bool
-	Jobs           int // parts fetched ahead (default 4)
-	Out            io.Writer
-	Terminal       bool
+	Wait     time.Duration
+	DryRun   bool
+	Jobs     int // parts fetched ahead (default 4)
+	Out      io.Writer
+	Terminal bool
 }
 
 // RestoreResult says what Restore did (or would do).
