@@ -72,6 +72,9 @@ func (e *WrongSystemError) Unwrap() error { return ErrWrongSystem }
 type Archive struct {
 	Store Store
 	Name  string
+	// Keys encrypt what this client writes and decrypt what it reads
+	// (nil: no encryption).
+	Keys *Keyring
 
 	mu    sync.Mutex
 	bound uint64 // system identifier once known to be bound
@@ -161,7 +164,21 @@ func (a *Archive) PutWAL(ctx context.Context, n Name, obj *Object) (Outcome, err
 
 // OpenWAL returns the verified raw contents of a WAL file.
 func (a *Archive) OpenWAL(ctx context.Context, n Name) (Header, io.ReadCloser, error) {
-	return GetObject(ctx, a.Store, WALKey(a.Name, n))
+	return GetObjectWith(ctx, a.Store, WALKey(a.Name, n), a.Keys)
+}
+
+// Open returns the verified raw contents of any object of the archive.
+func (a *Archive) Open(ctx context.Context, key string) (Header, io.ReadCloser, error) {
+	return GetObjectWith(ctx, a.Store, key, a.Keys)
+}
+
+// Encoder returns an encoder that encrypts with the archive's key, if any.
+func (a *Archive) Encoder() *Encoder {
+	e := NewEncoder()
+	if a.Keys != nil {
+		e.Key = a.Keys.Encrypt
+	}
+	return e
 }
 
 // ListWAL calls fn for every WAL file in the archive, in key order, with

@@ -203,8 +203,10 @@ func (o *Object) Bytes() []byte { return o.buf }
 type Encoder struct {
 	Compression Compression
 	SystemID    uint64 // recorded in every header; 0 when unknown
-	zw          *zstd.Encoder
-	chunk       []byte
+	// Key, when set, encrypts the payload (after compression).
+	Key   *Key
+	zw    *zstd.Encoder
+	chunk []byte
 }
 
 // NewEncoder returns an encoder that compresses with zstd at its fastest
@@ -272,9 +274,17 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64) (*Object, error) {
 		Version:     envelopeVersion,
 		Compression: e.Compression,
 		RawSize:     raw,
-		PayloadSize: int64(len(buf) - HeaderSize),
 		SystemID:    e.SystemID,
 	}
+	if e.Key != nil {
+		sealed, err := seal(e.Key, buf[HeaderSize:])
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf[:HeaderSize:HeaderSize], sealed...)
+		hdr.Flags |= FlagEncrypted
+	}
+	hdr.PayloadSize = int64(len(buf) - HeaderSize)
 	h.Sum(hdr.Digest[:0])
 	hdr.Marshal(buf)
 	return &Object{Header: hdr, buf: buf}, nil
@@ -318,29 +328,39 @@ var decoderPool = sync.Pool{New: func() any {
 // ErrCorrupt as soon as the output runs longer than the raw size, and at the
 // end if it is shorter, if the SHA-256 differs, or if bytes follow the
 // payload. Callers must treat data as untrusted until Read returns io.EOF.
-// Encrypted payloads must be opened with a key (see crypt.go).
-func Open(r io.Reader) (Header, io.ReadCloser, error) {
+// An encrypted object fails with ErrKey: see OpenWith.
+func Open(r io.Reader) (Header, io.ReadCloser, error) { return OpenWith(r, nil) }
+
+// OpenWith is Open with the keys to decrypt encrypted objects.
+func OpenWith(r io.Reader, kr *Keyring) (Header, io.ReadCloser, error) {
 	hdr, err := ReadHeader(r)
 	if err != nil {
 		return hdr, nil, err
 	}
-	if hdr.Encrypted() {
-		return hdr, nil, fmt.Errorf("%w: object is encrypted and no key was given", ErrKey)
-	}
-	rc, err := openPayload(hdr, r)
+	rc, err := openPayloadWith(hdr, r, kr)
 	return hdr, rc, err
 }
 
-// openPayload returns the verified raw stream for a plaintext payload.
-func openPayload(hdr Header, r io.Reader) (io.ReadCloser, error) {
+// openPayloadWith returns the verified raw stream of a payload.
+func openPayloadWith(hdr Header, r io.Reader, kr *Keyring) (io.ReadCloser, error) {
 	body := &exactReader{r: r, left: hdr.PayloadSize}
+	var src io.Reader = body
+	if hdr.Encrypted() {
+		if !kr.hasKeys() {
+			return nil, fmt.Errorf("%w: the object is encrypted and no key was given (--encryption-key-file)", ErrKey)
+		}
+		var err error
+		if src, err = openEncrypted(body, kr); err != nil {
+			return nil, err
+		}
+	}
 	v := &verifier{hdr: hdr, body: body, h: sha256.New()}
 	switch hdr.Compression {
 	case NoCompression:
-		v.src = body
+		v.src = src
 	case Zstd:
 		d := decoderPool.Get().(*zstd.Decoder)
-		if err := d.Reset(body); err != nil {
+		if err := d.Reset(src); err != nil {
 			decoderPool.Put(d)
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}

@@ -106,11 +106,16 @@ func StatHeader(ctx context.Context, s Store, key string) (Header, error) {
 // GetObject opens a stored object and returns its header and a reader of
 // the verified raw bytes (see Open).
 func GetObject(ctx context.Context, s Store, key string) (Header, io.ReadCloser, error) {
+	return GetObjectWith(ctx, s, key, nil)
+}
+
+// GetObjectWith is GetObject with the keys for encrypted objects.
+func GetObjectWith(ctx context.Context, s Store, key string, kr *Keyring) (Header, io.ReadCloser, error) {
 	rc, err := s.Get(ctx, key)
 	if err != nil {
 		return Header{}, nil, err
 	}
-	hdr, raw, err := Open(rc)
+	hdr, raw, err := OpenWith(rc, kr)
 	if err != nil {
 		rc.Close()
 		return hdr, nil, fmt.Errorf("%s: %w", key, err)

@@ -80,7 +80,7 @@ func Load(ctx context.Context, a *archive.Archive, id string) (Record, error) {
 	if err := validID(id); err != nil {
 		return Record{}, err
 	}
-	_, rc, err := archive.GetObject(ctx, a.Store, Key(a, id, recordName))
+	_, rc, err := a.Open(ctx, Key(a, id, recordName))
 	if err != nil {
 		if errors.Is(err, archive.ErrNotFound) {
 			return Record{}, fmt.Errorf("backup %s in archive %s: %w (no completed backup of that id)", id, a.Name, archive.ErrNotFound)

@@ -252,7 +252,7 @@ func newPartReader(ctx context.Context, a *archive.Archive, rec Record, jobs int
 func fetchPart(ctx context.Context, a *archive.Archive, id string, p Part) partData {
 	var data []byte
 	err := archive.Retry(ctx, archive.Backoff{}, func(ctx context.Context) error {
-		hdr, rc, err := archive.GetObject(ctx, a.Store, Key(a, id, p.Name))
+		hdr, rc, err := a.Open(ctx, Key(a, id, p.Name))
 		if err != nil {
 			return err
 		}

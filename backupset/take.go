@@ -237,7 +237,7 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 				part := &Part{Name: name, RawSize: int64(n)}
 				parts = append(parts, part)
 				g.Go(func() error {
-					obj, err := archive.NewEncoder().EncodeBytes(buf)
+					obj, err := a.Encoder().EncodeBytes(buf)
 					if err != nil {
 						return err
 					}
@@ -303,7 +303,7 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 		rec.Parts = append(rec.Parts, *p)
 	}
 	if rec.Manifest {
-		obj, err := archive.NewEncoder().EncodeBytes(ti.info.manifest)
+		obj, err := a.Encoder().EncodeBytes(ti.info.manifest)
 		if err != nil {
 			return Record{}, err
 		}
@@ -312,7 +312,9 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 		}
 		rec.StoredSize += obj.Size()
 	}
-	// The completion record goes last: from now on the backup exists.
+	// The completion record goes last: from now on the backup exists. It
+	// holds positions and sizes, not data, and stays readable without the
+	// key so that list and retention work on the storage host.
 	body, _ := json.MarshalIndent(rec, "", "  ")
 	obj, err := archive.NewEncoder().EncodeBytes(body)
 	if err != nil {

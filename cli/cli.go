@@ -27,18 +27,21 @@ import (
 
 // Common holds the settings every command shares.
 type Common struct {
-	Repo        string
-	Archive     string
-	TokenFile   string
-	CACert      string
-	ClientCert  string
-	ClientKey   string
-	Config      string
-	Verbose     bool
-	DefaultRepo string // used when --repo is empty (walstored serve)
-	ReadOnly    bool   // the command never writes (skips S3 write checks)
-	NoCache     bool   // read past walstored's cache (admin commands)
-	Getenv      func(string) string
+	Repo           string
+	Archive        string
+	TokenFile      string
+	CACert         string
+	ClientCert     string
+	ClientKey      string
+	Config         string
+	Verbose        bool
+	DefaultRepo    string // used when --repo is empty (walstored serve)
+	ReadOnly       bool   // the command never writes (skips S3 write checks)
+	NoCache        bool   // read past walstored's cache (admin commands)
+	KeyFile        string
+	PassphraseFile string
+	OldKeyFiles    string
+	Getenv         func(string) string
 }
 
 // Bind adds the shared flags to fs.
@@ -50,11 +53,15 @@ func (c *Common) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClientCert, "client-cert", "", "client certificate for TLS (env WALSTORE_CLIENT_CERT)")
 	fs.StringVar(&c.ClientKey, "client-key", "", "key of --client-cert (env WALSTORE_CLIENT_KEY)")
 	fs.StringVar(&c.Config, "config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
+	fs.StringVar(&c.KeyFile, "encryption-key-file", "", "encrypt what is written and decrypt what is read with this archive key (walstored key makes one)")
+	fs.StringVar(&c.PassphraseFile, "encryption-passphrase-file", "", "derive the archive key from the passphrase in this file instead")
+	fs.StringVar(&c.OldKeyFiles, "decryption-key-files", "", "comma-separated older key files, still used to read what they encrypted (key rotation)")
 	fs.BoolVarP(&c.Verbose, "verbose", "v", false, "say what was done on success")
 }
 
 // sharedKeys may appear at the top of a config file, before any section.
-var sharedKeys = map[string]bool{"repo": true, "archive": true, "token-file": true, "cacert": true, "client-cert": true, "client-key": true, "verbose": true}
+var sharedKeys = map[string]bool{"repo": true, "archive": true, "token-file": true, "cacert": true, "client-cert": true, "client-key": true, "verbose": true,
+	"encryption-key-file": true, "encryption-passphrase-file": true, "decryption-key-files": true}
 
 // ErrUsage marks command-line mistakes (exit 2).
 var ErrUsage = errors.New("usage")
@@ -98,8 +105,14 @@ func Parse(fs *pflag.FlagSet, args []string, getenv func(string) string, section
 		if v == "" {
 			return
 		}
-		if err := fs.Set(f.Name, v); err != nil {
-			ferr = fmt.Errorf("%w: %s: --%s=%q: %v", ErrUsage, src, f.Name, v, err)
+		values := []string{v}
+		if f.Value.Type() == "stringArray" {
+			values = strings.Fields(v) // several stores: space-separated
+		}
+		for _, one := range values {
+			if err := fs.Set(f.Name, one); err != nil {
+				ferr = fmt.Errorf("%w: %s: --%s=%q: %v", ErrUsage, src, f.Name, one, err)
+			}
 		}
 	})
 	return ferr
@@ -228,13 +241,74 @@ func (c *Common) OpenStore(ctx context.Context) (archive.Store, error) {
 	return s, err
 }
 
-// OpenArchive opens the repository and the archive in it.
+// OpenArchive opens the repository and the archive in it, with the
+// archive's keys.
 func (c *Common) OpenArchive(ctx context.Context) (*archive.Archive, error) {
+	keys, err := c.Keyring()
+	if err != nil {
+		return nil, err
+	}
 	s, err := c.OpenStore(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return archive.New(s, c.Archive)
+	a, err := archive.New(s, c.Archive)
+	if err != nil {
+		return nil, err
+	}
+	a.Keys = keys
+	return a, nil
+}
+
+// Keyring reads the encryption settings; nil when there are none.
+func (c *Common) Keyring() (*archive.Keyring, error) {
+	if c.KeyFile == "" && c.PassphraseFile == "" && c.OldKeyFiles == "" {
+		return nil, nil
+	}
+	if c.KeyFile != "" && c.PassphraseFile != "" {
+		return nil, fmt.Errorf("%w: give --encryption-key-file or --encryption-passphrase-file, not both", ErrUsage)
+	}
+	kr := &archive.Keyring{}
+	read := func(flag, path string) ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --%s: %v", ErrUsage, flag, err)
+		}
+		return b, nil
+	}
+	switch {
+	case c.KeyFile != "":
+		b, err := read("encryption-key-file", c.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if kr.Encrypt, err = archive.ParseKey(b); err != nil {
+			return nil, fmt.Errorf("%w: --encryption-key-file %s: %v", ErrUsage, c.KeyFile, err)
+		}
+	case c.PassphraseFile != "":
+		b, err := read("encryption-passphrase-file", c.PassphraseFile)
+		if err != nil {
+			return nil, err
+		}
+		if kr.Encrypt, err = archive.KeyFromPassphrase(b, c.Archive); err != nil {
+			return nil, fmt.Errorf("%w: --encryption-passphrase-file: %v", ErrUsage, err)
+		}
+	}
+	for _, f := range strings.Split(c.OldKeyFiles, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		b, err := read("decryption-key-files", f)
+		if err != nil {
+			return nil, err
+		}
+		k, err := archive.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --decryption-key-files %s: %v", ErrUsage, f, err)
+		}
+		kr.Decrypt = append(kr.Decrypt, k)
+	}
+	return kr, nil
 }
 
 // Opener returns a function that opens the archive on first use and then

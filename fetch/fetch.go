@@ -176,7 +176,7 @@ func fetchTo(ctx context.Context, a *archive.Archive, n archive.Name, dest strin
 		return archive.Header{}, err
 	}
 	defer rc.Close()
-	hdr, raw, err := archive.Open(rc)
+	hdr, raw, err := archive.OpenWith(rc, a.Keys)
 	if err != nil {
 		return hdr, fmt.Errorf("%s: %w", key, err)
 	}

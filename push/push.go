@@ -37,6 +37,8 @@ type Config struct {
 	Timeout time.Duration
 	// Jobs is how many files are uploaded at once, this one included.
 	Jobs int
+	// Key, when set, encrypts every file before it leaves this host.
+	Key *archive.Key
 	// Spawn starts the detached pusher for a pg_wal directory (main
 	// re-executes itself); nil keeps push-ahead inside the call.
 	Spawn func(walDir string) error
@@ -102,6 +104,7 @@ func pushFile(ctx context.Context, cfg Config, enc *archive.Encoder, path string
 	if !fi.Mode().IsRegular() {
 		return res, fmt.Errorf("%w: %s is not a regular file", archive.ErrInvalid, path)
 	}
+	enc.Key = cfg.Key
 	obj, err := encodeFile(enc, f, fi.Size(), name)
 	if err != nil {
 		return res, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/cachestore"
+	"github.com/walstore/walstore/archive/multistore"
 )
 
 // metrics is walstored's Prometheus instrumentation, on a registry of its
@@ -25,6 +26,7 @@ type metrics struct {
 	storeErrs *prometheus.CounterVec
 	conflicts *prometheus.CounterVec
 	refused   *prometheus.CounterVec
+	corrupt   *prometheus.CounterVec
 
 	mu       sync.Mutex
 	archives map[string]*archiveState
@@ -36,7 +38,7 @@ type archiveState struct {
 	lastPush time.Time
 }
 
-func newMetrics(store archive.Store) *metrics {
+func newMetrics(store archive.Store, stores *multistore.Store) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -61,9 +63,28 @@ func newMetrics(store archive.Store) *metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walstore_refused_total", Help: "Requests refused at the edge, by reason (invalid, unauthorized, forbidden, wrong_system, busy).",
 		}, []string{"reason"}),
+		corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walstore_store_corrupt_copies_total", Help: "Corrupt copies found in a store on read (served from another store).",
+		}, []string{"store"}),
 		archives: map[string]*archiveState{},
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeErrs, m.conflicts, m.refused,
+	if stores != nil {
+		for i, h := range stores.Health() {
+			name := h.Name
+			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "walstore_store_up", Help: "Whether the store answered its last request (several stores).", ConstLabels: prometheus.Labels{"store": name},
+			}, func() float64 {
+				if stores.Health()[i].Up {
+					return 1
+				}
+				return 0
+			}))
+			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "walstore_store_owed_objects", Help: "Objects a store is missing after quorum writes, until the next sync.", ConstLabels: prometheus.Labels{"store": name},
+			}, func() float64 { return float64(stores.Health()[i].Owed) }))
+		}
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeErrs, m.conflicts, m.refused, m.corrupt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m)
 	if cs, ok := store.(*cachestore.Store); ok {
 		for _, c := range []struct {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/multistore"
 	"github.com/walstore/walstore/server/auth"
 )
 
@@ -35,6 +36,9 @@ type Config struct {
 	// MaxPerClient caps concurrent requests per client (token name, or IP
 	// without tokens); default 32.
 	MaxPerClient int
+	// Stores, when walstored fronts several stores, reports their health
+	// (GET /v1/stores and metrics).
+	Stores *multistore.Store
 }
 
 // Server is an http.Handler serving one store.
@@ -63,13 +67,14 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, archives: map[string]*archive.Archive{},
-		metrics: newMetrics(cfg.Store),
+		metrics: newMetrics(cfg.Store, cfg.Stores),
 		limits:  &limiter{max: cfg.MaxPerClient, sem: map[string]chan struct{}{}},
 		waiting: &waiters{ch: map[string]chan struct{}{}},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("GET /v1/stores", s.stores)
 	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))
 	mux.HandleFunc("GET /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpGet, pathArchive, s.get))
 	mux.HandleFunc("HEAD /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpStat, pathArchive, s.head))
@@ -98,11 +103,33 @@ func (s *Server) archive(name string) (*archive.Archive, error) {
 	return a, nil
 }
 
+// stores reports the health of each store behind walstored.
+func (s *Server) stores(w http.ResponseWriter, r *http.Request) {
+	var h []multistore.Health
+	if s.cfg.Stores != nil {
+		h = s.cfg.Stores.Health()
+	} else {
+		h = []multistore.Health{{Name: archive.Describe(s.cfg.Store), Up: true}}
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// CorruptCopy is the multistore hook that counts corrupt copies.
+func (s *Server) CorruptCopy(store, key string, err error) {
+	s.metrics.corrupt.WithLabelValues(store).Inc()
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	// A stat of a key that never exists proves the store answers.
-	if _, err := s.cfg.Store.Stat(ctx, "healthz/meta/probe"); err != nil && !isNotFound(err) {
+	// A stat of a key that never exists proves the store answers; with
+	// several stores, enough of them to accept a push.
+	if s.cfg.Stores != nil {
+		if err := s.cfg.Stores.Healthy(ctx); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	} else if _, err := s.cfg.Store.Stat(ctx, "healthz/meta/probe"); err != nil && !isNotFound(err) {
 		s.fail(w, r, err)
 		return
 	}

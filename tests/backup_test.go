@@ -45,7 +45,8 @@ func restore(t *testing.T, r repo, parent, name string, extra ...string) *testen
 	t.Helper()
 	bins := testenv.Binaries(t)
 	dir := filepath.Join(testenv.PostgresDir(t, parent, name+"-parent"), name)
-	args := append([]string{"restore", "--repo", r.url, "--archive", "main", "--pgdata", dir, "--owner", "postgres"}, extra...)
+	args := append([]string{"restore", "--repo", r.url, "--archive", "main", "--pgdata", dir, "--owner", "postgres"}, r.keyArgs()...)
+	args = append(args, extra...)
 	res := testenv.Run(t, parent, r.env, bins.WalFetch, args...)
 	if res.Code != 0 {
 		t.Fatalf("walfetch restore: exit %d: %s", res.Code, res.Stderr)

@@ -40,6 +40,16 @@ func (r repo) restoreCommand(bins testenv.Bins) string {
 	return fmt.Sprintf("%s %s %%f %%p", bins.WalFetch, r.flags())
 }
 
+// keyArgs are the encryption flags among r.extra.
+func (r repo) keyArgs() []string {
+	for i, a := range r.extra {
+		if a == "--encryption-key-file" && i+1 < len(r.extra) {
+			return r.extra[i : i+2]
+		}
+	}
+	return nil
+}
+
 // args is the argv form for a direct call.
 func (r repo) args(more ...string) []string {
 	return append(append([]string{"--repo", r.url, "--archive", "main"}, r.extra...), more...)

@@ -272,6 +272,30 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// StoreHealth is one line of GET /v1/stores.
+type StoreHealth struct {
+	Name      string    `json:"name"`
+	Up        bool      `json:"up"`
+	LastError string    `json:"last_error,omitempty"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	Owed      int       `json:"owed_objects"`
+}
+
+// Stores asks walstored about the stores behind it.
+func (s *Store) Stores(ctx context.Context) ([]StoreHealth, error) {
+	req, err := s.request(ctx, http.MethodGet, "/v1/stores", nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []StoreHealth
+	return out, json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
+}
+
 // List implements archive.Store. The server streams the whole listing in
 // one response; a listing without its end marker is an error, never a
 // silently short list.

@@ -92,12 +92,16 @@ func restoreCommand(fs *pflag.FlagSet, c cli.Common) (string, error) {
 	if w := fs.Lookup("wait").Value.String(); w != "0s" && fs.Changed("wait") {
 		words = append(words, "--wait", w)
 	}
-	for _, name := range []string{"token-file", "cacert", "client-cert", "client-key", "config"} {
+	for _, name := range []string{"token-file", "cacert", "client-cert", "client-key", "config", "encryption-key-file", "encryption-passphrase-file", "decryption-key-files"} {
 		if v := fs.Lookup(name).Value.String(); v != "" {
-			if abs, err := filepath.Abs(v); err == nil {
-				v = abs
+			var files []string
+			for _, f := range strings.Split(v, ",") {
+				if abs, err := filepath.Abs(f); err == nil {
+					f = abs
+				}
+				files = append(files, f)
 			}
-			words = append(words, "--"+name, v)
+			words = append(words, "--"+name, strings.Join(files, ","))
 		}
 	}
 	for i, w := range words {

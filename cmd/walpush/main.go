@@ -79,6 +79,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cfg.Repo, _ = c.RepoURL()
 	cfg.ArchiveName = c.Archive
 	cfg.Log = cli.Logger(stderr, c.Verbose)
+	keys, err := c.Keyring()
+	if err != nil {
+		return fail(err)
+	}
+	if keys != nil {
+		cfg.Key = keys.Encrypt
+	}
 	cfg.Spawn = func(walDir string) error { return cli.SpawnDetached(fs, "push-ahead", "--wal-dir", walDir) }
 	res, err := push.Push(ctx, cfg, path)
 	if err != nil {
@@ -113,6 +120,11 @@ func runPusher(ctx context.Context, args []string, getenv func(string) string) i
 	cfg.Open = c.Opener()
 	cfg.Repo, _ = c.RepoURL()
 	cfg.ArchiveName = c.Archive
+	if keys, err := c.Keyring(); err != nil {
+		return cli.ExitUsage
+	} else if keys != nil {
+		cfg.Key = keys.Encrypt
+	}
 	if err := push.RunPusher(ctx, cfg, *walDir); err != nil {
 		return cli.ExitUnavailable
 	}

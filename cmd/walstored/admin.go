@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/archive/httpstore"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/cli"
 	"github.com/walstore/walstore/retention"
@@ -36,10 +37,24 @@ func runList(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	sysid, _ := a.SystemID(ctx)
+	var stores []httpstore.StoreHealth
+	if hs, ok := a.Store.(*httpstore.Store); ok {
+		stores, _ = hs.Stores(ctx)
+	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(listJSON(inv, sysid))
+		return json.NewEncoder(stdout).Encode(listJSON(inv, sysid, stores))
 	}
 	printList(stdout, inv, sysid)
+	if len(stores) > 1 {
+		fmt.Fprintln(stdout, "\nstores behind walstored:")
+		for _, st := range stores {
+			state := "up"
+			if !st.Up {
+				state = "DOWN (" + st.LastError + ")"
+			}
+			fmt.Fprintf(stdout, "  %s: %s, %d objects owed (copied at the next sync)\n", st.Name, state, st.Owed)
+		}
+	}
 	return nil
 }
 
@@ -57,7 +72,7 @@ type timelineJSON struct {
 	Gaps        []rangeJSON `json:"gaps"`
 }
 
-func listJSON(inv *catalog.Inventory, sysid uint64) any {
+func listJSON(inv *catalog.Inventory, sysid uint64, stores []httpstore.StoreHealth) any {
 	type incomplete struct {
 		ID        string    `json:"id"`
 		Objects   int       `json:"objects"`
@@ -71,7 +86,8 @@ func listJSON(inv *catalog.Inventory, sysid uint64) any {
 		Backups     any            `json:"backups"`
 		Incomplete  []incomplete   `json:"incomplete_backups"`
 		Timelines   []timelineJSON `json:"timelines"`
-	}{Archive: inv.Archive, SegmentSize: inv.SegSize, Backups: inv.Backups.Complete, Incomplete: []incomplete{}, Timelines: []timelineJSON{}}
+		Stores      any            `json:"stores,omitempty"`
+	}{Archive: inv.Archive, SegmentSize: inv.SegSize, Backups: inv.Backups.Complete, Incomplete: []incomplete{}, Timelines: []timelineJSON{}, Stores: stores}
 	if sysid != 0 {
 		out.SystemID = fmt.Sprint(sysid)
 	}
@@ -258,6 +274,9 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		for _, p := range rep.Problems {
 			fmt.Fprintf(stdout, "  PROBLEM %s\n", p)
+		}
+		for _, s := range rep.Skipped {
+			fmt.Fprintf(stdout, "  skipped (give --encryption-key-file to check): %s\n", s)
 		}
 	}
 	if !rep.OK() {

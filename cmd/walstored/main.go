@@ -32,6 +32,8 @@ commands:
   retain    delete expired backups and the WAL no kept backup needs
   verify    check every object's checksum and WAL continuity
   token     mint a client token and print its token-file line
+  key       print a new archive encryption key (for --encryption-key-file)
+  sync      copy what one store is missing from another (several --store)
 
 "walstored COMMAND --help" lists a command's flags.
 `
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"retain": runRetain,
 		"verify": runVerify,
 		"token":  runToken,
+		"key":    runKey,
+		"sync":   runSync,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/cachestore"
-	"github.com/walstore/walstore/archive/filestore"
 	"github.com/walstore/walstore/cli"
 	"github.com/walstore/walstore/server"
 )
@@ -25,9 +25,12 @@ const DefaultStore = "file://./walstore-data"
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("walstored serve", pflag.ContinueOnError)
-	c := cli.Common{Getenv: getenv, DefaultRepo: DefaultStore}
-	fs.StringVar(&c.Repo, "store", "", "store to serve: file:///dir or s3://bucket/prefix?endpoint=host:port (default "+DefaultStore+")")
-	fs.StringVar(&c.Config, "config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
+	var stores []string
+	fs.StringArrayVar(&stores, "store", nil, "store to serve: file:///dir or s3://bucket/prefix?endpoint=host:port (default "+DefaultStore+"); give it again to keep several stores in step")
+	var configFile string
+	fs.StringVar(&configFile, "config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
+	quorum := fs.Int("quorum", 0, "with several stores: accept a push once this many have it and repair the rest later (default: all of them)")
+	syncEvery := fs.Duration("sync-interval", 10*time.Minute, "with several stores: how often to copy what a store is missing (0: never)")
 	listen := fs.String("listen", "127.0.0.1:7480", "address to listen on")
 	tokens := fs.String("tokens", "", "token file: one client per line with its scope, archives and token SHA-256 (walstored token makes lines)")
 	insecure := fs.Bool("insecure", false, "allow a non-loopback listen without --tokens (anyone who can connect can read and delete)")
@@ -78,21 +81,31 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 		}
 	}
-	store, err := c.OpenStore(ctx)
+	var srv *server.Server
+	store, multi, err := openStores(ctx, getenv, stores, *quorum, log, func(st, key string, err error) {
+		if srv != nil {
+			srv.CorruptCopy(st, key, err)
+		}
+	})
 	if err != nil {
 		return err
-	}
-	if fsys, ok := store.(*filestore.Store); ok {
-		if n, err := fsys.SweepTemp(time.Hour); err == nil && n > 0 {
-			log.Warn("removed temporary files left by an interrupted write", "count", n)
-		}
 	}
 	if cacheBytes > 0 {
 		store = cachestore.New(store, cachestore.Options{MaxBytes: cacheBytes})
 	}
-	cfg.Store = store
+	cfg.Store, cfg.Stores = store, multi
 	go reloadOnHUP(ctx, log, cfg.Tokens, tlsFiles)
-	repo, _ := c.RepoURL()
+	if multi != nil && *syncEvery > 0 {
+		go func() {
+			if rep, err := multi.Sync(ctx, ""); err == nil {
+				logSync(log, rep)
+			} else {
+				log.Warn("store sync at start failed", "error", err.Error())
+			}
+			syncLoop(ctx, multi, *syncEvery, log)
+		}()
+	}
+	repo := archive.Describe(store)
 	listener.Ready = func(a net.Addr) {
 		clients := 0
 		if cfg.Tokens != nil {
@@ -100,7 +113,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		log.Info("walstored listening", "addr", a.String(), "store", repo, "tls", listener.TLS != nil, "token_clients", clients, "auth", cfg.Tokens != nil)
 	}
-	return server.Run(ctx, listener, server.New(cfg))
+	srv = server.New(cfg)
+	return server.Run(ctx, listener, srv)
 }
 
 // reloadOnHUP re-reads the token file and the TLS certificate on SIGHUP;

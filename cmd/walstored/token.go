@@ -8,9 +8,24 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/cli"
 	"github.com/walstore/walstore/server/auth"
 )
+
+// runKey prints a new random archive encryption key.
+func runKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("walstored key", pflag.ContinueOnError)
+	if err := parse(fs, args, getenv, stderr, "walstored key > /etc/walstore/ARCHIVE.key"); err != nil {
+		return err
+	}
+	k, err := archive.NewKeyText()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, k)
+	return nil
+}
 
 // runToken mints a token and prints it with the line for the token file.
 // Only the line (with the token's SHA-256) goes into the file walstored

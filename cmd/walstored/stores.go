@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/filestore"
+	"github.com/walstore/walstore/archive/multistore"
+	"github.com/walstore/walstore/archive/storeurl"
+	"github.com/walstore/walstore/cli"
+)
+
+// openStores opens every --store; with more than one, they are combined
+// into a multi-store with the given quorum.
+func openStores(ctx context.Context, getenv func(string) string, urls []string, quorum int, log *slog.Logger, onCorrupt func(store, key string, err error)) (archive.Store, *multistore.Store, error) {
+	if len(urls) == 0 {
+		urls = []string{DefaultStore}
+	}
+	var members []multistore.Member
+	for _, u := range urls {
+		c := cli.Common{Getenv: getenv, Repo: u}
+		if err := storeurl.Check(u); err != nil {
+			return nil, nil, fmt.Errorf("%w: --store: %v", cli.ErrUsage, err)
+		}
+		wait := 30 * time.Second
+		if len(urls) > 1 {
+			wait = 5 * time.Second // the others can serve meanwhile
+		}
+		octx, cancel := context.WithTimeout(ctx, wait)
+		s, err := c.OpenStore(octx)
+		cancel()
+		if err != nil && len(urls) > 1 && !archive.Permanent(err) {
+			// One store down at start: the others can still serve (the
+			// write policy decides what a push needs); retry it on use.
+			if log != nil {
+				log.Warn("store not reachable at start; walstored starts without it and keeps trying", "store", u, "error", err.Error())
+			}
+			s, err = &lazyStore{name: u, open: c.OpenStore, lastErr: err, lastTry: time.Now()}, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("--store %s: %w", u, err)
+		}
+		if fsys, ok := s.(*filestore.Store); ok && log != nil {
+			if n, err := fsys.SweepTemp(time.Hour); err == nil && n > 0 {
+				log.Warn("removed temporary files left by an interrupted write", "store", u, "count", n)
+			}
+		}
+		members = append(members, multistore.Member{Name: archive.Describe(s), Store: s})
+	}
+	if len(members) == 1 {
+		if quorum > 1 {
+			return nil, nil, fmt.Errorf("%w: --quorum %d with one store", cli.ErrUsage, quorum)
+		}
+		return members[0].Store, nil, nil
+	}
+	ms, err := multistore.New(members, multistore.Options{Quorum: quorum, Log: log, OnCorrupt: onCorrupt})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	return ms, ms, nil
+}
+
+// syncLoop repairs the stores every interval.
+func syncLoop(ctx context.Context, ms *multistore.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rep, err := ms.Sync(ctx, "")
+		if err != nil {
+			log.Warn("store sync failed; next try in one interval", "error", err.Error())
+			continue
+		}
+		logSync(log, rep)
+	}
+}
+
+func logSync(log *slog.Logger, rep multistore.SyncReport) {
+	level := slog.LevelInfo
+	if len(rep.Conflicts) > 0 || len(rep.Corrupt) > 0 || len(rep.Failed) > 0 {
+		level = slog.LevelError
+	}
+	copied := 0
+	for _, n := range rep.Copied {
+		copied += n
+	}
+	log.Log(context.Background(), level, "store sync", "objects", rep.Objects, "copied", copied, "bytes", rep.Bytes,
+		"conflicts", len(rep.Conflicts), "corrupt", len(rep.Corrupt), "failed", len(rep.Failed))
+	for _, c := range rep.Conflicts {
+		log.Error("stores disagree on an object; left as is", "conflict", c.String())
+	}
+	for _, c := range rep.Corrupt {
+		log.Error("corrupt copy in a store", "copy", c)
+	}
+}
+
+// runSync is "walstored sync": one repair pass over the given stores.
+func runSync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("walstored sync", pflag.ContinueOnError)
+	var stores []string
+	fs.StringArrayVar(&stores, "store", nil, "a store to keep in step (give --store at least twice, as for serve)")
+	var config string
+	fs.StringVar(&config, "config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
+	prefix := fs.String("prefix", "", "only objects under this prefix (e.g. an archive: main/)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parse(fs, args, getenv, stderr, "walstored sync --store URL --store URL [--prefix P] [--json]"); err != nil {
+		return err
+	}
+	if len(stores) < 2 {
+		return fmt.Errorf("%w: give --store at least twice", cli.ErrUsage)
+	}
+	if err := archive.ValidPrefix(*prefix); err != nil {
+		return fmt.Errorf("%w: --prefix: %v", cli.ErrUsage, err)
+	}
+	_, ms, err := openStores(ctx, getenv, stores, 0, nil, nil)
+	if err != nil {
+		return err
+	}
+	rep, err := ms.Sync(ctx, *prefix)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		var parts []string
+		for name, n := range rep.Copied {
+			parts = append(parts, fmt.Sprintf("%d into %s", n, name))
+		}
+		sort.Strings(parts)
+		if len(parts) == 0 {
+			parts = []string{"nothing to copy"}
+		}
+		fmt.Fprintf(stdout, "sync: %d objects; copied %s (%s)\n", rep.Objects, strings.Join(parts, ", "), size(rep.Bytes))
+		for _, c := range rep.Conflicts {
+			fmt.Fprintf(stdout, "  CONFLICT %s\n", c)
+		}
+		for _, c := range rep.Corrupt {
+			fmt.Fprintf(stdout, "  CORRUPT %s\n", c)
+		}
+		for _, f := range rep.Failed {
+			fmt.Fprintf(stdout, "  FAILED %s\n", f)
+		}
+	}
+	if n := len(rep.Conflicts) + len(rep.Corrupt) + len(rep.Failed); n > 0 {
+		return &failedError{code: cli.ExitFailure, err: fmt.Errorf("%d problems between the stores (see above)", n)}
+	}
+	return nil
+}
