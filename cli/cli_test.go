@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func flags() (*pflag.FlagSet, *Common, *int) {
+	fs := pflag.NewFlagSet("walpush", pflag.ContinueOnError)
+	c := &Common{}
+	c.Bind(fs)
+	jobs := fs.Int("jobs", 4, "")
+	return fs, c, jobs
+}
+
+// Flags win over the environment, the environment over the config file.
+func TestPrecedence(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "walstore.conf")
+	os.WriteFile(cfg, []byte(`# shared
+repo = http://file:7480
+archive = fromfile
+[walpush]
+jobs = 7
+[walfetch]
+prefetch = 3
+`), 0o600)
+	env := map[string]string{"WALSTORE_ARCHIVE": "fromenv", "WALSTORE_CONFIG": cfg}
+	fs, c, jobs := flags()
+	if err := Parse(fs, []string{"--repo", "http://flag:7480"}, func(k string) string { return env[k] }, "walpush"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Repo != "http://flag:7480" || c.Archive != "fromenv" || *jobs != 7 {
+		t.Fatalf("repo %q archive %q jobs %d", c.Repo, c.Archive, *jobs)
+	}
+}
+
+func TestConfigFileMistakes(t *testing.T) {
+	for name, text := range map[string]string{
+		"unknown key in own section": "[walpush]\nbogus = 1\n",
+		"binary setting at the top":  "jobs = 4\n",
+		"no equals sign":             "repo http://x\n",
+		"bad value for a known flag": "[walpush]\njobs = many\n",
+	} {
+		cfg := filepath.Join(t.TempDir(), "c.conf")
+		os.WriteFile(cfg, []byte(text), 0o600)
+		fs, _, _ := flags()
+		err := Parse(fs, []string{"--config", cfg}, func(string) string { return "" }, "walpush")
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("%s: %v, want a usage error", name, err)
+		} else if !strings.Contains(err.Error(), cfg) {
+			t.Errorf("%s: error does not name the file: %v", name, err)
+		}
+	}
+}
+
+func TestCheckAndExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		repo, archive string
+		ok            bool
+	}{
+		{"http://h:7480", "main", true},
+		{"file:///srv/wal", "billing", true},
+		{"s3://b/p?endpoint=h:9000&tls=false", "main", true},
+		{"ftp://h", "main", false},
+		{"http://h:7480", "../x", false},
+		{"s3://b/p?nonsense=1", "main", false},
+		{"", "main", false},
+	} {
+		c := Common{Repo: tc.repo, Archive: tc.archive}
+		err := c.Check()
+		if (err == nil) != tc.ok {
+			t.Errorf("Check(%q, %q) = %v", tc.repo, tc.archive, err)
+		}
+		if err != nil && ExitCode(err) != ExitUsage {
+			t.Errorf("Check(%q, %q): exit %d, want %d", tc.repo, tc.archive, ExitCode(err), ExitUsage)
+		}
+	}
+}
+
+func TestSizesAndDurations(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "512": 512, "256MiB": 256 << 20, "2GiB": 2 << 30, "64 KiB": 64 << 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "-1", "lots", "1PB"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+	for in, want := range map[string]time.Duration{"36h": 36 * time.Hour, "14d": 14 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1w3d12h": 10*24*time.Hour + 12*time.Hour} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"soon", "-3d", "1y"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+}
