@@ -128,13 +128,8 @@ func TestBackupRestoreDirectMinIO(t *testing.T) {
 // Three backups with a promotion in between; retention, verify and a PITR
 // from the oldest kept backup.
 func TestRetentionVerifyAcrossPromotion(t *testing.T) {
-	dir := testenv.Dir(t)
-	repoDir := filepath.Join(dir, "repo")
-	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
-	r := repo{url: ws.URL}
-	p := archivingCluster(t, dir, "primary", r, 1)
-	p.Start()
-	p.Exec(ledgerDDL)
+	st := newSite(t, 1)
+	dir, repoDir, r, p := st.dir, st.repoDir, st.r, st.p
 	insertBatch(p, 0, 3000)
 	b1 := takeBackup(t, r, p)
 	insertBatch(p, 1, 3000)

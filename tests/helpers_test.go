@@ -166,3 +166,23 @@ func segmentsBetween(a, b string) int {
 	fmt.Sscanf(b[8:], "%08X%08X", &lb, &sb)
 	return (lb*256 + sb) - (la*256 + sa) + 1
 }
+
+// site is the usual test set-up: a walstored on a directory and a primary
+// archiving into it, with the ledger table created.
+type site struct {
+	dir, repoDir string
+	ws           *testenv.Walstored
+	r            repo
+	p            *testenv.Cluster
+}
+
+func newSite(t *testing.T, segMB int, extra ...string) site {
+	dir := testenv.Dir(t)
+	repoDir := filepath.Join(dir, "repo")
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
+	r := repo{url: ws.URL}
+	p := archivingCluster(t, dir, "primary", r, segMB, extra...)
+	p.Start()
+	p.Exec(ledgerDDL)
+	return site{dir: dir, repoDir: repoDir, ws: ws, r: r, p: p}
+}

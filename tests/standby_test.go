@@ -144,13 +144,8 @@ func TestPromoteRewindRejoin(t *testing.T) {
 // PITR restore branches onto timeline 3, resolving the right history, and
 // verify accepts the history files.
 func TestTwoPromotionsAndTimelineThree(t *testing.T) {
-	dir := testenv.Dir(t)
-	repoDir := filepath.Join(dir, "repo")
-	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
-	r := repo{url: ws.URL}
-	p := archivingCluster(t, dir, "primary", r, 1)
-	p.Start()
-	p.Exec(ledgerDDL)
+	st := newSite(t, 1)
+	dir, repoDir, ws, r, p := st.dir, st.repoDir, st.ws, st.r, st.p
 	insertBatch(p, 0, 1000)
 	takeBackup(t, r, p)
 	insertBatch(p, 1, 1000)

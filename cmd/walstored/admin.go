@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/httpstore"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/cli"
@@ -25,10 +26,7 @@ func runList(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parse(fs, args, getenv, stderr, "walstored list --repo URL --archive A [--json]"); err != nil {
 		return err
 	}
-	if err := c.Check(); err != nil {
-		return err
-	}
-	a, err := c.OpenArchive(ctx)
+	a, err := openChecked(ctx, &c)
 	if err != nil {
 		return err
 	}
@@ -204,10 +202,7 @@ func runRetain(ctx context.Context, args []string, getenv func(string) string, s
 	if p.KeepLast < 1 {
 		return fmt.Errorf("%w: --keep-last N is required and at least 1 (the newest backup is never deleted)", cli.ErrUsage)
 	}
-	if err := c.Check(); err != nil {
-		return err
-	}
-	a, err := c.OpenArchive(ctx)
+	a, err := openChecked(ctx, &c)
 	if err != nil {
 		return err
 	}
@@ -244,10 +239,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if err := parse(fs, args, getenv, stderr, "walstored verify --repo URL --archive A [--jobs N] [--json]"); err != nil {
 		return err
 	}
-	if err := c.Check(); err != nil {
-		return err
-	}
-	a, err := c.OpenArchive(ctx)
+	a, err := openChecked(ctx, &c)
 	if err != nil {
 		return err
 	}
@@ -283,4 +275,12 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		return &failedError{code: cli.ExitFailure, err: fmt.Errorf("archive %s: %d problems, first: %s", a.Name, len(rep.Problems), rep.Problems[0])}
 	}
 	return nil
+}
+
+// openChecked validates the shared flags, then opens the archive.
+func openChecked(ctx context.Context, c *cli.Common) (*archive.Archive, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	return c.OpenArchive(ctx)
 }

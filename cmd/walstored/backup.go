@@ -27,10 +27,7 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if opt.ConnInfo == "" {
 		return fmt.Errorf("%w: --pg is required (for example --pg \"host=db1 user=postgres\")", cli.ErrUsage)
 	}
-	if err := c.Check(); err != nil {
-		return err
-	}
-	a, err := c.OpenArchive(ctx)
+	a, err := openChecked(ctx, &c)
 	if err != nil {
 		return err
 	}
