@@ -46,6 +46,7 @@ func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 		mu       sync.Mutex
 		inflight = map[archive.Name]bool{}
 		missing  = map[archive.Name]time.Time{}
+		gained   bool // a segment reached the spool since the last look
 		wg       sync.WaitGroup
 	)
 	done := make(chan struct{}, workers)
@@ -58,8 +59,10 @@ func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 		}
 		if !w.At.Equal(lastWant) {
 			lastWant, idleSince = w.At, time.Now()
-			s.prune(served)
 		}
+		// Every pass, not only on a new request: a fetch that finished
+		// just after walfetch moved on (a timeline switch) is dropped here.
+		s.prune(served)
 		have := map[archive.Name]bool{}
 		for _, e := range s.entries() {
 			have[e.name] = true
@@ -94,15 +97,23 @@ func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 				found := prefetchOne(ctx, cfg, s, n)
 				mu.Lock()
 				delete(inflight, n)
-				if !found {
+				if found {
+					gained = true
+				} else {
 					missing[n] = time.Now()
 				}
 				mu.Unlock()
 			})
 		}
-		if busy > 0 {
-			idleSince = time.Now()
-		} else if time.Since(idleSince) > PrefetchIdle {
+		// Idle means no new request from walfetch and nothing gained:
+		// asking again and again for segments the archive does not have
+		// yet (a standby at the end of the WAL) is not work.
+		mu.Lock()
+		if gained {
+			gained, idleSince = false, time.Now()
+		}
+		mu.Unlock()
+		if busy == 0 && time.Since(idleSince) > PrefetchIdle {
 			break
 		}
 		select {
@@ -136,6 +147,12 @@ func prefetchOne(ctx context.Context, cfg Config, s *spool, n archive.Name) bool
 		if !errors.Is(err, archive.ErrNotFound) {
 			cfg.Log.Info("prefetch failed", "file", n.String(), "error", err.Error())
 		}
+		return false
+	}
+	// Publish only what can still be asked for: walfetch may have moved to
+	// another timeline or past n while this fetch ran.
+	if _, served, ok := s.readWant(); !ok || served.TLI != n.TLI || archive.Compare(n, served) <= 0 {
+		os.Remove(tmp)
 		return false
 	}
 	if err := os.Rename(tmp, filepath.Join(s.dir, fmt.Sprintf("%s.%08x", n, sum.Sum32()))); err != nil {

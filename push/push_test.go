@@ -41,6 +41,33 @@ func config(t *testing.T) (push.Config, *archive.Archive) {
 	}, a
 }
 
+// A pusher left with only files that keep failing (here a conflict) exits
+// once idle instead of retrying them forever; PostgreSQL's own calls
+// report the failure.
+func TestPusherExitsWhenOnlyFailuresRemain(t *testing.T) {
+	segs := testenv.RealSegments(t, 1, 1)
+	wal := fakePGWal(t, segs)
+	cfg, a := config(t)
+	p := filepath.Join(wal, filepath.Base(segs[0]))
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 0xFF
+	hdr, _ := archive.ParsePageHeader(b)
+	enc := archive.NewEncoder()
+	enc.SystemID = hdr.SystemID
+	other, _ := enc.EncodeBytes(b)
+	n, _ := archive.ParseName(filepath.Base(p))
+	if _, err := a.PutWAL(context.Background(), n, other); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { push.RunPusher(context.Background(), cfg, wal); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * push.PusherIdle):
+		t.Fatal("the pusher is still running with nothing but a failing file")
+	}
+}
+
 // Files pushed ahead are vouched for only while they are the same file: a
 // file replaced on disk afterwards is pushed again, never falsely skipped.
 func TestPushAheadThenReplacedFileIsPushedAgain(t *testing.T) {

@@ -41,6 +41,7 @@ func RunPusher(ctx context.Context, cfg Config, walDir string) error {
 		mu       sync.Mutex
 		inflight = map[archive.Name]bool{}
 		failed   = map[archive.Name]time.Time{}
+		pushed   bool // a file was stored since the last look
 		wg       sync.WaitGroup
 	)
 	done := make(chan struct{}, workers)
@@ -82,15 +83,22 @@ func RunPusher(ctx context.Context, cfg Config, walDir string) error {
 				ok := pushAhead(ctx, cfg, mk, n)
 				mu.Lock()
 				delete(inflight, n)
-				if !ok {
+				if ok {
+					pushed = true
+				} else {
 					failed[n] = time.Now()
 				}
 				mu.Unlock()
 			})
 		}
-		if busy > 0 || started > 0 {
-			idleSince = time.Now()
-		} else if time.Since(idleSince) > PusherIdle {
+		// Idle means nothing stored lately: a file that keeps failing is
+		// PostgreSQL's own call's business, not a reason to linger.
+		mu.Lock()
+		if pushed {
+			pushed, idleSince = false, time.Now()
+		}
+		mu.Unlock()
+		if busy == 0 && time.Since(idleSince) > PusherIdle {
 			break
 		}
 		select {
