@@ -160,9 +160,7 @@ type waiter interface {
 // fetchTo streams the verified contents of n into a temporary file next to
 // dest and renames it into place only once the whole object checked out:
 // dest appears whole or not at all, and a corrupt object never reaches it.
-// With a spool checksum, the file is also fsync'd before the rename (spool
-// files must survive a crash intact; PostgreSQL makes its own copies
-// durable) and its CRC-32C computed on the way.
+// With a spool checksum, its CRC-32C is computed on the way.
 func fetchTo(ctx context.Context, a *archive.Archive, n archive.Name, dest string, wait time.Duration, spoolSum hash.Hash32) (archive.Header, error) {
 	key := archive.WALKey(a.Name, n)
 	var rc io.ReadCloser
@@ -191,9 +189,6 @@ func fetchTo(ctx context.Context, a *archive.Archive, n archive.Name, dest strin
 		w = io.MultiWriter(tmp, spoolSum)
 	}
 	_, err = io.Copy(w, raw)
-	if err == nil && spoolSum != nil {
-		err = tmp.Sync()
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

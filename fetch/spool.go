@@ -20,12 +20,18 @@ import (
 // inside pg_wal, so base backups never copy it.
 //
 // A spooled segment is named "<segment>.<crc32c>": the prefetcher writes it
-// under a dot name while the archive's SHA-256 is verified, fsyncs it, and
-// renames it to that name only if the digest matched. walfetch checks the
-// CRC-32C again (hardware-assisted, ~1 ms for 16 MiB, where a second SHA-256
-// would cost more than the whole cp it replaces) and the page header before
-// handing it over. A file that is incomplete, altered, from another
-// timeline or older than what was asked is never used, and is removed.
+// under a dot name while the archive's SHA-256 is verified and renames it to
+// that name only if the digest matched. walfetch checks the CRC-32C again
+// (hardware-assisted, ~1 ms for 16 MiB, where a second SHA-256 would cost
+// more than the whole cp it replaces) and the page header before handing it
+// over. A file that is incomplete, altered, from another timeline or older
+// than what was asked is never used, and is removed.
+//
+// Spool files are not fsync'd: the spool is a cache of the archive, not a
+// copy anyone relies on. A file torn by a crash fails its CRC-32C and is
+// fetched again; a segment handed to PostgreSQL is made durable by
+// PostgreSQL, like one restore_command writes directly. Flushing 16 MiB per
+// segment to disk held the prefetcher's workers idle for most of their time.
 const spoolSubdir = "walstore/prefetch"
 
 const (
