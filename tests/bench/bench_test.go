@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,6 +77,7 @@ type row struct {
 	note      string
 	clientCPU time.Duration // CPU of the commands (not of detached helpers)
 	serverCPU time.Duration // CPU of walstored
+	busy      float64       // share of the machine's cores busy meanwhile
 }
 
 func (r row) String() string {
@@ -89,8 +92,12 @@ func (r row) String() string {
 		}
 		return fmt.Sprintf("%.0f", float64(d.Milliseconds())/float64(r.segs))
 	}
-	return fmt.Sprintf("| %-56s | %7.1f | %7.1f | %6s | %17s | %20s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio,
-		perSeg(r.clientCPU), perSeg(r.serverCPU), r.note)
+	busy := "-"
+	if r.busy > 0 {
+		busy = fmt.Sprintf("%.0f%%", 100*r.busy)
+	}
+	return fmt.Sprintf("| %-56s | %7.1f | %7.1f | %6s | %17s | %20s | %6s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio,
+		perSeg(r.clientCPU), perSeg(r.serverCPU), busy, r.note)
 }
 
 // sh runs a command line the way PostgreSQL runs archive_command.
@@ -102,17 +109,68 @@ func sh(b *testing.B, dir, cmdline string) {
 	}
 }
 
+// timeIt times f. Dirty pages left by what ran before (generating the
+// workload, the previous row) are flushed first: otherwise the first
+// fsyncs of a row wait for them, which once made `cp + sync` look three
+// times slower than it is.
 func timeIt(f func()) time.Duration {
+	syscall.Sync()
 	start := time.Now()
 	f()
 	return time.Since(start)
 }
 
-// measure times f and the CPU spent by the commands it ran and by ws.
-func measure(ws *testenv.Walstored, f func()) (wall, client, server time.Duration) {
-	c0, s0 := testenv.ChildrenCPU(), ws.CPU()
-	wall = timeIt(f)
-	return wall, testenv.ChildrenCPU() - c0, ws.CPU() - s0
+// machineTicks reads the busy and total CPU time of all cores from
+// /proc/stat (idle and iowait count as not busy).
+func machineTicks() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
+
+// busyDuring runs f and returns the share of the machine's cores that
+// were busy meanwhile: near 100% means the row is CPU-bound.
+func busyDuring(f func()) float64 {
+	b0, t0 := machineTicks()
+	f()
+	b1, t1 := machineTicks()
+	if t1 <= t0 {
+		return 0
+	}
+	return float64(b1-b0) / float64(t1-t0)
+}
+
+// measure times f and the CPU spent by the commands it ran and by ws (nil:
+// none), and how busy the machine was meanwhile.
+func measure(ws *testenv.Walstored, f func()) row {
+	var r row
+	c0 := testenv.ChildrenCPU()
+	var s0 time.Duration
+	if ws != nil {
+		s0 = ws.CPU()
+	}
+	r.busy = busyDuring(func() { r.elapsed = timeIt(f) })
+	r.clientCPU = testenv.ChildrenCPU() - c0
+	if ws != nil {
+		r.serverCPU = ws.CPU() - s0
+	}
+	return r
+}
+
+// as names a measured row and says what it compares to.
+func (r row) as(name string, segs int, base time.Duration) row {
+	r.name, r.segs, r.base = name, segs, base
+	return r
 }
 
 // dirSize sums the sizes of regular files under dir.
@@ -194,22 +252,23 @@ func BenchmarkWAL(b *testing.B) {
 
 	// Push, one process per segment, sequential.
 	cpDir := testenv.Dir(b)
-	cpPush := timeIt(func() {
+	cpPush := measure(nil, func() {
 		for _, s := range w.segs {
 			d := filepath.Join(cpDir, filepath.Base(s))
 			sh(b, cpDir, fmt.Sprintf("test ! -f %s && cp %s %s && sync %s", d, s, d, d))
 		}
 	})
-	rows = append(rows, row{name: "push: cp + sync (test ! -f && cp && sync)", elapsed: cpPush, segs: n})
+	cpPush.clientCPU = 0 // cp's CPU is not what the row is about
+	rows = append(rows, cpPush.as("push: cp + sync (test ! -f && cp && sync)", n, 0))
 
 	repoDir := filepath.Join(testenv.Dir(b), "repo")
 	ws := testenv.StartWalstored(b, nil, "--store", "file://"+repoDir, "--log-level", "warn")
-	seq, cc, sc := measure(ws, func() {
+	seq := measure(ws, func() {
 		for _, s := range w.segs {
 			sh(b, filepath.Dir(s), fmt.Sprintf("%s --repo %s --archive seq --jobs 1 %s", bins.WalPush, ws.URL, s))
 		}
 	})
-	rows = append(rows, row{name: "push: walpush --jobs 1, sequential", elapsed: seq, segs: n, base: cpPush, clientCPU: cc, serverCPU: sc})
+	rows = append(rows, seq.as("push: walpush --jobs 1, sequential", n, cpPush.elapsed))
 
 	for _, jobs := range []int{1, 0} {
 		pgdata := fakePGData(b, w)
@@ -218,43 +277,42 @@ func BenchmarkWAL(b *testing.B) {
 			flag, label = "", "default --jobs"
 		}
 		arch := fmt.Sprintf("backlog%d", jobs)
-		d, cc, sc := measure(ws, func() {
+		r := measure(ws, func() {
 			archiveBacklog(b, pgdata, fmt.Sprintf("%s --repo %s --archive %s %s %%p", bins.WalPush, ws.URL, arch, flag))
 		})
-		note := ""
 		if jobs == 0 {
-			cc, note = 0, "client CPU is in the detached pusher"
+			r.clientCPU, r.note = 0, "client CPU is in the detached pusher"
 		}
-		rows = append(rows, row{name: "push: backlog of .ready, walpush " + label, elapsed: d, segs: n, base: cpPush, clientCPU: cc, serverCPU: sc, note: note})
+		rows = append(rows, r.as("push: backlog of .ready, walpush "+label, n, cpPush.elapsed))
 		time.Sleep(push.PusherIdle + time.Second) // let the pusher exit before the next row
 	}
 	repoBytes := dirSize(filepath.Join(repoDir, "seq"))
 
 	// Fetch, one process per segment, in order.
 	pgdata := emptyPGData(b)
-	cpFetch := timeIt(func() { fetchAll(b, pgdata, w.segs, "cp "+cpDir+"/%f %p") })
-	rows = append(rows, row{name: "fetch: cp (restore_command = cp)", elapsed: cpFetch, segs: n})
+	cpFetch := measure(nil, func() { fetchAll(b, pgdata, w.segs, "cp "+cpDir+"/%f %p") })
+	cpFetch.clientCPU = 0
+	rows = append(rows, cpFetch.as("fetch: cp (restore_command = cp)", n, 0))
 	for _, pf := range []string{"--prefetch 0", ""} {
 		pgdata := emptyPGData(b)
 		label := pf
 		if pf == "" {
 			label = "default --prefetch"
 		}
-		d, cc, sc := measure(ws, func() {
+		r := measure(ws, func() {
 			fetchAll(b, pgdata, w.segs, fmt.Sprintf("%s --repo %s --archive seq %s %%f %%p", bins.WalFetch, ws.URL, pf))
 		})
-		note := ""
 		if pf == "" {
-			cc, note = 0, "client CPU is in the detached prefetcher"
+			r.clientCPU, r.note = 0, "client CPU is in the detached prefetcher"
 		}
-		rows = append(rows, row{name: "fetch: walfetch " + label, elapsed: d, segs: n, base: cpFetch, clientCPU: cc, serverCPU: sc, note: note})
+		rows = append(rows, r.as("fetch: walfetch "+label, n, cpFetch.elapsed))
 	}
 
 	// Many standbys reading the same segments through one walstored.
-	one, cc1, sc1 := measure(ws, func() {
+	one := measure(ws, func() {
 		fetchAll(b, emptyPGData(b), w.segs, fmt.Sprintf("%s --repo %s --archive seq --prefetch 0 %%f %%p", bins.WalFetch, ws.URL))
 	})
-	eight, cc8, sc8 := measure(ws, func() {
+	eight := measure(ws, func() {
 		var wg sync.WaitGroup
 		for range 8 {
 			pg := emptyPGData(b)
@@ -264,13 +322,13 @@ func BenchmarkWAL(b *testing.B) {
 		}
 		wg.Wait()
 	})
-	rows = append(rows, row{name: "fetch: 1 fetcher (--prefetch 0)", elapsed: one, segs: n, clientCPU: cc1, serverCPU: sc1})
-	rows = append(rows, row{name: "fetch: 8 concurrent fetchers, same segments (total)", elapsed: eight, segs: 8 * n, clientCPU: cc8, serverCPU: sc8,
-		note: fmt.Sprintf("wall time %.2f× one fetcher's", eight.Seconds()/one.Seconds())})
+	eight.note = fmt.Sprintf("wall time %.2f× one fetcher's", eight.elapsed.Seconds()/one.elapsed.Seconds())
+	rows = append(rows, one.as("fetch: 1 fetcher (--prefetch 0)", n, 0))
+	rows = append(rows, eight.as("fetch: 8 concurrent fetchers, same segments (total)", 8*n, 0))
 
 	fmt.Printf("\nwalstore WAL benchmark: %d real segments of 16 MiB (%d MiB), %d cores, walstored on a local directory\n\n", n, w.raw>>20, numCPU())
-	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "cpu ms/seg client", "cpu ms/seg walstored", "note")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22))
+	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %6s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "cpu ms/seg client", "cpu ms/seg walstored", "busy", "note")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22), strings.Repeat("-", 8))
 	for _, r := range rows {
 		fmt.Println(r)
 	}
