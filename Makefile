@@ -13,7 +13,7 @@ FUZZTIME      ?= 60s
 
 export WALSTORE_MINIO := $(MINIO)
 
-.PHONY: all build run test test-unit lint deps postgres minio bench fuzz clean
+.PHONY: all build run test test-unit lint deps postgres systemd-analyze minio bench fuzz clean
 
 all: build
 
@@ -38,13 +38,19 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-deps: postgres minio
+deps: postgres minio systemd-analyze
 
 postgres:
 	@test -x $(PG_BIN)/initdb || { \
 		echo "installing postgresql-15"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-15; }
 	@id postgres >/dev/null
+
+# systemd-analyze verifies the units in deploy/systemd.
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null || { \
+		echo "installing systemd (for systemd-analyze)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y systemd; }
 
 minio: $(MINIO)
 

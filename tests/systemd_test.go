@@ -16,7 +16,7 @@ import (
 func TestSystemdUnitsVerify(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze is not installed here; the units are checked where it is")
+		t.Fatal("systemd-analyze is not installed: make test installs it (Debian package systemd)")
 	}
 	bins := testenv.Binaries(t)
 	src := filepath.Join(testenv.Root(), "deploy", "systemd")
