@@ -30,9 +30,9 @@ test: deps lint
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-## test-unit: the tests that need neither PostgreSQL nor MinIO
+## test-unit: the tests that need neither PostgreSQL nor MinIO (seconds)
 test-unit:
-	$(GO) test -race ./archive/ ./cli/ ./retention/ ./server/
+	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./backupset/... ./internal/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -65,10 +65,10 @@ bench: deps
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseName$$' -fuzztime $(FUZZTIME) ./archive/
-	$(GO) test -run '^$$' -fuzz '^FuzzParsePageHeader$$' -fuzztime $(FUZZTIME) ./archive/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./archive/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./server/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseName$$' -fuzztime $(FUZZTIME) ./wal/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePageHeader$$' -fuzztime $(FUZZTIME) ./wal/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./archive/envelope/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./internal/server/auth/
 
 clean:
 	rm -rf bin

@@ -8,88 +8,67 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
-// Key layout of one archive inside a store:
-//
-//	<archive>/wal/<WAL file name>    segments, .partial, .history, .backup files
-//	<archive>/meta/system            the system identifier the archive is bound to
-//	<archive>/backups/<id>/...       base backups (see package backupset)
-const (
-	walDir    = "wal/"
-	systemKey = "meta/system"
-)
+// Guarded is implemented by stores behind which walstored enforces the
+// archive's rules (system binding, verified bodies, bound names) for
+// everything written (store/httpstore): the client then need not read the
+// binding before each push.
+type Guarded interface{ Guarded() bool }
 
-// DefaultArchive is the archive name used when none is given.
-const DefaultArchive = "main"
-
-// ValidArchiveName checks an archive name: 1 to 64 ASCII letters, digits,
-// '.', '_' or '-', starting with a letter or digit.
-func ValidArchiveName(name string) error {
-	if name == "" || len(name) > 64 || strings.Contains(name, "/") || validComponent(name) != nil {
-		return fmt.Errorf("%w: archive name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, printable(name))
-	}
-	return nil
+// BindingCache remembers an archive's system binding between processes
+// (walpush keeps it next to the WAL it pushes), so that a push to a
+// store nobody guards does not read the binding every time. A binding
+// never changes once written.
+type BindingCache interface {
+	Load(archive string) (uint64, bool)
+	Save(archive string, sysid uint64)
 }
-
-// SplitKey splits a store key into its archive and the rest.
-func SplitKey(key string) (archive, rest string) {
-	archive, rest, _ = strings.Cut(key, "/")
-	return archive, rest
-}
-
-// WALKey is the store key of a WAL file in an archive.
-func WALKey(archive string, n Name) string { return archive + "/" + walDir + n.String() }
-
-// SystemKey is the store key of an archive's system binding.
-func SystemKey(archive string) string { return archive + "/" + systemKey }
-
-// ParseWALKey returns the WAL name of a key under <archive>/wal/.
-func ParseWALKey(archive, key string) (Name, bool) {
-	rest, ok := strings.CutPrefix(key, archive+"/"+walDir)
-	if !ok {
-		return Name{}, false
-	}
-	n, err := ParseName(rest)
-	return n, err == nil
-}
-
-// WrongSystemError reports a segment of another cluster than the archive's.
-type WrongSystemError struct {
-	Archive string
-	Bound   uint64
-	Got     uint64
-}
-
-func (e *WrongSystemError) Error() string {
-	return fmt.Sprintf("archive %s belongs to PostgreSQL system %d; this file comes from system %d (another cluster, or a re-initialised one: use another --archive)", e.Archive, e.Bound, e.Got)
-}
-
-func (e *WrongSystemError) Unwrap() error { return ErrWrongSystem }
 
 // Archive is one named archive (one PostgreSQL cluster's WAL and backups)
-// in a store.
+// in a repository.
 type Archive struct {
-	Store Store
-	Name  string
+	Store  store.Store
+	Name   string
+	Layout Layout
 	// Keys encrypt what this client writes and decrypt what it reads
 	// (nil: no encryption).
-	Keys *Keyring
+	Keys *envelope.Keyring
+	// Cache, when set, remembers the system binding across processes.
+	Cache BindingCache
 
-	mu    sync.Mutex
-	bound uint64 // system identifier once known to be bound
+	guarded bool
+	mu      sync.Mutex
+	bound   uint64 // system identifier once known to be bound
 }
 
 // New returns the archive called name in s.
-func New(s Store, name string) (*Archive, error) {
+func New(s store.Store, name string) (*Archive, error) {
 	if err := ValidArchiveName(name); err != nil {
 		return nil, err
 	}
-	return &Archive{Store: s, Name: name}, nil
+	a := &Archive{Store: s, Name: name, Layout: Layout{Archive: name}}
+	if g, ok := store.As[Guarded](s); ok {
+		a.guarded = g.Guarded()
+	}
+	return a, nil
 }
 
-// Key returns the store key of a path inside the archive.
+// Key returns the store key of a path inside the archive ("wal/...").
 func (a *Archive) Key(rel string) string { return a.Name + "/" + rel }
+
+// Encoder returns an encoder that encrypts with the archive's key, if any.
+func (a *Archive) Encoder() *envelope.Encoder {
+	e := envelope.NewEncoder()
+	if a.Keys != nil {
+		e.Key = a.Keys.Encrypt
+	}
+	return e
+}
 
 // SystemID returns the system identifier the archive is bound to, or an
 // error wrapping ErrNotFound if nothing was pushed yet.
@@ -100,39 +79,57 @@ func (a *Archive) SystemID(ctx context.Context) (uint64, error) {
 	if bound != 0 {
 		return bound, nil
 	}
-	hdr, err := StatHeader(ctx, a.Store, SystemKey(a.Name))
+	if a.Cache != nil {
+		if id, ok := a.Cache.Load(a.Name); ok {
+			a.setBound(id)
+			return id, nil
+		}
+	}
+	hdr, rc, err := a.Open(ctx, a.Layout.System())
 	if err != nil {
 		return 0, err
 	}
-	if hdr.SystemID == 0 {
-		return 0, fmt.Errorf("%w: %s has no system identifier", ErrCorrupt, SystemKey(a.Name))
+	b, err := io.ReadAll(io.LimitReader(rc, 64))
+	rc.Close()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", a.Layout.System(), err)
 	}
-	a.mu.Lock()
-	a.bound = hdr.SystemID
-	a.mu.Unlock()
-	return hdr.SystemID, nil
+	id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if perr != nil || id == 0 || hdr.SystemID != id {
+		return 0, fmt.Errorf("%w: %s does not hold a system identifier", ErrCorrupt, a.Layout.System())
+	}
+	a.setBound(id)
+	if a.Cache != nil {
+		a.Cache.Save(a.Name, id)
+	}
+	return id, nil
 }
 
-// Bind binds the archive to sysid if it is not bound yet, and fails with a
-// *WrongSystemError if it is bound to another system. Concurrent first
-// pushes from two clusters cannot both win: the binding is a put-if-absent.
+func (a *Archive) setBound(id uint64) {
+	a.mu.Lock()
+	a.bound = id
+	a.mu.Unlock()
+}
+
+// Bind binds the archive to sysid if it is not bound yet, and fails with
+// a *WrongSystemError if it is bound to another system. Concurrent first
+// pushes from two clusters cannot both win: the binding is a
+// put-if-absent.
 func (a *Archive) Bind(ctx context.Context, sysid uint64) error {
 	if sysid == 0 {
 		return fmt.Errorf("%w: system identifier 0", ErrInvalid)
 	}
 	bound, err := a.SystemID(ctx)
 	if errors.Is(err, ErrNotFound) {
-		enc := NewEncoder()
+		enc := envelope.NewEncoder() // never encrypted: walstored reads it
 		enc.SystemID = sysid
-		obj, eerr := enc.EncodeBytes([]byte(strconv.FormatUint(sysid, 10) + "\n"))
+		obj, eerr := enc.EncodeBytes([]byte(strconv.FormatUint(sysid, 10)+"\n"), a.Layout.System())
 		if eerr != nil {
 			return eerr
 		}
-		_, err = PutObject(ctx, a.Store, SystemKey(a.Name), obj)
+		_, err = PutObject(ctx, a.Store, a.Layout.System(), obj)
 		if errors.Is(err, ErrConflict) {
-			a.mu.Lock()
-			a.bound = 0
-			a.mu.Unlock()
+			a.setBound(0)
 			bound, err = a.SystemID(ctx)
 		} else if err == nil {
 			bound = sysid
@@ -144,52 +141,117 @@ func (a *Archive) Bind(ctx context.Context, sysid uint64) error {
 	if bound != sysid {
 		return &WrongSystemError{Archive: a.Name, Bound: bound, Got: sysid}
 	}
-	a.mu.Lock()
-	a.bound = sysid
-	a.mu.Unlock()
+	a.setBound(sysid)
 	return nil
 }
 
-// PutWAL stores a WAL file (already checked and encoded by the caller). A
-// segment or .partial must carry its system identifier in the envelope
-// header; the archive is bound to it on first use and refuses others.
-func (a *Archive) PutWAL(ctx context.Context, n Name, obj *Object) (Outcome, error) {
-	if n.Kind == Segment || n.Kind == Partial {
+// PutWAL stores a WAL file (already checked and encoded by the caller,
+// bound to its key). A segment or .partial must carry its system
+// identifier in the envelope header; the archive is bound to it on first
+// use and refuses others (walstored checks that itself, so a client of
+// walstored does not read the binding first).
+func (a *Archive) PutWAL(ctx context.Context, n wal.Name, obj *envelope.Object) (Outcome, error) {
+	if (n.Kind == wal.Segment || n.Kind == wal.Partial) && !a.guarded {
 		if err := a.Bind(ctx, obj.Header.SystemID); err != nil {
 			return 0, err
 		}
 	}
-	return PutObject(ctx, a.Store, WALKey(a.Name, n), obj)
+	return PutObject(ctx, a.Store, a.Layout.WAL(n), obj)
+}
+
+// EncodeWAL packs raw WAL file contents for n, bound to n's key.
+func (a *Archive) EncodeWAL(enc *envelope.Encoder, r io.Reader, size int64, n wal.Name) (*envelope.Object, error) {
+	return enc.Encode(r, size, a.Layout.WAL(n))
 }
 
 // OpenWAL returns the verified raw contents of a WAL file.
-func (a *Archive) OpenWAL(ctx context.Context, n Name) (Header, io.ReadCloser, error) {
-	return GetObjectWith(ctx, a.Store, WALKey(a.Name, n), a.Keys)
+func (a *Archive) OpenWAL(ctx context.Context, n wal.Name) (envelope.Header, io.ReadCloser, error) {
+	return a.Open(ctx, a.Layout.WAL(n))
 }
 
-// Open returns the verified raw contents of any object of the archive.
-func (a *Archive) Open(ctx context.Context, key string) (Header, io.ReadCloser, error) {
-	return GetObjectWith(ctx, a.Store, key, a.Keys)
+// Open returns the verified raw contents of any object of the archive:
+// its header is checked, and its binding to key; the content is checked
+// as it is read (see envelope.Open).
+func (a *Archive) Open(ctx context.Context, key string) (envelope.Header, io.ReadCloser, error) {
+	return OpenObject(ctx, a.Store, key, a.Keys)
 }
 
-// Encoder returns an encoder that encrypts with the archive's key, if any.
-func (a *Archive) Encoder() *Encoder {
-	e := NewEncoder()
-	if a.Keys != nil {
-		e.Key = a.Keys.Encrypt
+// OpenObject is Open on any store.
+func OpenObject(ctx context.Context, s store.Store, key string, kr *envelope.Keyring) (envelope.Header, io.ReadCloser, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return envelope.Header{}, nil, err
 	}
-	return e
+	hdr, raw, err := envelope.Open(rc, Identity(key), kr)
+	if err != nil {
+		rc.Close()
+		return hdr, nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return hdr, &closeBoth{ReadCloser: raw, under: rc}, nil
+}
+
+type closeBoth struct {
+	io.ReadCloser
+	under io.Closer
+}
+
+func (c *closeBoth) Close() error {
+	c.ReadCloser.Close()
+	return c.under.Close()
+}
+
+// ReadAll reads a whole (small) object of the archive, verified.
+func (a *Archive) ReadAll(ctx context.Context, key string, limit int64) ([]byte, envelope.Header, error) {
+	hdr, rc, err := a.Open(ctx, key)
+	if err != nil {
+		return nil, hdr, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, hdr, fmt.Errorf("%s: %w", key, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, hdr, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, key, limit)
+	}
+	return b, hdr, nil
+}
+
+// StatHeader reads just the envelope header of a stored object.
+func StatHeader(ctx context.Context, s store.Store, key string) (envelope.Header, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return envelope.Header{}, err
+	}
+	defer rc.Close()
+	hdr, err := envelope.ReadHeader(rc)
+	if err != nil {
+		return hdr, fmt.Errorf("%s: %w", key, err)
+	}
+	return hdr, nil
 }
 
 // ListWAL calls fn for every WAL file in the archive, in key order, with
 // its name and size; prefix narrows the listing (e.g. a timeline's
 // "00000002"). Keys that are not WAL names are skipped.
-func (a *Archive) ListWAL(ctx context.Context, prefix string, fn func(Name, Info) error) error {
-	return a.Store.List(ctx, a.Name+"/"+walDir+prefix, func(info Info) error {
-		n, ok := ParseWALKey(a.Name, info.Key)
-		if !ok {
+func (a *Archive) ListWAL(ctx context.Context, prefix string, fn func(wal.Name, store.Info) error) error {
+	return a.Store.List(ctx, a.Layout.WALPrefix()+prefix, func(info store.Info) error {
+		k, err := ParseKey(info.Key)
+		if err != nil || k.Kind != KindWAL {
 			return nil
 		}
-		return fn(n, info)
+		return fn(k.WAL, info)
 	})
 }
+
+// Exists reports whether the archive holds anything at all.
+func (a *Archive) Exists(ctx context.Context) (bool, error) {
+	found := false
+	err := a.Store.List(ctx, a.Layout.Prefix(), func(store.Info) error { found = true; return errStop })
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return found, err
+}
+
+var errStop = errors.New("stop")

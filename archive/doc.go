@@ -1,25 +1,24 @@
-// Package archive is walstore's domain: what a WAL file is, how it is
-// checked, how it is packed into a stored object, and the Store interface
-// every storage backend implements.
+// Package archive is tier 2 of a walstore repository: what the bytes of
+// tier 1 (package store) mean. It decides which object goes under which
+// key (Layout), packs every object into an envelope bound to its key
+// (package envelope: zstd, SHA-256, encryption), decides idempotency
+// ("same content: already archived; other content: a conflict naming
+// both digests") in one place, binds each archive to one PostgreSQL system,
+// repairs a damaged copy when the same content is pushed again, and keeps
+// the records of base backups and retired timelines.
 //
-// The pieces, from the bottom up:
+// One repository holds many archives, one per PostgreSQL cluster. An
+// Archive is the handle on one of them; everything that reads or writes
+// an archive (walpush, walfetch, walstored's door, backups, the catalog,
+// retention) goes through it, so the rules are written once:
 //
-//   - Name (name.go): PostgreSQL WAL file names (segments, .partial,
-//     .history, .backup), parsed strictly, ordered by (timeline, log, seg).
-//   - PageHeader (pageheader.go): the long page header at the start of every
-//     segment, which binds a file to its system identifier, timeline and
-//     position; a file whose header does not match its name is refused.
-//   - Envelope (envelope.go): the self-describing object format: a fixed
-//     header with the raw size, the SHA-256 of the raw bytes and the system
-//     identifier, then the zstd payload. Every object in a repository is an
-//     envelope, so anything stored can be verified without context.
-//   - Store (store.go): a small write-once object store (put-if-absent, get,
-//     stat, list, delete). Backends live in sub-packages (filestore, s3store,
-//     httpstore) and all pass the same conformance suite (storetest).
-//   - PutObject (put.go): the one place where "same digest → already
-//     archived, other digest → conflict" is decided, for every store.
-//   - Archive (archive.go): one named archive inside a repository, bound to
-//     one PostgreSQL system identifier.
+//	layout.go    keys: archive → WAL name, system binding, backup id and part, retired timeline
+//	archive.go   the Archive handle: binding, WAL puts and verified reads
+//	put.go       idempotent put, and repair of a damaged copy
+//	backups.go   backup completion records
+//	retired.go   timelines taken out of recovery's view
+//	edge.go      what walstored checks at its door before a body reaches a store
+//	repo.go      the repository as a whole: its marker, its archives
 //
 // Nothing here reads flags or the environment, and nothing exits: callers
 // decide policy and exit codes.

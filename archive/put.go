@@ -5,17 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/store"
 )
 
-// Outcome says what PutObject did.
+// Outcome says what a put did.
 type Outcome int
 
 const (
 	// Stored: the object was written now.
 	Stored Outcome = iota + 1
-	// AlreadyStored: an identical object (same SHA-256 of the raw bytes)
-	// was there already; nothing was written.
+	// AlreadyStored: an intact object with the same content (the same
+	// SHA-256 of the raw bytes) was there already; nothing was written.
 	AlreadyStored
+	// Repaired: an object with the same content was there but failed
+	// verification; it was replaced by the new, verified body.
+	Repaired
 )
 
 func (o Outcome) String() string {
@@ -24,111 +30,116 @@ func (o Outcome) String() string {
 		return "stored"
 	case AlreadyStored:
 		return "already archived"
+	case Repaired:
+		return "repaired"
 	}
 	return "unknown"
 }
 
-// ConflictError reports a name stored with other content. It wraps
-// ErrConflict and names both checksums.
-type ConflictError struct {
-	Key    string
-	Stored Digest
-	New    Digest
+// PutObject writes an encoded object under key (see PutEnvelope).
+func PutObject(ctx context.Context, s store.Store, key string, obj *envelope.Object) (Outcome, error) {
+	return PutEnvelope(ctx, s, key, obj.Header, store.Bytes(obj.Bytes()))
 }
 
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("%s is already stored with SHA-256 %s; refusing to replace it with SHA-256 %s", e.Key, e.Stored, e.New)
-}
-
-func (e *ConflictError) Unwrap() error { return ErrConflict }
-
-// ExistsError may be returned (wrapped) by a Store's Put when the store
-// already knows the stored object's digest, sparing PutObject a read.
-type ExistsError struct {
-	Key    string
-	Stored Digest
-}
-
-func (e *ExistsError) Error() string { return fmt.Sprintf("%s: %v", e.Key, ErrExists) }
-func (e *ExistsError) Unwrap() error { return ErrExists }
-
-// PutObject writes obj under key if the name is free. If the name is taken
-// it compares digests: the same digest is success (AlreadyStored), another
-// digest is a *ConflictError. This is the only place that decides
-// idempotency, so every store, and the server in front of them, agrees.
-func PutObject(ctx context.Context, s Store, key string, obj *Object) (Outcome, error) {
-	return PutEnvelope(ctx, s, key, obj.Header, obj.Reader(), obj.Size())
-}
-
-// PutEnvelope is PutObject for an envelope that is streamed rather than
-// held in memory: r yields the whole envelope (size bytes) whose header is
-// hdr. It keeps the same idempotency rules.
-func PutEnvelope(ctx context.Context, s Store, key string, hdr Header, r io.Reader, size int64) (Outcome, error) {
-	err := s.Put(ctx, key, r, size)
-	if err == nil {
+// PutEnvelope writes the envelope body (whose header is hdr) under key if
+// the name is free. If the name is taken it compares content: another
+// digest is a *ConflictError and nothing changes; the same digest is
+// success (AlreadyStored), once the stored copy is checked. A stored copy
+// that fails its check is replaced by body, atomically and only if the
+// store can (store.Replacer): Repaired. This is the only place that
+// decides idempotency, so every store, and walstored in front of them,
+// agrees.
+//
+// A body that can be read only once (a large object streamed through
+// walstored) is not sent to a name that is already taken: the stored
+// copy is looked at first.
+func PutEnvelope(ctx context.Context, s store.Store, key string, hdr envelope.Header, body store.Body) (Outcome, error) {
+	rewindable := body.Rewind() == nil
+	if _, inMemory := body.(store.ReaderAtBody); !inMemory {
+		if _, err := s.Stat(ctx, key); err == nil {
+			return settleExisting(ctx, s, key, hdr, body, nil)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return 0, err
+		}
+		rewindable = false
+	}
+	putErr := s.Put(ctx, key, body)
+	if putErr == nil {
 		return Stored, nil
 	}
-	if !errors.Is(err, ErrExists) {
-		return 0, err
+	if !errors.Is(putErr, store.ErrExists) {
+		return 0, putErr
 	}
-	stored, err := storedDigest(ctx, s, key, err)
-	if err != nil {
-		return 0, err
+	if rewindable && body.Rewind() == nil {
+		return settleExisting(ctx, s, key, hdr, body, putErr)
 	}
-	if stored != hdr.Digest {
-		return 0, &ConflictError{Key: key, Stored: stored, New: hdr.Digest}
-	}
-	return AlreadyStored, nil
+	return settleExisting(ctx, s, key, hdr, nil, putErr)
 }
 
-func storedDigest(ctx context.Context, s Store, key string, putErr error) (Digest, error) {
-	var ee *ExistsError
-	if errors.As(putErr, &ee) {
-		return ee.Stored, nil
+// settleExisting decides what a taken name means for a put of hdr.
+func settleExisting(ctx context.Context, s store.Store, key string, hdr envelope.Header, body store.Body, putErr error) (Outcome, error) {
+	// walstored already compared (and repaired) at its door.
+	var ee *store.ExistsError
+	if errors.As(putErr, &ee) && ee.Identity != "" {
+		stored, err := envelope.ParseDigest(ee.Identity)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", key, err)
+		}
+		if stored != hdr.Digest {
+			return 0, &ConflictError{Key: key, Stored: stored, New: hdr.Digest}
+		}
+		return AlreadyStored, nil
 	}
-	hdr, err := StatHeader(ctx, s, key)
+	info, err := s.Stat(ctx, key)
 	if err != nil {
-		return Digest{}, fmt.Errorf("read the stored %s to compare: %w", key, err)
+		return 0, fmt.Errorf("read the stored %s to compare: %w", key, err)
 	}
-	return hdr.Digest, nil
-}
-
-// StatHeader reads just the envelope header of a stored object.
-func StatHeader(ctx context.Context, s Store, key string) (Header, error) {
 	rc, err := s.Get(ctx, key)
 	if err != nil {
-		return Header{}, err
+		return 0, fmt.Errorf("read the stored %s to compare: %w", key, err)
 	}
 	defer rc.Close()
-	return ReadHeader(rc)
-}
-
-// GetObject opens a stored object and returns its header and a reader of
-// the verified raw bytes (see Open).
-func GetObject(ctx context.Context, s Store, key string) (Header, io.ReadCloser, error) {
-	return GetObjectWith(ctx, s, key, nil)
-}
-
-// GetObjectWith is GetObject with the keys for encrypted objects.
-func GetObjectWith(ctx context.Context, s Store, key string, kr *Keyring) (Header, io.ReadCloser, error) {
-	rc, err := s.Get(ctx, key)
-	if err != nil {
-		return Header{}, nil, err
+	stored, verr := envelope.ReadHeader(rc)
+	if verr == nil && stored.Digest != hdr.Digest {
+		return 0, &ConflictError{Key: key, Stored: stored.Digest, New: hdr.Digest}
 	}
-	hdr, raw, err := OpenWith(rc, kr)
-	if err != nil {
-		rc.Close()
-		return hdr, nil, fmt.Errorf("%s: %w", key, err)
+	if verr == nil {
+		verr = stored.CheckName(Identity(key))
 	}
-	return hdr, &closeBoth{ReadCloser: raw, under: rc}, nil
+	if verr == nil {
+		verr = envelope.VerifyPayload(stored, rc, nil)
+	}
+	if verr == nil {
+		return AlreadyStored, nil
+	}
+	if !errors.Is(verr, store.ErrCorrupt) {
+		return 0, fmt.Errorf("read the stored %s to compare: %w", key, verr)
+	}
+	// The stored copy is damaged: this push carries the content it should
+	// have held. Replace it, if the store can and we still have the body.
+	r, ok := store.As[store.Replacer](s)
+	if !ok || body == nil {
+		return 0, fmt.Errorf("%w: the stored %s is damaged (%v) and cannot be replaced here; walstored repairs it when the file is pushed through it", store.ErrCorrupt, key, verr)
+	}
+	if err := r.Replace(ctx, key, info, body); err != nil {
+		return 0, fmt.Errorf("repair the damaged %s: %w", key, err)
+	}
+	return Repaired, nil
 }
 
-type closeBoth struct {
-	io.ReadCloser
-	under io.Closer
+// Identify returns the content identity of an envelope read from r: its
+// raw SHA-256 in hex (what multistore compares copies by).
+func Identify(_ string, r io.Reader) (string, error) {
+	hdr, err := envelope.ReadHeader(r)
+	if err != nil {
+		return "", err
+	}
+	return hdr.Digest.String(), nil
 }
 
-func (c *closeBoth) Close() error {
-	c.ReadCloser.Close()
-	return c.under.Close()
+// VerifyCopy checks a stored copy under key without keys: what the
+// multi-store runs on every copy it serves.
+func VerifyCopy(key string, r io.Reader) error {
+	_, err := envelope.Verify(r, Identity(key), nil)
+	return err
 }

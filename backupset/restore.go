@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
 // RestoreOptions configure Restore.
@@ -40,7 +42,7 @@ type RestoreOptions struct {
 
 // RestoreResult says what Restore did (or would do).
 type RestoreResult struct {
-	Backup       Record
+	Backup       archive.Record
 	Settings     []string // lines added to postgresql.auto.conf
 	Signal       string   // recovery.signal or standby.signal
 	StartCommand string
@@ -120,23 +122,23 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 
 // chooseBackup resolves "latest" (the newest backup that ended before the
 // target, when there is one) or an id.
-func chooseBackup(ctx context.Context, opt RestoreOptions) (Record, error) {
+func chooseBackup(ctx context.Context, opt RestoreOptions) (archive.Record, error) {
 	a := opt.Archive
 	if opt.Backup != "latest" && opt.Backup != "" {
-		r, err := Load(ctx, a, opt.Backup)
+		r, err := a.LoadBackup(ctx, opt.Backup)
 		if errors.Is(err, archive.ErrNotFound) {
 			return r, fmt.Errorf("unknown backup %q in archive %s (walstored list --archive %s shows the ids): %w", opt.Backup, a.Name, a.Name, archive.ErrNotFound)
 		}
 		return r, err
 	}
-	l, err := List(ctx, a)
+	l, err := a.ListBackups(ctx)
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	tm, hasTime, _ := opt.Target.parsedTime()
-	var lsn archive.LSN
+	var lsn wal.LSN
 	if opt.Target.LSN != "" {
-		lsn, _ = archive.ParseLSN(opt.Target.LSN)
+		lsn, _ = wal.ParseLSN(opt.Target.LSN)
 	}
 	for i := len(l.Complete) - 1; i >= 0; i-- {
 		r := l.Complete[i]
@@ -147,9 +149,9 @@ func chooseBackup(ctx context.Context, opt RestoreOptions) (Record, error) {
 		return r, nil
 	}
 	if len(l.Complete) > 0 {
-		return Record{}, fmt.Errorf("no backup in archive %s ended before the recovery target (the oldest ended %s): %w", a.Name, l.Complete[0].StopTime.Format(time.RFC3339), archive.ErrNotFound)
+		return archive.Record{}, fmt.Errorf("no backup in archive %s ended before the recovery target (the oldest ended %s): %w", a.Name, l.Complete[0].StopTime.Format(time.RFC3339), archive.ErrNotFound)
 	}
-	return Record{}, fmt.Errorf("archive %s has no completed backup: %w", a.Name, archive.ErrNotFound)
+	return archive.Record{}, fmt.Errorf("archive %s has no completed backup: %w", a.Name, archive.ErrNotFound)
 }
 
 // owner resolves who will own the files: --owner (root only), else the
@@ -231,7 +233,7 @@ type partData struct {
 	err  error
 }
 
-func newPartReader(ctx context.Context, a *archive.Archive, rec Record, jobs int) *partReader {
+func newPartReader(ctx context.Context, a *archive.Archive, rec archive.Record, jobs int) *partReader {
 	pr := &partReader{ctx: ctx, slots: make([]chan partData, len(rec.Parts)), sem: make(chan struct{}, jobs)}
 	for i := range pr.slots {
 		pr.slots[i] = make(chan partData, 1)
@@ -249,10 +251,10 @@ func newPartReader(ctx context.Context, a *archive.Archive, rec Record, jobs int
 	return pr
 }
 
-func fetchPart(ctx context.Context, a *archive.Archive, id string, p Part) partData {
+func fetchPart(ctx context.Context, a *archive.Archive, id string, p archive.Part) partData {
 	var data []byte
-	err := archive.Retry(ctx, archive.Backoff{}, func(ctx context.Context) error {
-		hdr, rc, err := a.Open(ctx, Key(a, id, p.Name))
+	err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
+		hdr, rc, err := a.Open(ctx, a.Layout.Backup(id, p.Name))
 		if err != nil {
 			return err
 		}
@@ -293,7 +295,7 @@ func (pr *partReader) Read(p []byte) (int, error) {
 }
 
 // unpack extracts the backup's tar into PGDATA with PostgreSQL's modes.
-func unpack(ctx context.Context, opt RestoreOptions, rec Record) error {
+func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, rec.RawSize)
@@ -395,7 +397,7 @@ func chownTree(dir string, uid, gid int) error {
 }
 
 // startCommand is the one command that starts the restored cluster.
-func startCommand(opt RestoreOptions, rec Record) string {
+func startCommand(opt RestoreOptions, rec archive.Record) string {
 	pgctl := "pg_ctl"
 	if p := fmt.Sprintf("/usr/lib/postgresql/%d/bin/pg_ctl", rec.PGVersion/10000); fileExists(p) {
 		pgctl = p

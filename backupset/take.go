@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
 // TakeOptions configure Take.
@@ -57,61 +58,61 @@ func (o *TakeOptions) defaults() {
 }
 
 // Take backs the cluster up into the archive and returns its record.
-func Take(ctx context.Context, opt TakeOptions) (Record, error) {
+func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	opt.defaults()
 	a := opt.Archive
 	cl, err := Inspect(ctx, opt.ConnInfo)
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	bound, err := boundSystem(ctx, a)
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	if err := cl.Check(a.Name, bound, !opt.SkipArchiveCommandCheck); err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	if cl.InRecovery {
-		return Record{}, fmt.Errorf("%w: the cluster is in recovery (a standby); take backups from the primary", archive.ErrInvalid)
+		return archive.Record{}, fmt.Errorf("%w: the cluster is in recovery (a standby); take backups from the primary", archive.ErrInvalid)
 	}
 	if bound == 0 {
 		// A new cluster's first backup may come before its first archived
 		// segment: the backup binds the archive, the segments must follow.
 		if err := a.Bind(ctx, cl.SystemID); err != nil {
-			return Record{}, err
+			return archive.Record{}, err
 		}
 	}
 	started := time.Now()
 	id, err := freeID(ctx, a, started)
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	bin, err := pgBaseBackup(opt.PGBaseBackup, cl.Major())
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	rec, err := stream(ctx, opt, bin, id, cl)
 	if err != nil {
 		// Leave nothing behind: a backup is complete or absent.
-		if _, _, derr := Delete(context.WithoutCancel(ctx), a, id); derr != nil {
+		if _, _, derr := a.DeleteBackup(context.WithoutCancel(ctx), id); derr != nil {
 			opt.Log.Warn("could not remove the parts of a failed backup", "backup", id, "error", derr.Error())
 		}
-		return Record{}, fmt.Errorf("backup %s: %w", id, err)
+		return archive.Record{}, fmt.Errorf("backup %s: %w", id, err)
 	}
 	return rec, nil
 }
 
-// freeID returns NewID(t), made unique if a backup started in the same
+// freeID returns archive.NewBackupID(t), made unique if a backup started in the same
 // second.
 func freeID(ctx context.Context, a *archive.Archive, t time.Time) (string, error) {
-	base := NewID(t)
+	base := archive.NewBackupID(t)
 	for i := 0; i < 100; i++ {
 		id := base
 		if i > 0 {
 			id = fmt.Sprintf("%s-%d", base, i)
 		}
 		taken := false
-		err := a.Store.List(ctx, a.Key(backupsDir+id+"/"), func(archive.Info) error { taken = true; return errStop })
+		err := a.Store.List(ctx, a.Layout.BackupPrefix(id), func(store.Info) error { taken = true; return errStop })
 		if err != nil && !errors.Is(err, errStop) {
 			return "", err
 		}
@@ -164,7 +165,7 @@ func inspectTar(r io.Reader) (tarInfo, error) {
 			info.files++
 			switch h.Name {
 			case "backup_label":
-				info.label, err = io.ReadAll(io.LimitReader(tr, archive.MaxBackupLabelSize))
+				info.label, err = io.ReadAll(io.LimitReader(tr, wal.MaxBackupLabelSize))
 			case "backup_manifest":
 				info.manifest, err = io.ReadAll(io.LimitReader(tr, 256<<20))
 			}
@@ -187,7 +188,7 @@ func inspectTar(r io.Reader) (tarInfo, error) {
 	return info, err
 }
 
-func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (Record, error) {
+func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (archive.Record, error) {
 	a := opt.Archive
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -195,12 +196,12 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 	cmd := exec.CommandContext(ctx, bin, "-d", opt.ConnInfo, "-D", "-", "-Ft", "-X", "none", "-c", "fast", "-l", label, "-w")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return Record{}, fmt.Errorf("start %s: %w", bin, err)
+		return archive.Record{}, fmt.Errorf("start %s: %w", bin, err)
 	}
 	defer cmd.Wait() // reaped on every path
 
@@ -223,7 +224,7 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opt.Jobs)
-	var parts []*Part // pointers: the uploads fill them in while the list grows
+	var parts []*archive.Part // pointers: the uploads fill them in while the list grows
 	var rawTotal, storedTotal atomic.Int64
 	readErr := func() error {
 		for i := 0; ; i++ {
@@ -233,15 +234,16 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 				buf = buf[:n]
 				pw.Write(buf)
 				prog.add(int64(n))
-				name := fmt.Sprintf("%s%05d", partPrefix, i)
-				part := &Part{Name: name, RawSize: int64(n)}
+				name := fmt.Sprintf("%s%05d", archive.PartPrefix, i)
+				part := &archive.Part{Name: name, RawSize: int64(n)}
 				parts = append(parts, part)
 				g.Go(func() error {
-					obj, err := a.Encoder().EncodeBytes(buf)
+					key := a.Layout.Backup(id, name)
+					obj, err := a.Encoder().EncodeBytes(buf, key)
 					if err != nil {
 						return err
 					}
-					if _, err := archive.PutObject(gctx, a.Store, Key(a, id, name), obj); err != nil {
+					if _, err := archive.PutObject(gctx, a.Store, key, obj); err != nil {
 						return fmt.Errorf("store %s: %w", name, err)
 					}
 					part.StoredSize, part.SHA256 = obj.Size(), obj.Header.Digest.String()
@@ -267,28 +269,33 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 	ti := <-tarc
 	switch {
 	case uploadErr != nil:
-		return Record{}, uploadErr
+		return archive.Record{}, uploadErr
 	case waitErr != nil:
-		return Record{}, fmt.Errorf("pg_basebackup failed: %v: %s", waitErr, stderr.String())
+		return archive.Record{}, fmt.Errorf("pg_basebackup failed: %v: %s", waitErr, stderr.String())
 	case readErr != nil:
-		return Record{}, fmt.Errorf("read pg_basebackup's output: %w", readErr)
+		return archive.Record{}, fmt.Errorf("read pg_basebackup's output: %w", readErr)
 	case ti.err != nil:
-		return Record{}, fmt.Errorf("pg_basebackup's tar stream: %w", ti.err)
+		return archive.Record{}, fmt.Errorf("pg_basebackup's tar stream: %w", ti.err)
 	}
 	prog.stop()
 
-	bl, err := archive.ParseBackupLabel(ti.info.label)
+	bl, err := wal.ParseBackupLabel(ti.info.label)
 	if err != nil {
-		return Record{}, fmt.Errorf("backup_label: %w", err)
+		return archive.Record{}, fmt.Errorf("backup_label: %w", err)
 	}
 	hist, stopLabel, err := waitBackupFile(ctx, a, bl, cl.SegmentSize, opt.WALTimeout)
 	if err != nil {
-		return Record{}, err
+		return archive.Record{}, err
+	}
+	// The .backup file came through archive_command, which a push token
+	// can write: it must be this backup's own label, line for line.
+	if err := archive.CrossCheck(bl, stopLabel); err != nil {
+		return archive.Record{}, fmt.Errorf("the archived %s is not this backup's: %w", hist, err)
 	}
 	if err := waitWAL(ctx, a, bl.StartWAL, stopLabel.StopWAL, cl.SegmentSize, opt.WALTimeout); err != nil {
-		return Record{}, err
+		return archive.Record{}, err
 	}
-	rec := Record{
+	rec := archive.Record{
 		ID: id, Archive: a.Name, Label: label,
 		SystemID: fmt.Sprint(cl.SystemID), PGVersion: cl.VersionNum, SegmentSize: cl.SegmentSize,
 		StartLSN: bl.StartLSN.String(), StopLSN: stopLabel.StopLSN.String(),
@@ -303,25 +310,19 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 		rec.Parts = append(rec.Parts, *p)
 	}
 	if rec.Manifest {
-		obj, err := a.Encoder().EncodeBytes(ti.info.manifest)
+		key := a.Layout.Backup(id, archive.ManifestFile)
+		obj, err := a.Encoder().EncodeBytes(ti.info.manifest, key)
 		if err != nil {
-			return Record{}, err
+			return archive.Record{}, err
 		}
-		if _, err := archive.PutObject(ctx, a.Store, Key(a, id, manifestName), obj); err != nil {
-			return Record{}, fmt.Errorf("store the manifest: %w", err)
+		if _, err := archive.PutObject(ctx, a.Store, key, obj); err != nil {
+			return archive.Record{}, fmt.Errorf("store the manifest: %w", err)
 		}
 		rec.StoredSize += obj.Size()
 	}
-	// The completion record goes last: from now on the backup exists. It
-	// holds positions and sizes, not data, and stays readable without the
-	// key so that list and retention work on the storage host.
-	body, _ := json.MarshalIndent(rec, "", "  ")
-	obj, err := archive.NewEncoder().EncodeBytes(body)
-	if err != nil {
-		return Record{}, err
-	}
-	if _, err := archive.PutObject(ctx, a.Store, Key(a, id, recordName), obj); err != nil {
-		return Record{}, fmt.Errorf("store the completion record: %w", err)
+	// The completion record goes last: from now on the backup exists.
+	if err := a.PutRecord(ctx, rec); err != nil {
+		return archive.Record{}, fmt.Errorf("store the completion record: %w", err)
 	}
 	fmt.Fprintf(opt.Progress, "backup %s of archive %s: %d files, %s raw, %s stored (%.2f), %s at %s/s; WAL %s to %s on timeline %d\n",
 		id, a.Name, rec.Files, human(rec.RawSize), human(rec.StoredSize), float64(rec.StoredSize)/float64(max(rec.RawSize, 1)),
@@ -332,9 +333,9 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (R
 
 // backupFileName is the .backup history file PostgreSQL archives for a
 // backup that started at bl.
-func backupFileName(bl archive.BackupLabel, segSize int64) archive.Name {
+func backupFileName(bl wal.BackupLabel, segSize int64) wal.Name {
 	n := bl.StartWAL
-	n.Kind = archive.Backup
+	n.Kind = wal.Backup
 	n.Offset = uint32(uint64(bl.StartLSN) % uint64(segSize))
 	return n
 }
@@ -342,7 +343,7 @@ func backupFileName(bl archive.BackupLabel, segSize int64) archive.Name {
 // waitBackupFile waits for PostgreSQL to archive the backup's .backup
 // history file and returns its name and parsed contents (with the stop
 // position).
-func waitBackupFile(ctx context.Context, a *archive.Archive, bl archive.BackupLabel, segSize int64, timeout time.Duration) (archive.Name, archive.BackupLabel, error) {
+func waitBackupFile(ctx context.Context, a *archive.Archive, bl wal.BackupLabel, segSize int64, timeout time.Duration) (wal.Name, wal.BackupLabel, error) {
 	name := backupFileName(bl, segSize)
 	deadline := time.Now().Add(timeout)
 	for {
@@ -366,19 +367,19 @@ func waitBackupFile(ctx context.Context, a *archive.Archive, bl archive.BackupLa
 }
 
 // ReadBackupFile reads and parses a .backup history file from the archive.
-func ReadBackupFile(ctx context.Context, a *archive.Archive, name archive.Name) (archive.BackupLabel, error) {
+func ReadBackupFile(ctx context.Context, a *archive.Archive, name wal.Name) (wal.BackupLabel, error) {
 	_, rc, err := a.OpenWAL(ctx, name)
 	if err != nil {
-		return archive.BackupLabel{}, err
+		return wal.BackupLabel{}, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, archive.MaxBackupLabelSize+1))
+	b, err := io.ReadAll(io.LimitReader(rc, wal.MaxBackupLabelSize+1))
 	if err != nil {
-		return archive.BackupLabel{}, err
+		return wal.BackupLabel{}, err
 	}
-	l, err := archive.ParseBackupLabel(b)
+	l, err := wal.ParseBackupLabel(b)
 	if err == nil {
-		err = archive.CheckBackupFile(name, l)
+		err = wal.CheckBackupFile(name, l)
 	}
 	if err == nil && l.StopLSN == 0 {
 		err = fmt.Errorf("%w: no STOP WAL LOCATION", archive.ErrInvalid)
@@ -390,10 +391,10 @@ func ReadBackupFile(ctx context.Context, a *archive.Archive, name archive.Name) 
 }
 
 // waitWAL waits until every segment from first to last is archived.
-func waitWAL(ctx context.Context, a *archive.Archive, first, last archive.Name, segSize int64, timeout time.Duration) error {
+func waitWAL(ctx context.Context, a *archive.Archive, first, last wal.Name, segSize int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for n := first; archive.Compare(n, last) <= 0; {
-		_, err := a.Store.Stat(ctx, archive.WALKey(a.Name, n))
+	for n := first; wal.Compare(n, last) <= 0; {
+		_, err := a.Store.Stat(ctx, a.Layout.WAL(n))
 		switch {
 		case err == nil:
 			n = n.Next(segSize)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/wal"
 )
 
 // Target is a point-in-time recovery target: at most one of Time, LSN, XID
@@ -61,7 +62,7 @@ func (t Target) Settings() ([]string, error) {
 		lines = append(lines, "recovery_target_time = "+quoteConf(tm.UTC().Format("2006-01-02 15:04:05.999999")+"+00"))
 	}
 	if t.LSN != "" {
-		l, err := archive.ParseLSN(t.LSN)
+		l, err := wal.ParseLSN(t.LSN)
 		if err != nil {
 			return nil, fmt.Errorf("--target-lsn: %w", err)
 		}

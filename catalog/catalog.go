@@ -8,25 +8,26 @@ import (
 	"sort"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
 // File is one WAL file in the archive.
 type File struct {
-	Name archive.Name
-	Info archive.Info
+	Name wal.Name
+	Info store.Info
 }
 
 // Inventory is what one archive holds.
 type Inventory struct {
 	Archive     string
-	SegSize     int64                 // 0 if the archive holds no segment yet
-	Segments    map[uint32][]uint64   // timeline → segment numbers, ascending
-	Files       []File                // every WAL file, in key order
-	Histories   Histories             // parsed .history files (timeline 1 included, empty)
-	Backups     backupset.Listing     // completed and incomplete backups
-	byName      map[archive.Name]File // lookup
-	historyErrs map[uint32]error      // unparseable history files
+	SegSize     int64               // 0 if the archive holds no segment yet
+	Segments    map[uint32][]uint64 // timeline → segment numbers, ascending
+	Files       []File              // every WAL file, in key order
+	Histories   Histories           // parsed .history files (timeline 1 included, empty)
+	Backups     archive.Listing     // completed and incomplete backups
+	byName      map[wal.Name]File   // lookup
+	historyErrs map[uint32]error    // unparseable history files
 }
 
 // Load lists the archive and reads its history files and backup records.
@@ -35,10 +36,10 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 		Archive:     a.Name,
 		Segments:    map[uint32][]uint64{},
 		Histories:   Histories{1: nil},
-		byName:      map[archive.Name]File{},
+		byName:      map[wal.Name]File{},
 		historyErrs: map[uint32]error{},
 	}
-	err := a.ListWAL(ctx, "", func(n archive.Name, info archive.Info) error {
+	err := a.ListWAL(ctx, "", func(n wal.Name, info store.Info) error {
 		f := File{Name: n, Info: info}
 		inv.Files = append(inv.Files, f)
 		inv.byName[n] = f
@@ -47,7 +48,7 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	if inv.Backups, err = backupset.List(ctx, a); err != nil {
+	if inv.Backups, err = a.ListBackups(ctx); err != nil {
 		return nil, err
 	}
 	inv.SegSize, err = segmentSize(ctx, a, inv)
@@ -56,11 +57,11 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 	}
 	for _, f := range inv.Files {
 		switch f.Name.Kind {
-		case archive.Segment:
+		case wal.Segment:
 			if inv.SegSize > 0 {
 				inv.Segments[f.Name.TLI] = append(inv.Segments[f.Name.TLI], f.Name.SegNo(inv.SegSize))
 			}
-		case archive.History:
+		case wal.History:
 			h, err := readHistory(ctx, a, f.Name)
 			if err != nil {
 				inv.historyErrs[f.Name.TLI] = err
@@ -79,19 +80,19 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 // from the raw size of any stored segment (its envelope header says it).
 func segmentSize(ctx context.Context, a *archive.Archive, inv *Inventory) (int64, error) {
 	for _, r := range inv.Backups.Complete {
-		if archive.ValidSegmentSize(r.SegmentSize) {
+		if wal.ValidSegmentSize(r.SegmentSize) {
 			return r.SegmentSize, nil
 		}
 	}
 	for _, f := range inv.Files {
-		if f.Name.Kind != archive.Segment {
+		if f.Name.Kind != wal.Segment {
 			continue
 		}
 		hdr, err := archive.StatHeader(ctx, a.Store, f.Info.Key)
 		if err != nil {
 			return 0, fmt.Errorf("read the header of %s: %w", f.Name, err)
 		}
-		if !archive.ValidSegmentSize(hdr.RawSize) {
+		if !wal.ValidSegmentSize(hdr.RawSize) {
 			return 0, fmt.Errorf("%w: %s holds %d bytes, not a segment size", archive.ErrCorrupt, f.Name, hdr.RawSize)
 		}
 		return hdr.RawSize, nil
@@ -99,27 +100,27 @@ func segmentSize(ctx context.Context, a *archive.Archive, inv *Inventory) (int64
 	return 0, nil
 }
 
-func readHistory(ctx context.Context, a *archive.Archive, n archive.Name) ([]archive.HistoryEntry, error) {
+func readHistory(ctx context.Context, a *archive.Archive, n wal.Name) ([]wal.HistoryEntry, error) {
 	_, rc, err := a.OpenWAL(ctx, n)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, archive.MaxHistorySize+1))
+	b, err := io.ReadAll(io.LimitReader(rc, wal.MaxHistorySize+1))
 	if err != nil {
 		return nil, err
 	}
-	return archive.ParseHistory(n.TLI, b)
+	return wal.ParseHistory(n.TLI, b)
 }
 
 // Has reports whether the archive holds the WAL file n.
-func (inv *Inventory) Has(n archive.Name) bool {
+func (inv *Inventory) Has(n wal.Name) bool {
 	_, ok := inv.byName[n]
 	return ok
 }
 
 // File returns the WAL file n.
-func (inv *Inventory) File(n archive.Name) (File, bool) {
+func (inv *Inventory) File(n wal.Name) (File, bool) {
 	f, ok := inv.byName[n]
 	return f, ok
 }
@@ -149,7 +150,7 @@ func (inv *Inventory) Timelines() []uint32 {
 // Range is a run of consecutive segments on one timeline.
 type Range struct {
 	TLI         uint32
-	First, Last archive.Name
+	First, Last wal.Name
 	Count       int
 }
 
@@ -165,8 +166,8 @@ func (inv *Inventory) Ranges(tli uint32) []Range {
 		}
 		out = append(out, Range{
 			TLI:   tli,
-			First: archive.SegmentName(tli, segs[i], inv.SegSize),
-			Last:  archive.SegmentName(tli, segs[j], inv.SegSize),
+			First: wal.SegmentName(tli, segs[i], inv.SegSize),
+			Last:  wal.SegmentName(tli, segs[j], inv.SegSize),
 			Count: j - i + 1,
 		})
 		i = j + 1
@@ -177,7 +178,7 @@ func (inv *Inventory) Ranges(tli uint32) []Range {
 // GapError names the first segment missing on a recovery path.
 type GapError struct {
 	Backup  string
-	Missing archive.Name
+	Missing wal.Name
 	Target  uint32
 }
 
@@ -194,7 +195,7 @@ func (e *GapError) Unwrap() error { return ErrGap }
 type Path struct {
 	Backup   string
 	Target   uint32 // the newest timeline reachable
-	From, To archive.Name
+	From, To wal.Name
 	Segments int
 }
 
@@ -202,7 +203,7 @@ type Path struct {
 // every segment from its start to the newest archived segment of the
 // newest timeline reachable from it, reading each position from the
 // timeline PostgreSQL would.
-func (inv *Inventory) Continuity(r backupset.Record) (Path, error) {
+func (inv *Inventory) Continuity(r archive.Record) (Path, error) {
 	start, err := r.Start()
 	if err != nil {
 		return Path{}, err
@@ -217,9 +218,9 @@ func (inv *Inventory) Continuity(r backupset.Record) (Path, error) {
 		newest = max(newest, s)
 	}
 	p := Path{Backup: r.ID, Target: target}
-	p.From = archive.SegmentName(inv.Histories.TimelineFor(target, from, inv.SegSize), from, inv.SegSize)
+	p.From = wal.SegmentName(inv.Histories.TimelineFor(target, from, inv.SegSize), from, inv.SegSize)
 	for s := from; s <= newest; s++ {
-		n := archive.SegmentName(inv.Histories.TimelineFor(target, s, inv.SegSize), s, inv.SegSize)
+		n := wal.SegmentName(inv.Histories.TimelineFor(target, s, inv.SegSize), s, inv.SegSize)
 		if !inv.Has(n) {
 			return p, &GapError{Backup: r.ID, Missing: n, Target: target}
 		}

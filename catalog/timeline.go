@@ -12,16 +12,17 @@ import (
 	"fmt"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/wal"
 )
 
 // Histories maps a timeline to its parsed history file (timeline 1 has
 // none: an empty entry).
-type Histories map[uint32][]archive.HistoryEntry
+type Histories map[uint32][]wal.HistoryEntry
 
 // span is a timeline and the position it begins at.
 type span struct {
 	tli   uint32
-	begin archive.LSN
+	begin wal.LSN
 }
 
 // lineage returns target's timeline and its ancestors with where each
@@ -29,7 +30,7 @@ type span struct {
 func (h Histories) lineage(target uint32) []span {
 	hist := h[target]
 	out := make([]span, 0, len(hist)+1)
-	var begin archive.LSN
+	var begin wal.LSN
 	for _, e := range hist {
 		out = append(out, span{tli: e.TLI, begin: begin})
 		begin = e.SwitchPoint
@@ -54,7 +55,7 @@ func (h Histories) TimelineFor(target uint32, segNo uint64, segSize int64) uint3
 // OnLineage reports whether position lsn of timeline tli is part of
 // target's history: tli is target, or an ancestor that had not ended yet
 // at lsn.
-func (h Histories) OnLineage(target, tli uint32, lsn archive.LSN) bool {
+func (h Histories) OnLineage(target, tli uint32, lsn wal.LSN) bool {
 	if tli == target {
 		return true
 	}
@@ -94,7 +95,7 @@ func (h Histories) Check() error {
 // Newest returns the newest timeline whose lineage contains position lsn
 // of timeline tli: where recovery from there with
 // recovery_target_timeline = 'latest' ends up.
-func (h Histories) Newest(tli uint32, lsn archive.LSN) uint32 {
+func (h Histories) Newest(tli uint32, lsn wal.LSN) uint32 {
 	best := tli
 	for t := range h {
 		if t > best && h.OnLineage(t, tli, lsn) {

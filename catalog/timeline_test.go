@@ -3,7 +3,7 @@ package catalog
 import (
 	"testing"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/wal"
 )
 
 const seg = 16 << 20
@@ -38,7 +38,7 @@ func TestTimelineFor(t *testing.T) {
 func TestNewestAndLineage(t *testing.T) {
 	for _, tc := range []struct {
 		tli  uint32
-		lsn  archive.LSN
+		lsn  wal.LSN
 		want uint32
 	}{
 		{1, 0x2000000, 4}, // before every fork: the newest timeline overall

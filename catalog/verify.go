@@ -10,7 +10,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
 // Problem is one thing verify found wrong.
@@ -51,8 +54,8 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 		rep.Problems = append(rep.Problems, Problem{Key: key, Err: err})
 		mu.Unlock()
 	}
-	var keys []archive.Info
-	if err := a.Store.List(ctx, a.Name+"/", func(i archive.Info) error { keys = append(keys, i); return nil }); err != nil {
+	var keys []store.Info
+	if err := a.Store.List(ctx, a.Name+"/", func(i store.Info) error { keys = append(keys, i); return nil }); err != nil {
 		return rep, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -77,7 +80,7 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 		return rep, err
 	}
 	for tli, err := range inv.historyErrs {
-		key := archive.WALKey(a.Name, archive.Name{Kind: archive.History, TLI: tli})
+		key := a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli})
 		if errors.Is(err, archive.ErrKey) {
 			rep.Skipped = append(rep.Skipped, key+": encrypted; timelines checked by name only")
 			continue
@@ -87,21 +90,25 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	if err := inv.Histories.Check(); err != nil {
 		add(a.Name+"/wal/*.history", err)
 	}
+	for id := range inv.Backups.Unreadable {
+		rep.Skipped = append(rep.Skipped, "backup "+id+": its completion record is encrypted; give the archive's key to check it")
+	}
+	sort.Strings(rep.Skipped)
 	for _, r := range inv.Backups.Complete {
 		if err := checkBackup(ctx, a, inv, r); err != nil {
 			if errors.Is(err, archive.ErrKey) {
 				rep.Skipped = append(rep.Skipped, "backup "+r.ID+": its encrypted .backup label was not read")
 			} else {
-				add(backupset.Key(a, r.ID, ""), err)
+				add(a.Layout.Backup(r.ID, ""), err)
 				continue
 			}
 		}
 		p, err := inv.Continuity(r)
 		if err != nil {
 			var gap *GapError
-			key := backupset.Key(a, r.ID, "")
+			key := a.Layout.Backup(r.ID, "")
 			if errors.As(err, &gap) {
-				key = archive.WALKey(a.Name, gap.Missing)
+				key = a.Layout.WAL(gap.Missing)
 			}
 			add(key, err)
 			continue
@@ -121,18 +128,18 @@ func verifyObject(ctx context.Context, a *archive.Archive, key string) (int64, e
 		return 0, err
 	}
 	defer rc.Close()
-	hdr, err := archive.VerifyStored(rc, a.Keys)
+	hdr, err := envelope.Verify(rc, archive.Identity(key), a.Keys)
 	return hdr.RawSize, err
 }
 
 // checkBackup checks that a completed backup's objects and label exist.
-func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r backupset.Record) error {
+func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r archive.Record) error {
 	for _, p := range r.Parts {
-		if _, err := a.Store.Stat(ctx, backupset.Key(a, r.ID, p.Name)); err != nil {
+		if _, err := a.Store.Stat(ctx, a.Layout.Backup(r.ID, p.Name)); err != nil {
 			return fmt.Errorf("backup %s: part %s: %w", r.ID, p.Name, err)
 		}
 	}
-	bf, err := archive.ParseName(r.BackupFile)
+	bf, err := wal.ParseName(r.BackupFile)
 	if err != nil {
 		return fmt.Errorf("backup %s: %w", r.ID, err)
 	}

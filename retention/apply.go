@@ -9,6 +9,7 @@ import (
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/catalog"
+	"github.com/walstore/walstore/wal"
 )
 
 // Result is what a retention run removed (or would remove).
@@ -73,7 +74,7 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 		return res, nil
 	}
 	for _, id := range append(append([]string(nil), plan.Delete...), plan.DeleteIncomplete...) {
-		n, b, err := backupset.Delete(ctx, a, id)
+		n, b, err := a.DeleteBackup(ctx, id)
 		res.BackupObjects += n
 		res.BackupBytes += b
 		if err != nil {
@@ -90,8 +91,8 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 
 // fromLabel reads a kept backup's start from its .backup file in the
 // archive and checks it against the completion record.
-func fromLabel(ctx context.Context, a *archive.Archive, r backupset.Record) (Backup, error) {
-	name, err := archive.ParseName(r.BackupFile)
+func fromLabel(ctx context.Context, a *archive.Archive, r archive.Record) (Backup, error) {
+	name, err := wal.ParseName(r.BackupFile)
 	if err != nil {
 		return Backup{}, fmt.Errorf("backup %s: %w", r.ID, err)
 	}

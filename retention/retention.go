@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/wal"
 )
 
 // Policy says what to keep.
@@ -45,7 +46,7 @@ type Backup struct {
 	ID       string
 	StopTime time.Time
 	StartTLI uint32
-	StartLSN archive.LSN // from the backup's .backup file
+	StartLSN wal.LSN // from the backup's .backup file
 }
 
 // Incomplete is a backup without a completion record.
@@ -56,7 +57,7 @@ type Incomplete struct {
 
 // WALFile is a WAL file in the archive.
 type WALFile struct {
-	Name archive.Name
+	Name wal.Name
 	Key  string
 	Size int64
 }
@@ -69,12 +70,12 @@ type Plan struct {
 	DeleteWAL        []WALFile // in order
 	// KeepFrom is the start segment of the oldest kept backup: every WAL
 	// file before it is deleted, nothing from it on.
-	KeepFrom archive.Name
+	KeepFrom wal.Name
 }
 
 // MakePlan computes the plan. With no completed backup it deletes nothing
 // but incomplete ones: there is no backup to bound the WAL.
-func MakePlan(backups []Backup, incomplete []Incomplete, wal []WALFile, segSize int64, p Policy, now time.Time) (Plan, error) {
+func MakePlan(backups []Backup, incomplete []Incomplete, files []WALFile, segSize int64, p Policy, now time.Time) (Plan, error) {
 	if p.KeepLast < 1 {
 		return Plan{}, fmt.Errorf("%w: --keep-last must be at least 1: the newest backup is never deleted", archive.ErrInvalid)
 	}
@@ -91,7 +92,7 @@ func MakePlan(backups []Backup, incomplete []Incomplete, wal []WALFile, segSize 
 	if len(backups) == 0 {
 		return plan, nil
 	}
-	if !archive.ValidSegmentSize(segSize) {
+	if !wal.ValidSegmentSize(segSize) {
 		return Plan{}, fmt.Errorf("%w: segment size %d", archive.ErrInvalid, segSize)
 	}
 	bs := append([]Backup(nil), backups...)
@@ -114,15 +115,15 @@ func MakePlan(backups []Backup, incomplete []Incomplete, wal []WALFile, segSize 
 		}
 	}
 	threshold := uint64(oldest.StartLSN) / uint64(segSize)
-	plan.KeepFrom = archive.SegmentName(oldest.StartTLI, threshold, segSize)
-	for _, f := range wal {
-		if f.Name.Kind == archive.History {
+	plan.KeepFrom = wal.SegmentName(oldest.StartTLI, threshold, segSize)
+	for _, f := range files {
+		if f.Name.Kind == wal.History {
 			continue
 		}
 		if f.Name.SegNo(segSize) < threshold {
 			plan.DeleteWAL = append(plan.DeleteWAL, f)
 		}
 	}
-	sort.Slice(plan.DeleteWAL, func(i, j int) bool { return archive.Compare(plan.DeleteWAL[i].Name, plan.DeleteWAL[j].Name) < 0 })
+	sort.Slice(plan.DeleteWAL, func(i, j int) bool { return wal.Compare(plan.DeleteWAL[i].Name, plan.DeleteWAL[j].Name) < 0 })
 	return plan, nil
 }

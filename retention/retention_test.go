@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/wal"
 )
 
 const seg = 16 << 20
 
-func name(s string) archive.Name {
-	n, err := archive.ParseName(s)
+func name(s string) wal.Name {
+	n, err := wal.ParseName(s)
 	if err != nil {
 		panic(err)
 	}
@@ -38,7 +39,7 @@ func deleted(p Plan) string {
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
 func TestPlan(t *testing.T) {
-	b := func(id string, hoursAgo int, tli uint32, lsn archive.LSN) Backup {
+	b := func(id string, hoursAgo int, tli uint32, lsn wal.LSN) Backup {
 		return Backup{ID: id, StopTime: now.Add(-time.Duration(hoursAgo) * time.Hour), StartTLI: tli, StartLSN: lsn}
 	}
 	wal := files(

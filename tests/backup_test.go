@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/filestore"
-	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/wal"
 )
 
 // admin runs a walstored admin command against r and returns its result.
@@ -122,6 +124,7 @@ func TestBackupRestoreThroughWalstored(t *testing.T) {
 
 func TestBackupRestoreDirectMinIO(t *testing.T) {
 	m := testenv.SharedMinIO(t)
+	testenv.InitRepo(t, m.URL("backups"), m.Env())
 	backupScenario(t, repo{url: m.URL("backups"), env: m.Env()})
 }
 
@@ -149,9 +152,9 @@ func TestRetentionVerifyAcrossPromotion(t *testing.T) {
 	insertBatch(r1, 4, 3000)
 	r1.WaitArchived(r1.SwitchWAL(), time.Minute)
 	newest := r1.QueryInt("SELECT count(*) FROM ledger")
-	fs, _ := filestore.Open(repoDir)
+	fs, _ := filestore.Open(repoDir, filestore.Options{})
 	a, _ := archive.New(fs, "main")
-	rec2, err := backupset.Load(context.Background(), a, b2)
+	rec2, err := a.LoadBackup(context.Background(), b2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +174,8 @@ func TestRetentionVerifyAcrossPromotion(t *testing.T) {
 		t.Fatalf("retain: %s", res.Stdout)
 	}
 	var lowest string
-	a.ListWAL(context.Background(), "", func(n archive.Name, _ archive.Info) error {
-		if n.Kind == archive.Segment && (lowest == "" || n.SegNo(1<<20) < mustName(lowest).SegNo(1<<20)) {
+	a.ListWAL(context.Background(), "", func(n wal.Name, _ store.Info) error {
+		if n.Kind == wal.Segment && (lowest == "" || n.SegNo(1<<20) < mustName(lowest).SegNo(1<<20)) {
 			lowest = n.String()
 		}
 		return nil
@@ -202,8 +205,8 @@ func TestRetentionVerifyAcrossPromotion(t *testing.T) {
 
 	// A segment missing in the middle: verify fails and names it.
 	var victim string
-	a.ListWAL(context.Background(), "00000002", func(n archive.Name, _ archive.Info) error {
-		if n.Kind == archive.Segment && victim == "" {
+	a.ListWAL(context.Background(), "00000002", func(n wal.Name, _ store.Info) error {
+		if n.Kind == wal.Segment && victim == "" {
 			victim = n.Next(1 << 20).String()
 		}
 		return nil
@@ -217,8 +220,8 @@ func TestRetentionVerifyAcrossPromotion(t *testing.T) {
 	}
 }
 
-func mustName(s string) archive.Name {
-	n, err := archive.ParseName(s)
+func mustName(s string) wal.Name {
+	n, err := wal.ParseName(s)
 	if err != nil {
 		panic(err)
 	}
@@ -237,10 +240,10 @@ func TestBackupRestoreRetainRefuseBadInput(t *testing.T) {
 	c.Exec(ledgerDDL)
 	insertBatch(c, 0, 1000)
 	takeBackup(t, r, c)
-	fs, _ := filestore.Open(repoDir)
+	fs, _ := filestore.Open(repoDir, filestore.Options{})
 	count := func() int {
 		n := 0
-		fs.List(context.Background(), "main/", func(archive.Info) error { n++; return nil })
+		fs.List(context.Background(), "main/", func(store.Info) error { n++; return nil })
 		return n
 	}
 	oneLine := func(t *testing.T, what string, res testenv.Result, want string) {
@@ -275,7 +278,7 @@ func TestBackupRestoreRetainRefuseBadInput(t *testing.T) {
 	// nothing.
 	inv := admin(t, r, "list", "--json")
 	var l struct {
-		Backups []backupset.Record `json:"backups"`
+		Backups []archive.Record `json:"backups"`
 	}
 	json.Unmarshal([]byte(inv.Stdout), &l)
 	if len(l.Backups) != 1 {
@@ -283,8 +286,8 @@ func TestBackupRestoreRetainRefuseBadInput(t *testing.T) {
 	}
 	key := "main/wal/" + l.Backups[0].BackupFile
 	fs.Delete(context.Background(), key)
-	garbage, _ := archive.NewEncoder().EncodeBytes([]byte("this is not a backup label\n"))
-	fs.Put(context.Background(), key, garbage.Reader(), garbage.Size())
+	garbage, _ := envelope.NewEncoder().EncodeBytes([]byte("this is not a backup label\n"), key)
+	fs.Put(context.Background(), key, store.Bytes(garbage.Bytes()))
 	before = count()
 	oneLine(t, "retain with a garbage label", admin(t, r, "retain", "--keep-last", "1"), l.Backups[0].BackupFile)
 	if count() != before {

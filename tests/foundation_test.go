@@ -20,6 +20,8 @@ func TestPITRThroughWalstoredOnFileStore(t *testing.T) {
 // The same with the clients writing a directory directly (file://).
 func TestPITRDirectFileRepo(t *testing.T) {
 	dir := testenv.PostgresDir(t, testenv.Dir(t), "repo")
+	testenv.InitRepo(t, "file://"+dir, nil)
+	testenv.Chown(t, dir)
 	pitrScenario(t, repo{url: "file://" + dir})
 }
 

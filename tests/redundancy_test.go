@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/filestore"
-	"github.com/walstore/walstore/archive/s3store"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/store/s3store"
 )
 
-func storeKeys(t *testing.T, s archive.Store, prefix string) []string {
+func storeKeys(t *testing.T, s store.Store, prefix string) []string {
 	t.Helper()
 	var keys []string
-	if err := s.List(context.Background(), prefix, func(i archive.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
+	if err := s.List(context.Background(), prefix, func(i store.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	sort.Strings(keys)
@@ -54,7 +55,7 @@ func TestTwoStores(t *testing.T) {
 		last = c.SwitchWAL()
 	}
 	c.WaitArchived(last, time.Minute)
-	fs, _ := filestore.Open(filepath.Join(dir, "repo"))
+	fs, _ := filestore.Open(filepath.Join(dir, "repo"), filestore.Options{})
 	s3, err := s3store.Open(context.Background(), s3URL, s3store.Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func TestTwoStores(t *testing.T) {
 	if a, b := storeKeys(t, fs, "main/"), storeKeys(t, s3, "main/"); strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Fatalf("the stores differ:\n dir %v\n s3  %v", a, b)
 	}
-	for _, st := range []archive.Store{fs, s3} {
+	for _, st := range []store.Store{fs, s3} {
 		a, _ := archive.New(st, "main")
 		verifySegments(t, a, first, last, 1<<20)
 	}
@@ -143,7 +144,7 @@ func TestTwoStores(t *testing.T) {
 	if res := testenv.Run(t, dir, nil, bins.WalFetch, "--repo", wc.URL, last, dest); res.Code != 0 {
 		t.Fatalf("fetch with one corrupt copy: exit %d %s", res.Code, res.Stderr)
 	}
-	_, good, _ := archive.GetObject(context.Background(), s3, "main/wal/"+last)
+	_, good, _ := archive.OpenObject(context.Background(), s3, "main/wal/"+last, nil)
 	want, _ := io.ReadAll(good)
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
 		t.Fatal("fetched bytes differ from the good copy")

@@ -13,8 +13,10 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/s3store"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/s3store"
+	"github.com/walstore/walstore/wal"
 )
 
 // walpush → walstored → MinIO → walstored → walfetch.
@@ -27,6 +29,7 @@ func TestPITRThroughWalstoredOnMinIO(t *testing.T) {
 // The clients talk to MinIO directly (s3://), no daemon.
 func TestPITRDirectS3(t *testing.T) {
 	m := testenv.SharedMinIO(t)
+	testenv.InitRepo(t, m.URL("pitr-direct"), m.Env())
 	pitrScenario(t, repo{url: m.URL("pitr-direct"), env: m.Env()})
 }
 
@@ -34,11 +37,11 @@ func TestPITRDirectS3(t *testing.T) {
 // timeline) and checks each against its SHA-256.
 func verifySegments(t *testing.T, a *archive.Archive, first, last string, segSize int64) {
 	t.Helper()
-	n, _ := archive.ParseName(first)
-	end, _ := archive.ParseName(last)
+	n, _ := wal.ParseName(first)
+	end, _ := wal.ParseName(last)
 	ctx := context.Background()
 	count := 0
-	for ; archive.Compare(n, end) <= 0; n = n.Next(segSize) {
+	for ; wal.Compare(n, end) <= 0; n = n.Next(segSize) {
 		_, rc, err := a.OpenWAL(ctx, n)
 		if err != nil {
 			t.Fatalf("segment %s: %v", n, err)
@@ -61,6 +64,7 @@ func TestMinIOOutageWhileArchiving(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			bins := testenv.Binaries(t)
 			m := testenv.StartMinIO(t)
+			testenv.InitRepo(t, m.URL("outage"), m.Env())
 			r := repo{url: m.URL("outage"), extra: []string{"--timeout", "10s"}, env: m.Env()}
 			if via == "walstored" {
 				ws := testenv.StartWalstored(t, m.Env(), "--store", m.URL("outage")+"&timeout=5s")
@@ -106,7 +110,7 @@ func TestMinIOOutageWhileArchiving(t *testing.T) {
 			a, _ := archive.New(s3, "main")
 			verifySegments(t, a, first, last, 1<<20)
 			// No object is partial, no upload is left open.
-			err = s3.List(context.Background(), "main/", func(i archive.Info) error {
+			err = s3.List(context.Background(), "main/", func(i store.Info) error {
 				hdr, err := archive.StatHeader(context.Background(), s3, i.Key)
 				if err != nil || hdr.ObjectSize() != i.Size {
 					return fmt.Errorf("%s: %d bytes, header %+v, %v", i.Key, i.Size, hdr, err)

@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/httpstore"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/httpstore"
 )
 
 // mintToken runs walstored token and returns the token and its line.
@@ -94,7 +95,7 @@ func TestTokensAndScopes(t *testing.T) {
 	}
 	// A fetch token may list, never delete.
 	fetchStore, _ := httpstore.New(ws.URL, httpstore.Options{Token: fetchTok})
-	if err := fetchStore.List(context.Background(), "main/", func(archive.Info) error { return nil }); err != nil {
+	if err := fetchStore.List(context.Background(), "main/", func(store.Info) error { return nil }); err != nil {
 		t.Errorf("fetch token listing: %v", err)
 	}
 	if err := fetchStore.Delete(context.Background(), "main/wal/"+seg); !errors.Is(err, archive.ErrForbidden) {

@@ -12,14 +12,16 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/filestore"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/wal"
 )
 
 // lsnAtLeast compares two LSNs as PostgreSQL prints them.
 func lsnAtLeast(a, b string) bool {
-	la, err1 := archive.ParseLSN(a)
-	lb, err2 := archive.ParseLSN(b)
+	la, err1 := wal.ParseLSN(a)
+	lb, err2 := wal.ParseLSN(b)
 	return err1 == nil && err2 == nil && la >= lb
 }
 
@@ -91,12 +93,12 @@ func TestPromoteRewindRejoin(t *testing.T) {
 	}
 	insertBatch(s, 2, 1000)
 	s.WaitArchived(s.SwitchWAL(), time.Minute)
-	fs, _ := filestore.Open(repoDir)
+	fs, _ := filestore.Open(repoDir, filestore.Options{})
 	if _, err := fs.Stat(context.Background(), "main/wal/00000002.history"); err != nil {
 		t.Fatalf("00000002.history not archived: %v", err)
 	}
 	partials := 0
-	fs.List(context.Background(), "main/wal/00000001", func(i archive.Info) error {
+	fs.List(context.Background(), "main/wal/00000001", func(i store.Info) error {
 		if strings.HasSuffix(i.Key, ".partial") {
 			partials++
 		}
@@ -179,7 +181,7 @@ func TestTwoPromotionsAndTimelineThree(t *testing.T) {
 	if s1.Timeline() != 2 || s2.Timeline() != 2 {
 		t.Fatalf("timelines %d and %d, want both 2", s1.Timeline(), s2.Timeline())
 	}
-	fs, _ := filestore.Open(repoDir)
+	fs, _ := filestore.Open(repoDir, filestore.Options{})
 	a, _ := archive.New(fs, "main")
 	var winner, loser *testenv.Cluster
 	testenv.WaitFor(t, time.Minute, "one history file stored and the other push refused", func() bool {
@@ -194,7 +196,7 @@ func TestTwoPromotionsAndTimelineThree(t *testing.T) {
 		}
 		return false
 	})
-	_, rc, err := a.OpenWAL(context.Background(), archive.Name{Kind: archive.History, TLI: 2})
+	_, rc, err := a.OpenWAL(context.Background(), wal.Name{Kind: wal.History, TLI: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestTwoPromotionsAndTimelineThree(t *testing.T) {
 	}
 	insertBatch(r3, 9, 500)
 	r3.WaitArchived(r3.SwitchWAL(), time.Minute)
-	_, rc, err = a.OpenWAL(context.Background(), archive.Name{Kind: archive.History, TLI: 3})
+	_, rc, err = a.OpenWAL(context.Background(), wal.Name{Kind: wal.History, TLI: 3})
 	if err != nil {
 		t.Fatalf("00000003.history: %v", err)
 	}

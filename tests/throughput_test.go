@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/filestore"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/wal"
 )
 
 // A backlog of 40 .ready files, archived with --jobs 4 once the archive
@@ -43,7 +44,7 @@ func TestBacklogArchivedWithJobs(t *testing.T) {
 	c.Exec("SELECT pg_reload_conf()")
 	c.WaitArchived(last, 3*time.Minute)
 
-	fs, err := filestore.Open(repoDir)
+	fs, err := filestore.Open(repoDir, filestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +56,9 @@ func TestBacklogArchivedWithJobs(t *testing.T) {
 	for _, m := range re.FindAllStringSubmatch(ws.Log(), -1) {
 		stored[m[1]+" "+m[2]]++
 	}
-	n, _ := archive.ParseName(first)
-	end, _ := archive.ParseName(last)
-	for ; archive.Compare(n, end) <= 0; n = n.Next(1 << 20) {
+	n, _ := wal.ParseName(first)
+	end, _ := wal.ParseName(last)
+	for ; wal.Compare(n, end) <= 0; n = n.Next(1 << 20) {
 		if got := stored[n.String()+" stored"]; got != 1 {
 			t.Errorf("%s stored %d times", n, got)
 		}

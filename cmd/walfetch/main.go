@@ -21,8 +21,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/cli"
-	"github.com/walstore/walstore/fetch"
+	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/fetch"
+	"github.com/walstore/walstore/store"
 )
 
 func main() {
@@ -97,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 				return fail(oerr)
 			}
 			if _, serr := a.SystemID(ctx); errors.Is(serr, archive.ErrNotFound) {
-				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, archive.Describe(a.Store)))
+				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, store.Describe(a.Store)))
 			}
 		}
 		if c.Verbose {

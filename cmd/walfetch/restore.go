@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/backupset"
-	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/internal/cli"
 )
 
 const restoreSynopsis = `walfetch restore --backup latest|ID --pgdata DIR [--target-time T | --target-lsn L | --target-xid X | --target-name N] [--standby] [flags]`

@@ -20,8 +20,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/cli"
-	"github.com/walstore/walstore/push"
+	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/push"
 )
 
 func main() {

@@ -12,10 +12,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/httpstore"
 	"github.com/walstore/walstore/catalog"
-	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/retention"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/httpstore"
 )
 
 func runList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -35,7 +36,7 @@ func runList(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	sysid, _ := a.SystemID(ctx)
-	var stores []httpstore.StoreHealth
+	var stores []store.Health
 	if hs, ok := a.Store.(*httpstore.Store); ok {
 		stores, _ = hs.Stores(ctx)
 	}
@@ -70,7 +71,7 @@ type timelineJSON struct {
 	Gaps        []rangeJSON `json:"gaps"`
 }
 
-func listJSON(inv *catalog.Inventory, sysid uint64, stores []httpstore.StoreHealth) any {
+func listJSON(inv *catalog.Inventory, sysid uint64, stores []store.Health) any {
 	type incomplete struct {
 		ID        string    `json:"id"`
 		Objects   int       `json:"objects"`

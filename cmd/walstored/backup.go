@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/backupset"
-	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/internal/cli"
 )
 
 func runBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

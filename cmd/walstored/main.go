@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/internal/cli"
 )
 
 func main() {
@@ -26,6 +26,7 @@ func main() {
 const usage = `usage: walstored COMMAND [flags]
 
 commands:
+  init      make a new repository in a file:// or s3:// store
   serve     serve a store over HTTP(S)
   backup    take a base backup of a cluster into an archive
   list      list an archive's backups and WAL ranges (with gaps)
@@ -45,6 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cmds := map[string]func(context.Context, []string, func(string) string, io.Writer, io.Writer) error{
 		"serve":  runServe,
+		"init":   runInit,
 		"backup": runBackup,
 		"list":   runList,
 		"retain": runRetain,

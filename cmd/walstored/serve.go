@@ -14,10 +14,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/cachestore"
-	"github.com/walstore/walstore/cli"
-	"github.com/walstore/walstore/server"
+	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/server"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/cachestore"
 )
 
 // DefaultStore is the embedded default: a directory next to the daemon.
@@ -82,7 +82,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	var srv *server.Server
-	store, multi, err := openStores(ctx, getenv, stores, *quorum, log, func(st, key string, err error) {
+	st, multi, err := openStores(ctx, getenv, stores, *quorum, log, func(st, key string, err error) {
 		if srv != nil {
 			srv.CorruptCopy(st, key, err)
 		}
@@ -91,9 +91,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	if cacheBytes > 0 {
-		store = cachestore.New(store, cachestore.Options{MaxBytes: cacheBytes})
+		st = cachestore.New(st, cachestore.Options{MaxBytes: cacheBytes})
 	}
-	cfg.Store, cfg.Stores = store, multi
+	cfg.Store = st
 	go reloadOnHUP(ctx, log, cfg.Tokens, tlsFiles)
 	if multi != nil && *syncEvery > 0 {
 		go func() {
@@ -105,7 +105,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			syncLoop(ctx, multi, *syncEvery, log)
 		}()
 	}
-	repo := archive.Describe(store)
+	repo := store.Describe(st)
 	listener.Ready = func(a net.Addr) {
 		clients := 0
 		if cfg.Tokens != nil {

@@ -13,17 +13,24 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/archive/filestore"
-	"github.com/walstore/walstore/archive/multistore"
-	"github.com/walstore/walstore/archive/storeurl"
-	"github.com/walstore/walstore/cli"
+	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/store/lazystore"
+	"github.com/walstore/walstore/store/multistore"
+	"github.com/walstore/walstore/store/storeurl"
 )
 
 // openStores opens every --store; with more than one, they are combined
-// into a multi-store with the given quorum.
-func openStores(ctx context.Context, getenv func(string) string, urls []string, quorum int, log *slog.Logger, onCorrupt func(store, key string, err error)) (archive.Store, *multistore.Store, error) {
+// into a multi-store with the given quorum. Each must be a walstore
+// repository (walstored init makes one); only the embedded default is
+// created when missing.
+func openStores(ctx context.Context, getenv func(string) string, urls []string, quorum int, log *slog.Logger, onCorrupt func(store, key string, err error)) (store.Store, *multistore.Store, error) {
 	if len(urls) == 0 {
 		urls = []string{DefaultStore}
+		if err := initDefault(ctx, getenv); err != nil {
+			return nil, nil, err
+		}
 	}
 	var members []multistore.Member
 	for _, u := range urls {
@@ -31,12 +38,15 @@ func openStores(ctx context.Context, getenv func(string) string, urls []string, 
 		if err := storeurl.Check(u); err != nil {
 			return nil, nil, fmt.Errorf("%w: --store: %v", cli.ErrUsage, err)
 		}
+		if strings.HasPrefix(u, "http") {
+			return nil, nil, fmt.Errorf("%w: --store %s: walstored serves a file:// or s3:// store, not another walstored", cli.ErrUsage, u)
+		}
 		wait := 30 * time.Second
 		if len(urls) > 1 {
 			wait = 5 * time.Second // the others can serve meanwhile
 		}
 		octx, cancel := context.WithTimeout(ctx, wait)
-		s, err := c.OpenStore(octx)
+		s, err := c.OpenRaw(octx, true)
 		cancel()
 		if err != nil && len(urls) > 1 && !archive.Permanent(err) {
 			// One store down at start: the others can still serve (the
@@ -44,17 +54,18 @@ func openStores(ctx context.Context, getenv func(string) string, urls []string, 
 			if log != nil {
 				log.Warn("store not reachable at start; walstored starts without it and keeps trying", "store", u, "error", err.Error())
 			}
-			s, err = &lazyStore{name: u, open: c.OpenStore, lastErr: err, lastTry: time.Now()}, nil
+			open := func(ctx context.Context) (store.Store, error) { return c.OpenRaw(ctx, true) }
+			s, err = lazystore.New(u, open, err, 0), nil
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("--store %s: %w", u, err)
 		}
-		if fsys, ok := s.(*filestore.Store); ok && log != nil {
-			if n, err := fsys.SweepTemp(time.Hour); err == nil && n > 0 {
+		if sw, ok := store.As[sweeper](s); ok && log != nil {
+			if n, err := sw.SweepTemp(time.Hour); err == nil && n > 0 {
 				log.Warn("removed temporary files left by an interrupted write", "store", u, "count", n)
 			}
 		}
-		members = append(members, multistore.Member{Name: archive.Describe(s), Store: s})
+		members = append(members, multistore.Member{Name: store.Describe(s), Store: s})
 	}
 	if len(members) == 1 {
 		if quorum > 1 {
@@ -62,11 +73,34 @@ func openStores(ctx context.Context, getenv func(string) string, urls []string, 
 		}
 		return members[0].Store, nil, nil
 	}
-	ms, err := multistore.New(members, multistore.Options{Quorum: quorum, Log: log, OnCorrupt: onCorrupt})
+	ms, err := multistore.New(members, multistore.Options{
+		Quorum: quorum, Log: log, OnCorrupt: onCorrupt,
+		Identity: archive.Identify, Verify: archive.VerifyCopy,
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	return ms, ms, nil
+}
+
+// sweeper is a store that can remove what crashed writers left behind
+// (the file store).
+type sweeper interface {
+	SweepTemp(age time.Duration) (int, error)
+}
+
+// initDefault makes the embedded default repository on first start.
+func initDefault(ctx context.Context, getenv func(string) string) error {
+	dir, err := storeurl.FilePath(strings.TrimPrefix(DefaultStore, "file://"))
+	if err != nil {
+		return err
+	}
+	fs, err := filestore.Open(dir, filestore.Options{Create: true})
+	if err != nil {
+		return err
+	}
+	_, err = archive.InitRepository(ctx, fs)
+	return err
 }
 
 // syncLoop repairs the stores every interval.
@@ -122,7 +156,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 	if len(stores) < 2 {
 		return fmt.Errorf("%w: give --store at least twice", cli.ErrUsage)
 	}
-	if err := archive.ValidPrefix(*prefix); err != nil {
+	if err := store.ValidPrefix(*prefix); err != nil {
 		return fmt.Errorf("%w: --prefix: %v", cli.ErrUsage, err)
 	}
 	_, ms, err := openStores(ctx, getenv, stores, 0, nil, nil)

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/cli"
-	"github.com/walstore/walstore/server/auth"
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/server/auth"
 )
 
 // runKey prints a new random archive encryption key.
@@ -19,7 +19,7 @@ func runKey(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := parse(fs, args, getenv, stderr, "walstored key > /etc/walstore/ARCHIVE.key"); err != nil {
 		return err
 	}
-	k, err := archive.NewKeyText()
+	k, err := envelope.NewKeyText()
 	if err != nil {
 		return err
 	}

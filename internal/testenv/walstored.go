@@ -28,8 +28,40 @@ type Walstored struct {
 }
 
 // StartWalstored starts "walstored serve --listen 127.0.0.1:PORT args..."
-// and waits for /healthz; env is added to its environment.
+// and waits for /healthz; env is added to its environment. Every --store
+// is made a repository first (walstored init), as an operator does once.
 func StartWalstored(t testing.TB, env []string, args ...string) *Walstored {
+	t.Helper()
+	for i, a := range args {
+		if a == "--store" && i+1 < len(args) {
+			InitRepo(t, args[i+1], env)
+		}
+	}
+	return StartWalstoredRaw(t, env, args...)
+}
+
+var (
+	initMu    sync.Mutex
+	initiated = map[string]bool{}
+)
+
+// InitRepo runs "walstored init --store url" once per test process and
+// fails the test if it fails.
+func InitRepo(t testing.TB, url string, env []string) {
+	t.Helper()
+	initMu.Lock()
+	defer initMu.Unlock()
+	if initiated[url] {
+		return
+	}
+	if res := Run(t, "/", env, Binaries(t).WalStored, "init", "--store", url); res.Code != 0 {
+		t.Fatalf("walstored init --store %s: exit %d: %s", url, res.Code, res.Stderr)
+	}
+	initiated[url] = true
+}
+
+// StartWalstoredRaw is StartWalstored without the init.
+func StartWalstoredRaw(t testing.TB, env []string, args ...string) *Walstored {
 	t.Helper()
 	w := &Walstored{
 		Addr:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/internal/push"
 	"github.com/walstore/walstore/internal/testenv"
-	"github.com/walstore/walstore/push"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

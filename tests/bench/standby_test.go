@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/wal"
 )
 
 // BenchmarkStandbyCatchup prints how long four archive-fed standbys take
@@ -57,11 +57,11 @@ func BenchmarkStandbyCatchup(b *testing.B) {
 		for range 10 {
 			p.Exec("INSERT INTO t (v) SELECT md5(random()::text) FROM generate_series(1, 2000)")
 			end := p.QueryString("SELECT pg_switch_wal()::text")
-			want, _ := archive.ParseLSN(end)
+			want, _ := wal.ParseLSN(end)
 			start := time.Now()
 			for _, s := range standbys {
 				testenv.WaitFor(b, time.Minute, "replay", func() bool {
-					got, err := archive.ParseLSN(s.ReplayLSN())
+					got, err := wal.ParseLSN(s.ReplayLSN())
 					return err == nil && got >= want
 				})
 			}

@@ -1,0 +1,249 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
+)
+
+// Files of a backup.
+const (
+	// RecordFile is the completion record: the backup exists once it is
+	// stored, and only an admin can write it.
+	RecordFile = "backup.json"
+	// ManifestFile is PostgreSQL's backup manifest.
+	ManifestFile = "backup_manifest"
+	// PartPrefix starts the names of the parts of the backup's tar stream.
+	PartPrefix = "base.tar."
+)
+
+// Part is one piece of a backup's tar stream.
+type Part struct {
+	Name       string `json:"name"`
+	RawSize    int64  `json:"raw_size"`
+	StoredSize int64  `json:"stored_size"`
+	SHA256     string `json:"sha256"`
+}
+
+// Record is a backup's completion record, backup.json: an envelope like
+// every object, bound to its key, and encrypted with the archive's key
+// when the archive is encrypted.
+type Record struct {
+	ID          string    `json:"id"`
+	Archive     string    `json:"archive"`
+	Label       string    `json:"label"`
+	SystemID    string    `json:"system_identifier"`
+	PGVersion   int       `json:"pg_version_num"`
+	SegmentSize int64     `json:"wal_segment_size"`
+	StartLSN    string    `json:"start_lsn"`
+	StopLSN     string    `json:"stop_lsn"`
+	StartTLI    uint32    `json:"start_timeline"`
+	StopTLI     uint32    `json:"stop_timeline"`
+	StartWAL    string    `json:"start_wal"`
+	StopWAL     string    `json:"stop_wal"`
+	BackupFile  string    `json:"backup_history_file"` // the .backup file in the archive
+	StartTime   time.Time `json:"start_time"`
+	StopTime    time.Time `json:"stop_time"`
+	Files       int       `json:"files"`
+	RawSize     int64     `json:"raw_size"`
+	StoredSize  int64     `json:"stored_size"`
+	Parts       []Part    `json:"parts"`
+	Manifest    bool      `json:"manifest"`
+	BackupLabel string    `json:"backup_label"`
+}
+
+// Start is the backup's start position (from its label).
+func (r Record) Start() (wal.LSN, error) { return wal.ParseLSN(r.StartLSN) }
+
+// Stop is the backup's stop position.
+func (r Record) Stop() (wal.LSN, error) { return wal.ParseLSN(r.StopLSN) }
+
+// OwnLabel parses the backup's own backup_label (from its tar stream).
+func (r Record) OwnLabel() (wal.BackupLabel, error) {
+	return wal.ParseBackupLabel([]byte(r.BackupLabel))
+}
+
+// NewBackupID returns an id for a backup started at t: its UTC time,
+// sortable.
+func NewBackupID(t time.Time) string { return t.UTC().Format("20060102T150405Z") }
+
+// maxRecordSize bounds a completion record.
+const maxRecordSize = 64 << 20
+
+// PutRecord stores a backup's completion record: from then on, the
+// backup exists.
+func (a *Archive) PutRecord(ctx context.Context, r Record) error {
+	if err := ValidBackupID(r.ID); err != nil {
+		return err
+	}
+	body, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	key := a.Layout.Backup(r.ID, RecordFile)
+	obj, err := a.Encoder().EncodeBytes(body, key)
+	if err != nil {
+		return err
+	}
+	_, err = PutObject(ctx, a.Store, key, obj)
+	return err
+}
+
+// LoadBackup reads the completion record of backup id.
+func (a *Archive) LoadBackup(ctx context.Context, id string) (Record, error) {
+	if err := ValidBackupID(id); err != nil {
+		return Record{}, err
+	}
+	b, _, err := a.ReadAll(ctx, a.Layout.Backup(id, RecordFile), maxRecordSize)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Record{}, fmt.Errorf("backup %s in archive %s: %w (no completed backup of that id)", id, a.Name, ErrNotFound)
+		}
+		return Record{}, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, fmt.Errorf("%w: backup %s: completion record: %v", ErrCorrupt, id, err)
+	}
+	if r.ID != id || r.Archive != a.Name {
+		return Record{}, fmt.Errorf("%w: backup %s: completion record names backup %q of archive %q", ErrCorrupt, id, r.ID, r.Archive)
+	}
+	return r, nil
+}
+
+// Listing is what the archive holds under backups/.
+type Listing struct {
+	Complete   []Record            // oldest first (by stop time)
+	Incomplete map[string]Progress // backups without a completion record
+	// Unreadable are records that could not be read with the keys given
+	// (an encrypted archive listed without its key), by id.
+	Unreadable map[string]error
+}
+
+// Progress describes an incomplete backup: its objects, newest write.
+type Progress struct {
+	Objects int
+	Bytes   int64
+	Newest  time.Time
+}
+
+// ListBackups reads every completion record of the
+func (a *Archive) ListBackups(ctx context.Context) (Listing, error) {
+	seen := map[string]*Progress{}
+	var ids []string
+	err := a.Store.List(ctx, a.Layout.BackupsPrefix(), func(info store.Info) error {
+		k, err := ParseKey(info.Key)
+		if err != nil || k.Kind != KindBackup {
+			return nil
+		}
+		id, file := k.Backup, k.File
+		p := seen[id]
+		if p == nil {
+			p = &Progress{}
+			seen[id] = p
+		}
+		p.Objects++
+		p.Bytes += info.Size
+		if info.ModTime.After(p.Newest) {
+			p.Newest = info.ModTime
+		}
+		if file == RecordFile {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return Listing{}, err
+	}
+	l := Listing{Incomplete: map[string]Progress{}, Unreadable: map[string]error{}}
+	for _, id := range ids {
+		r, err := a.LoadBackup(ctx, id)
+		if errors.Is(err, ErrKey) {
+			l.Unreadable[id] = err
+			delete(seen, id)
+			continue
+		}
+		if err != nil {
+			return Listing{}, err
+		}
+		l.Complete = append(l.Complete, r)
+		delete(seen, id)
+	}
+	for id, p := range seen {
+		l.Incomplete[id] = *p
+	}
+	sort.Slice(l.Complete, func(i, j int) bool {
+		if !l.Complete[i].StopTime.Equal(l.Complete[j].StopTime) {
+			return l.Complete[i].StopTime.Before(l.Complete[j].StopTime)
+		}
+		return l.Complete[i].ID < l.Complete[j].ID
+	})
+	return l, nil
+}
+
+// BackupObjects lists the objects of backup id.
+func (a *Archive) BackupObjects(ctx context.Context, id string) ([]store.Info, error) {
+	if err := ValidBackupID(id); err != nil {
+		return nil, err
+	}
+	var keys []store.Info
+	err := a.Store.List(ctx, a.Layout.BackupPrefix(id), func(i store.Info) error { keys = append(keys, i); return nil })
+	return keys, err
+}
+
+// DeleteBackup removes a backup: its completion record first, so that a
+// backup half deleted is never taken for a complete one, then every other
+// object. It returns what it removed.
+func (a *Archive) DeleteBackup(ctx context.Context, id string) (objects int, bytes int64, err error) {
+	keys, err := a.BackupObjects(ctx, id)
+	if err != nil {
+		return 0, 0, err
+	}
+	record := a.Layout.Backup(id, RecordFile)
+	for _, k := range keys {
+		if k.Key == record {
+			if err := a.Store.Delete(ctx, record); err != nil && !errors.Is(err, ErrNotFound) {
+				return 0, 0, err
+			}
+			objects++
+			bytes += k.Size
+		}
+	}
+	for _, k := range keys {
+		if k.Key == record {
+			continue
+		}
+		if err := a.Store.Delete(ctx, k.Key); err != nil && !errors.Is(err, ErrNotFound) {
+			return objects, bytes, err
+		}
+		objects++
+		bytes += k.Size
+	}
+	return objects, bytes, nil
+}
+
+// CrossCheck compares a backup's own backup_label (from its tar stream,
+// written by PostgreSQL into the backup itself) with the .backup file
+// found in the archive under its name: every START line must agree.
+// Anything a push client could forge into the archive is refused here.
+func CrossCheck(own, archived wal.BackupLabel) error {
+	switch {
+	case own.StartLSN != archived.StartLSN:
+		return fmt.Errorf("%w: start %s, the backup's own label says %s", ErrCorrupt, archived.StartLSN, own.StartLSN)
+	case own.Checkpoint != archived.Checkpoint:
+		return fmt.Errorf("%w: checkpoint %s, the backup's own label says %s", ErrCorrupt, archived.Checkpoint, own.Checkpoint)
+	case own.StartTLI != archived.StartTLI:
+		return fmt.Errorf("%w: start timeline %d, the backup's own label says %d", ErrCorrupt, archived.StartTLI, own.StartTLI)
+	case !own.StartTime.Equal(archived.StartTime):
+		return fmt.Errorf("%w: start time %s, the backup's own label says %s", ErrCorrupt, archived.StartTime, own.StartTime)
+	case own.Label != archived.Label:
+		return fmt.Errorf("%w: label %q, the backup's own label says %q", ErrCorrupt, archived.Label, own.Label)
+	}
+	return nil
+}

@@ -1,0 +1,711 @@
+// Package envelope is the format of every object in a walstore repository:
+// a self-describing header, then the payload (the raw bytes, compressed
+// with zstd, optionally encrypted). Whatever reads an object can check it
+// on its own: how long the payload is, how many bytes it must decode to,
+// what they must hash to, and (since version 2) under which name the
+// object was written, so that an object copied or moved to another name
+// is refused as corrupt.
+//
+// Version 2, written by this code:
+//
+//	offset size field
+//	0      6    magic "WALSTR"
+//	6      1    format version (2)
+//	7      1    compression (0 none, 1 zstd)
+//	8      2    flags (bit 0: payload encrypted)
+//	10     2    length n of the name that follows the fixed header
+//	12     8    raw size in bytes
+//	20     8    payload size in bytes
+//	28     8    PostgreSQL system identifier, 0 when not known
+//	36     32   SHA-256 of the raw bytes
+//	68     32   SHA-256 of the payload as stored
+//	100    4    CRC-32C of bytes 0..99 and of the name
+//	104    n    the name the object is bound to (its key, e.g. main/wal/00000002.history)
+//	104+n  ...  payload
+//
+// Version 1 (read, never written) is the first 72 bytes of that layout
+// without the name and the payload checksum: 36 32 raw SHA-256, 68 4 CRC.
+// Integers are little-endian.
+//
+// The payload checksum lets anyone holding no key (walstored at its door,
+// verify on the storage host) prove that the stored bytes are the ones the
+// client wrote. Encrypted payloads also bind the name in every chunk's
+// authenticated data (crypt.go).
+package envelope
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/wal"
+)
+
+// Errors (shared with every layer).
+var (
+	ErrCorrupt = errkind.ErrCorrupt
+	ErrInvalid = errkind.ErrInvalid
+	ErrKey     = errkind.ErrKey
+)
+
+const (
+	magic = "WALSTR"
+	// V1HeaderSize is the size of a version 1 header.
+	V1HeaderSize = 72
+	// FixedSize is the size of a version 2 header before its name.
+	FixedSize = 104
+	// MaxNameLen bounds the bound name (a store key).
+	MaxNameLen = 512
+	// MaxHeaderSize is the largest header of any version.
+	MaxHeaderSize = FixedSize + MaxNameLen
+	// Version is the format version this code writes.
+	Version = 2
+)
+
+// Header flags.
+const (
+	FlagEncrypted uint16 = 1 << 0
+)
+
+// MaxRawSize bounds the raw size of one object: the largest WAL segment
+// PostgreSQL allows. Larger data (base backups) is split into parts.
+const MaxRawSize = wal.MaxSegmentSize
+
+// MaxPayloadSize bounds the payload of one object: the worst-case zstd
+// expansion of MaxRawSize plus room for encryption overhead.
+const MaxPayloadSize = MaxRawSize + MaxRawSize/64 + 1<<20
+
+// MaxObjectSize is the largest valid envelope.
+const MaxObjectSize = MaxHeaderSize + MaxPayloadSize
+
+// Compression names a payload encoding.
+type Compression uint8
+
+const (
+	NoCompression Compression = 0
+	Zstd          Compression = 1
+)
+
+func (c Compression) String() string {
+	switch c {
+	case NoCompression:
+		return "none"
+	case Zstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("compression(%d)", uint8(c))
+}
+
+// Digest is a SHA-256.
+type Digest [sha256.Size]byte
+
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// Short is the first 12 hex digits, enough for a log line.
+func (d Digest) Short() string { return d.String()[:12] }
+
+// IsZero reports an unset digest.
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+// ParseDigest parses 64 hex digits.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != 2*len(d) {
+		return d, fmt.Errorf("%w: %q is not a SHA-256 digest", ErrInvalid, errkind.Quote(s))
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return d, fmt.Errorf("%w: %q is not a SHA-256 digest", ErrInvalid, errkind.Quote(s))
+	}
+	return d, nil
+}
+
+// Header is the decoded envelope header.
+type Header struct {
+	Version     uint8
+	Compression Compression
+	Flags       uint16
+	RawSize     int64
+	PayloadSize int64
+	SystemID    uint64
+	Digest      Digest // SHA-256 of the raw bytes
+	// PayloadDigest is the SHA-256 of the payload (version 2; zero in
+	// version 1, whose encrypted payloads carry it inside).
+	PayloadDigest Digest
+	// Name is what the object is bound to (version 2; "" in version 1).
+	Name string
+}
+
+// Size is the size of the header itself.
+func (h Header) Size() int64 {
+	if h.Version == 1 {
+		return V1HeaderSize
+	}
+	return FixedSize + int64(len(h.Name))
+}
+
+// ObjectSize is the total size of the envelope the header describes.
+func (h Header) ObjectSize() int64 { return h.Size() + h.PayloadSize }
+
+// Encrypted reports whether the payload is encrypted.
+func (h Header) Encrypted() bool { return h.Flags&FlagEncrypted != 0 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Marshal returns the version 2 header.
+func (h Header) Marshal() []byte {
+	b := make([]byte, FixedSize+len(h.Name))
+	le := binary.LittleEndian
+	copy(b[0:6], magic)
+	b[6] = Version
+	b[7] = byte(h.Compression)
+	le.PutUint16(b[8:], h.Flags)
+	le.PutUint16(b[10:], uint16(len(h.Name)))
+	le.PutUint64(b[12:], uint64(h.RawSize))
+	le.PutUint64(b[20:], uint64(h.PayloadSize))
+	le.PutUint64(b[28:], h.SystemID)
+	copy(b[36:68], h.Digest[:])
+	copy(b[68:100], h.PayloadDigest[:])
+	copy(b[FixedSize:], h.Name)
+	crc := crc32.Update(crc32.Checksum(b[:100], castagnoli), castagnoli, b[FixedSize:])
+	le.PutUint32(b[100:], crc)
+	return b
+}
+
+// ReadHeader reads and checks the header at the start of r (either
+// version). It never trusts a size field beyond the format's limits.
+func ReadHeader(r io.Reader) (Header, error) {
+	var b [FixedSize]byte
+	if _, err := io.ReadFull(r, b[:8]); err != nil {
+		return Header{}, short(err)
+	}
+	if string(b[0:6]) != magic {
+		return Header{}, fmt.Errorf("%w: not a walstore object (bad magic)", ErrCorrupt)
+	}
+	switch b[6] {
+	case 1:
+		if _, err := io.ReadFull(r, b[8:V1HeaderSize]); err != nil {
+			return Header{}, short(err)
+		}
+		return parseV1(b[:V1HeaderSize])
+	case 2:
+		if _, err := io.ReadFull(r, b[8:FixedSize]); err != nil {
+			return Header{}, short(err)
+		}
+		n := int(binary.LittleEndian.Uint16(b[10:]))
+		if n > MaxNameLen {
+			return Header{}, fmt.Errorf("%w: object header names %d bytes", ErrCorrupt, n)
+		}
+		name := make([]byte, n)
+		if _, err := io.ReadFull(r, name); err != nil {
+			return Header{}, short(err)
+		}
+		return parseV2(b[:], name)
+	}
+	return Header{}, fmt.Errorf("%w: object format version %d is not supported (a newer walstore wrote it?)", ErrCorrupt, b[6])
+}
+
+// ParseHeader decodes the header at the start of b.
+func ParseHeader(b []byte) (Header, error) { return ReadHeader(bytes.NewReader(b)) }
+
+func short(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: object shorter than its header", ErrCorrupt)
+	}
+	return err
+}
+
+func parseV1(b []byte) (Header, error) {
+	le := binary.LittleEndian
+	if got, want := le.Uint32(b[68:]), crc32.Checksum(b[:68], castagnoli); got != want {
+		return Header{}, fmt.Errorf("%w: object header checksum mismatch", ErrCorrupt)
+	}
+	h := Header{
+		Version:     1,
+		Compression: Compression(b[7]),
+		Flags:       le.Uint16(b[8:]),
+		RawSize:     int64(le.Uint64(b[12:])),
+		PayloadSize: int64(le.Uint64(b[20:])),
+		SystemID:    le.Uint64(b[28:]),
+	}
+	copy(h.Digest[:], b[36:68])
+	if le.Uint16(b[10:]) != 0 {
+		return h, fmt.Errorf("%w: reserved header bytes set", ErrCorrupt)
+	}
+	return h, h.check()
+}
+
+func parseV2(b, name []byte) (Header, error) {
+	le := binary.LittleEndian
+	crc := crc32.Update(crc32.Checksum(b[:100], castagnoli), castagnoli, name)
+	if le.Uint32(b[100:]) != crc {
+		return Header{}, fmt.Errorf("%w: object header checksum mismatch", ErrCorrupt)
+	}
+	h := Header{
+		Version:     2,
+		Compression: Compression(b[7]),
+		Flags:       le.Uint16(b[8:]),
+		RawSize:     int64(le.Uint64(b[12:])),
+		PayloadSize: int64(le.Uint64(b[20:])),
+		SystemID:    le.Uint64(b[28:]),
+		Name:        string(name),
+	}
+	copy(h.Digest[:], b[36:68])
+	copy(h.PayloadDigest[:], b[68:100])
+	return h, h.check()
+}
+
+func (h Header) check() error {
+	switch {
+	case h.Compression != NoCompression && h.Compression != Zstd:
+		return fmt.Errorf("%w: unknown compression %d", ErrCorrupt, h.Compression)
+	case h.Flags&^FlagEncrypted != 0:
+		return fmt.Errorf("%w: unknown object flags 0x%04X", ErrCorrupt, h.Flags)
+	case h.RawSize < 0 || h.RawSize > MaxRawSize:
+		return fmt.Errorf("%w: raw size %d out of range", ErrCorrupt, h.RawSize)
+	case h.PayloadSize < 0 || h.PayloadSize > MaxPayloadSize:
+		return fmt.Errorf("%w: payload size %d out of range", ErrCorrupt, h.PayloadSize)
+	case h.Compression == NoCompression && !h.Encrypted() && h.PayloadSize != h.RawSize:
+		return fmt.Errorf("%w: uncompressed payload of %d bytes for %d raw bytes", ErrCorrupt, h.PayloadSize, h.RawSize)
+	}
+	return nil
+}
+
+// CheckName checks that the object is bound to name: a version 2 object
+// read under another name is corrupt (moved, copied or swapped in the
+// store). Version 1 objects carry no name and pass.
+func (h Header) CheckName(name string) error {
+	if h.Version >= 2 && h.Name != name {
+		return fmt.Errorf("%w: the object was written as %q, not %q (moved or swapped in the store)", ErrCorrupt, errkind.Quote(h.Name), errkind.Quote(name))
+	}
+	return nil
+}
+
+// Object is an encoded envelope held in memory: header and payload in one
+// buffer, so it can be sent (and re-sent after a network error) without
+// touching the source file again.
+type Object struct {
+	Header Header
+	buf    []byte // header followed by payload
+}
+
+// Size is the number of bytes of the encoded object.
+func (o *Object) Size() int64 { return int64(len(o.buf)) }
+
+// Bytes returns the encoded object; the caller must not modify it.
+func (o *Object) Bytes() []byte { return o.buf }
+
+// Encoder packs raw bytes into envelopes. It holds a zstd encoder that is
+// reused across objects; an Encoder is safe for one goroutine at a time.
+type Encoder struct {
+	Compression Compression
+	SystemID    uint64 // recorded in every header; 0 when unknown
+	// Key, when set, encrypts the payload (after compression).
+	Key   *Key
+	level zstd.EncoderLevel
+	zw    *zstd.Encoder
+	chunk []byte
+}
+
+// Level is a compression level.
+type Level int
+
+const (
+	// Fast is what pushes use: zstd's fastest level without the entropy
+	// stage, so that archive_command keeps well ahead of PostgreSQL.
+	Fast Level = iota
+	// Small is what the storage host recompresses to in its idle time.
+	Small
+)
+
+// NewEncoder returns an encoder at the Fast level: zstd at its fastest,
+// frames without their own checksum (the envelope's SHA-256 covers
+// integrity) and literals without entropy coding.
+func NewEncoder() *Encoder { return NewEncoderLevel(Fast) }
+
+// NewEncoderLevel returns an encoder at level.
+func NewEncoderLevel(l Level) *Encoder {
+	opts := []zstd.EOption{
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(4 << 20),
+		zstd.WithEncoderCRC(false),
+	}
+	switch l {
+	case Small:
+		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	default:
+		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithNoEntropyCompression(true))
+	}
+	zw, err := zstd.NewWriter(nil, opts...)
+	if err != nil {
+		panic(err) // only on invalid options, which are constant here
+	}
+	return &Encoder{Compression: Zstd, zw: zw, chunk: make([]byte, 256<<10)}
+}
+
+// Encode reads r to EOF (at most MaxRawSize bytes) and returns the
+// envelope bound to name. The raw bytes are read once: each chunk is
+// hashed and compressed in the same pass. sizeHint (the expected raw
+// size, or 0) sizes the buffer.
+func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, error) {
+	if len(name) > MaxNameLen {
+		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
+	}
+	hsize := FixedSize + len(name)
+	// Room for incompressible data, so the buffer is allocated once.
+	capHint := int64(hsize) + sizeHint + 64<<10
+	if sizeHint <= 0 || sizeHint > MaxRawSize {
+		capHint = int64(hsize) + 1<<20
+	}
+	out := bytes.NewBuffer(make([]byte, hsize, capHint))
+	h := sha256.New()
+	var raw int64
+	var w io.Writer = out
+	if e.Compression == Zstd {
+		e.zw.Reset(out)
+		w = e.zw
+	}
+	for {
+		n, err := r.Read(e.chunk)
+		if n > 0 {
+			raw += int64(n)
+			if raw > MaxRawSize {
+				return nil, fmt.Errorf("%w: more than %d bytes", ErrInvalid, int64(MaxRawSize))
+			}
+			h.Write(e.chunk[:n])
+			if _, werr := w.Write(e.chunk[:n]); werr != nil {
+				return nil, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if e.Compression == Zstd {
+		if err := e.zw.Close(); err != nil {
+			return nil, err
+		}
+	}
+	buf := out.Bytes()
+	hdr := Header{
+		Version:     Version,
+		Compression: e.Compression,
+		RawSize:     raw,
+		SystemID:    e.SystemID,
+		Name:        name,
+	}
+	if e.Key != nil {
+		sealed, err := seal(e.Key, buf[hsize:], name)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf[:hsize:hsize], sealed...)
+		hdr.Flags |= FlagEncrypted
+	}
+	hdr.PayloadSize = int64(len(buf) - hsize)
+	h.Sum(hdr.Digest[:0])
+	hdr.PayloadDigest = sha256.Sum256(buf[hsize:])
+	copy(buf, hdr.Marshal())
+	return &Object{Header: hdr, buf: buf}, nil
+}
+
+// EncodeBytes is Encode for data already in memory.
+func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
+	return e.Encode(bytes.NewReader(b), int64(len(b)), name)
+}
+
+// NewObject wraps an already encoded envelope (for example one read back
+// from a store) after checking its header and length.
+func NewObject(buf []byte) (*Object, error) {
+	hdr, err := ParseHeader(buf)
+	if err != nil {
+		return nil, err
+	}
+	if hdr.ObjectSize() != int64(len(buf)) {
+		return nil, fmt.Errorf("%w: object is %d bytes, header says %d", ErrCorrupt, len(buf), hdr.ObjectSize())
+	}
+	return &Object{Header: hdr, buf: buf}, nil
+}
+
+// decoderPool reuses zstd decoders. Each is limited so that a crafted
+// payload cannot make it allocate more than one object's worth of memory.
+var decoderPool = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxMemory(MaxRawSize+1),
+		zstd.WithDecoderMaxWindow(64<<20),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}}
+
+// Open reads the envelope header from r, checks that it is bound to name
+// ("" skips that check: tests, fuzzing), and returns a reader of the raw
+// bytes. The reader checks everything the header promises: it fails with
+// ErrCorrupt as soon as the output runs longer than the raw size, and at
+// the end if it is shorter, if the SHA-256 differs, or if bytes follow the
+// payload. Callers must treat data as untrusted until Read returns io.EOF.
+// An encrypted object needs a key of kr (else ErrKey).
+func Open(r io.Reader, name string, kr *Keyring) (Header, io.ReadCloser, error) {
+	hdr, err := ReadHeader(r)
+	if err != nil {
+		return hdr, nil, err
+	}
+	if name != "" {
+		if err := hdr.CheckName(name); err != nil {
+			return hdr, nil, err
+		}
+	}
+	rc, err := OpenPayload(hdr, r, kr)
+	return hdr, rc, err
+}
+
+// OpenPayload returns the verified raw stream of the payload that follows
+// hdr in r.
+func OpenPayload(hdr Header, r io.Reader, kr *Keyring) (io.ReadCloser, error) {
+	body := &exactReader{r: r, left: hdr.PayloadSize}
+	var src io.Reader = body
+	if hdr.Encrypted() {
+		if !kr.hasKeys() {
+			return nil, fmt.Errorf("%w: the object is encrypted and no key was given (--encryption-key-file)", ErrKey)
+		}
+		var err error
+		if src, err = openEncrypted(hdr, body, kr); err != nil {
+			return nil, err
+		}
+	}
+	v := &verifier{hdr: hdr, body: body, h: sha256.New()}
+	switch hdr.Compression {
+	case NoCompression:
+		v.src = src
+	case Zstd:
+		d := decoderPool.Get().(*zstd.Decoder)
+		if err := d.Reset(src); err != nil {
+			decoderPool.Put(d)
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		v.src, v.dec = d, d
+	}
+	return v, nil
+}
+
+// exactReader yields exactly left bytes of r and then checks that r is at
+// its end: a truncated or over-long object is corrupt, not merely short.
+type exactReader struct {
+	r    io.Reader
+	left int64
+	err  error
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.left == 0 {
+		var one [1]byte
+		n, err := io.ReadFull(e.r, one[:])
+		switch {
+		case n > 0:
+			e.err = fmt.Errorf("%w: data after the end of the payload", ErrCorrupt)
+		case errors.Is(err, io.EOF):
+			e.err = io.EOF
+		default:
+			e.err = &sourceError{err}
+		}
+		return 0, e.err
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if errors.Is(err, io.EOF) && e.left > 0 {
+		e.err = fmt.Errorf("%w: payload truncated (%d bytes missing)", ErrCorrupt, e.left)
+		return n, e.err
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		e.err = &sourceError{err}
+		return n, e.err
+	}
+	return n, nil
+}
+
+// asCorrupt classifies a read error: a failure of the source passes
+// through (the object may be fine), anything else is corruption.
+func asCorrupt(err error) error {
+	var src *sourceError
+	switch {
+	case errors.As(err, &src):
+		return src.err
+	case errors.Is(err, ErrCorrupt):
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrCorrupt, err)
+}
+
+// sourceError marks a failure of the reader under the envelope (network,
+// disk): the object may be fine, so it is not reported as corrupt.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+type verifier struct {
+	hdr  Header
+	body *exactReader
+	src  io.Reader
+	dec  *zstd.Decoder
+	h    hash.Hash
+	n    int64
+	err  error
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.src.Read(p)
+	if n > 0 {
+		v.n += int64(n)
+		if v.n > v.hdr.RawSize {
+			v.err = fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", ErrCorrupt, v.hdr.RawSize)
+			return 0, v.err
+		}
+		v.h.Write(p[:n])
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, io.EOF):
+		v.err = v.finish()
+		if v.err != io.EOF {
+			return 0, v.err
+		}
+		return n, io.EOF
+	default:
+		v.err = asCorrupt(err)
+		return 0, v.err
+	}
+}
+
+// finish runs once the decompressed stream ended.
+func (v *verifier) finish() error {
+	if v.n != v.hdr.RawSize {
+		return fmt.Errorf("%w: payload gave %d bytes, header says %d", ErrCorrupt, v.n, v.hdr.RawSize)
+	}
+	// Drain the payload: the decoder may stop at the end of the last frame
+	// before the payload ends, and whatever follows must not go unnoticed.
+	if v.dec != nil {
+		if n, err := io.Copy(io.Discard, v.body); err != nil {
+			return asCorrupt(err)
+		} else if n > 0 {
+			return fmt.Errorf("%w: %d stray bytes after the compressed data", ErrCorrupt, n)
+		}
+	} else if _, err := v.body.Read(nil); err != io.EOF {
+		return asCorrupt(err)
+	}
+	var sum Digest
+	v.h.Sum(sum[:0])
+	if sum != v.hdr.Digest {
+		return fmt.Errorf("%w: SHA-256 of the content is %s, header says %s", ErrCorrupt, sum, v.hdr.Digest)
+	}
+	return io.EOF
+}
+
+func (v *verifier) Close() error {
+	if v.dec != nil {
+		v.dec.Reset(nil)
+		decoderPool.Put(v.dec)
+		v.dec = nil
+	}
+	if v.err == nil {
+		v.err = errors.New("envelope reader closed")
+	}
+	return nil
+}
+
+// Verify reads a whole object from r and checks it with what is at hand:
+// the header, the binding to name, the length, and either the SHA-256 of
+// the raw content (plain objects, fully decoded; encrypted ones with a key
+// of kr) or the payload checksum (encrypted ones without a key). It is
+// what walstored runs on every body at its door and what verify runs on
+// every stored object.
+func Verify(r io.Reader, name string, kr *Keyring) (Header, error) {
+	hdr, err := ReadHeader(r)
+	if err != nil {
+		return hdr, err
+	}
+	if name != "" {
+		if err := hdr.CheckName(name); err != nil {
+			return hdr, err
+		}
+	}
+	return hdr, VerifyPayload(hdr, r, kr)
+}
+
+// VerifyPayload checks the payload that follows hdr in r (see Verify).
+// In version 2 the payload checksum is checked too, so that a header that
+// lies about its payload is refused even when the content decodes.
+func VerifyPayload(hdr Header, r io.Reader, kr *Keyring) error {
+	if hdr.Encrypted() && !kr.hasKeys() {
+		return checkCiphertext(hdr, &exactReader{r: r, left: hdr.PayloadSize})
+	}
+	var ph hash.Hash
+	if hdr.Version >= 2 {
+		ph = sha256.New()
+		r = io.TeeReader(r, ph)
+	}
+	rc, err := OpenPayload(hdr, r, kr)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return err
+	}
+	if ph != nil {
+		var got Digest
+		ph.Sum(got[:0])
+		if got != hdr.PayloadDigest {
+			return fmt.Errorf("%w: the payload does not match the checksum in its header", ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// checkCiphertext proves an encrypted payload is the one the client
+// wrote, without the key: its SHA-256 (from the header in version 2, from
+// the payload's first 32 bytes in version 1).
+func checkCiphertext(hdr Header, body io.Reader) error {
+	want := hdr.PayloadDigest
+	if hdr.Version == 1 {
+		if _, err := io.ReadFull(body, want[:]); err != nil {
+			return asCorrupt(fmt.Errorf("%w: encrypted payload too short", ErrCorrupt))
+		}
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, body); err != nil {
+		return asCorrupt(err)
+	}
+	var got Digest
+	h.Sum(got[:0])
+	if got != want {
+		return fmt.Errorf("%w: encrypted payload does not match its checksum", ErrCorrupt)
+	}
+	return nil
+}

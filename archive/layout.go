@@ -1,0 +1,217 @@
+package archive
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
+)
+
+// The key layout of a repository. Nothing else builds or parses keys.
+//
+//	<archive>/wal/<WAL file name>              segments, .partial, .history, .backup files
+//	<archive>/meta/system                      the system identifier the archive is bound to
+//	<archive>/meta/drill                       the last restore drill (see walstored drill)
+//	<archive>/backups/<id>/<file>              base backups: parts, manifest, completion record
+//	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
+//	<archive>/retired/<tli>/wal/<WAL name>     its files, still bound to their live names
+//	_repo/marker                               this is a walstore repository
+//	_repo/...                                  repository-wide objects (health probe, leases)
+//
+// Archive names start with a letter or a digit, so "_repo" is never one.
+const (
+	walDir     = "wal"
+	metaDir    = "meta"
+	backupsDir = "backups"
+	retiredDir = "retired"
+	repoDir    = "_repo"
+)
+
+// Repository-wide keys.
+const (
+	// MarkerKey says "this is a walstore repository": clients refuse a
+	// file:// or s3:// location without it, so an unmounted share never
+	// silently becomes a new repository.
+	MarkerKey = repoDir + "/marker"
+	// HealthKey is a key that never exists: a Stat of it proves a store
+	// answers.
+	HealthKey = repoDir + "/health-probe"
+)
+
+// DefaultArchive is the archive name used when none is given.
+const DefaultArchive = "main"
+
+// ValidArchiveName checks an archive name: 1 to 64 ASCII letters, digits,
+// '.', '_' or '-', starting with a letter or a digit.
+func ValidArchiveName(name string) error {
+	ok := name != "" && len(name) <= 64 && store.ValidComponent(name) == nil
+	if ok {
+		c := name[0]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	if !ok {
+		return fmt.Errorf("%w: archive name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, errkind.Quote(name))
+	}
+	return nil
+}
+
+// Layout is the key layout of one archive.
+type Layout struct{ Archive string }
+
+// Prefix is the prefix of every key of the archive.
+func (l Layout) Prefix() string { return l.Archive + "/" }
+
+// WALPrefix is the prefix of the archive's WAL files.
+func (l Layout) WALPrefix() string { return l.Archive + "/" + walDir + "/" }
+
+// WAL is the key of a WAL file.
+func (l Layout) WAL(n wal.Name) string { return l.WALPrefix() + n.String() }
+
+// System is the key of the archive's system binding.
+func (l Layout) System() string { return l.Archive + "/" + metaDir + "/system" }
+
+// Drill is the key of the record of the last restore drill.
+func (l Layout) Drill() string { return l.Archive + "/" + metaDir + "/drill" }
+
+// BackupsPrefix is the prefix of every backup of the archive.
+func (l Layout) BackupsPrefix() string { return l.Archive + "/" + backupsDir + "/" }
+
+// BackupPrefix is the prefix of backup id's objects.
+func (l Layout) BackupPrefix(id string) string { return l.BackupsPrefix() + id + "/" }
+
+// Backup is the key of a file of backup id.
+func (l Layout) Backup(id, file string) string { return l.BackupPrefix(id) + file }
+
+// RetiredPrefix is the prefix of a retired timeline's objects.
+func (l Layout) RetiredPrefix(tli uint32) string {
+	return fmt.Sprintf("%s/%s/%08X/", l.Archive, retiredDir, tli)
+}
+
+// RetiredRecord is the key of a retired timeline's record.
+func (l Layout) RetiredRecord(tli uint32) string { return l.RetiredPrefix(tli) + "retired.json" }
+
+// Retired is the key of a retired WAL file.
+func (l Layout) Retired(tli uint32, n wal.Name) string {
+	return l.RetiredPrefix(tli) + walDir + "/" + n.String()
+}
+
+// KeyKind is what a key holds.
+type KeyKind int
+
+const (
+	KindWAL KeyKind = iota + 1
+	KindSystem
+	KindDrill
+	KindBackup
+	KindRetiredRecord
+	KindRetiredWAL
+	KindRepo
+)
+
+func (k KeyKind) String() string {
+	switch k {
+	case KindWAL:
+		return "WAL file"
+	case KindSystem:
+		return "system binding"
+	case KindDrill:
+		return "drill record"
+	case KindBackup:
+		return "backup object"
+	case KindRetiredRecord, KindRetiredWAL:
+		return "retired timeline"
+	case KindRepo:
+		return "repository object"
+	}
+	return "unknown"
+}
+
+// Key is a parsed key.
+type Key struct {
+	Kind    KeyKind
+	Archive string
+	WAL     wal.Name // KindWAL, KindRetiredWAL
+	TLI     uint32   // KindRetiredRecord, KindRetiredWAL
+	Backup  string   // KindBackup: the backup id
+	File    string   // KindBackup: the file within the backup
+}
+
+// ParseKey parses a store key of the layout; anything else is ErrInvalid.
+func ParseKey(key string) (Key, error) {
+	bad := func(why string) (Key, error) {
+		return Key{}, fmt.Errorf("%w: key %q: %s", ErrInvalid, errkind.Quote(key), why)
+	}
+	if err := store.ValidKey(key); err != nil {
+		return Key{}, err
+	}
+	f := strings.Split(key, "/")
+	if f[0] == repoDir {
+		return Key{Kind: KindRepo}, nil
+	}
+	if err := ValidArchiveName(f[0]); err != nil {
+		return Key{}, err
+	}
+	k := Key{Archive: f[0]}
+	if len(f) < 2 {
+		return bad("no path in the archive")
+	}
+	switch {
+	case f[1] == walDir && len(f) == 3:
+		n, err := wal.ParseName(f[2])
+		if err != nil {
+			return Key{}, err
+		}
+		k.Kind, k.WAL = KindWAL, n
+	case f[1] == metaDir && len(f) == 3 && f[2] == "system":
+		k.Kind = KindSystem
+	case f[1] == metaDir && len(f) == 3 && f[2] == "drill":
+		k.Kind = KindDrill
+	case f[1] == backupsDir && len(f) == 4:
+		if err := ValidBackupID(f[2]); err != nil {
+			return Key{}, err
+		}
+		k.Kind, k.Backup, k.File = KindBackup, f[2], f[3]
+	case f[1] == retiredDir && len(f) >= 4:
+		tli, err := strconv.ParseUint(f[2], 16, 32)
+		if err != nil || len(f[2]) != 8 || tli == 0 {
+			return bad("bad timeline")
+		}
+		k.TLI = uint32(tli)
+		switch {
+		case len(f) == 4 && f[3] == "retired.json":
+			k.Kind = KindRetiredRecord
+		case len(f) == 5 && f[3] == walDir:
+			n, err := wal.ParseName(f[4])
+			if err != nil {
+				return Key{}, err
+			}
+			k.Kind, k.WAL = KindRetiredWAL, n
+		default:
+			return bad("not a retired timeline's record or WAL file")
+		}
+	default:
+		return bad("want wal/<WAL name>, meta/system, backups/<id>/<file> or retired/<timeline>/...")
+	}
+	return k, nil
+}
+
+// Identity is the name an object under key is bound to: its key, except
+// that a retired WAL file keeps the name of the live file it was.
+func Identity(key string) string {
+	k, err := ParseKey(key)
+	if err == nil && k.Kind == KindRetiredWAL {
+		return Layout{Archive: k.Archive}.WAL(k.WAL)
+	}
+	return key
+}
+
+// ValidBackupID checks a backup id (also a key component).
+func ValidBackupID(id string) error {
+	if id == "" || len(id) > 64 || store.ValidComponent(id) != nil {
+		return fmt.Errorf("%w: backup id %q", ErrInvalid, errkind.Quote(id))
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
+)
+
+// RetiredTimeline is the record of a timeline taken out of recovery's
+// view (a dead branch): its history file and segments were moved under
+// <archive>/retired/<tli>/, where PostgreSQL's restore_command never
+// looks, nothing deleted. RestoreTimeline moves them back.
+type RetiredTimeline struct {
+	Timeline uint32    `json:"timeline"`
+	At       time.Time `json:"retired_at"`
+	By       string    `json:"retired_by,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	// HistorySHA256 is the digest of the retired history file: a server
+	// still on that branch pushing it again is refused.
+	HistorySHA256 string   `json:"history_sha256,omitempty"`
+	Files         []string `json:"files"`
+	Bytes         int64    `json:"bytes"`
+}
+
+// RetiredTimelines returns the archive's retired timelines.
+func (a *Archive) RetiredTimelines(ctx context.Context) (map[uint32]RetiredTimeline, error) {
+	out := map[uint32]RetiredTimeline{}
+	err := a.Store.List(ctx, a.Name+"/"+retiredDir+"/", func(info store.Info) error {
+		k, err := ParseKey(info.Key)
+		if err != nil || k.Kind != KindRetiredRecord {
+			return nil
+		}
+		b, _, err := a.ReadAll(ctx, info.Key, 16<<20)
+		if err != nil {
+			return err
+		}
+		var r RetiredTimeline
+		if err := json.Unmarshal(b, &r); err != nil || r.Timeline != k.TLI {
+			return fmt.Errorf("%w: %s is not a retirement record", ErrCorrupt, info.Key)
+		}
+		out[k.TLI] = r
+		return nil
+	})
+	return out, err
+}
+
+// RetireTimeline moves timeline tli's history file and every WAL file of
+// that timeline out of recovery's view, recording who did it and why.
+// The record is written first; an interrupted retirement is completed by
+// running it again. Nothing is deleted before its copy is stored.
+func (a *Archive) RetireTimeline(ctx context.Context, tli uint32, by, reason string) (RetiredTimeline, error) {
+	if tli < 2 {
+		return RetiredTimeline{}, fmt.Errorf("%w: timeline %d cannot be retired (only a timeline made by a promotion can)", ErrInvalid, tli)
+	}
+	rec := RetiredTimeline{Timeline: tli, At: time.Now().UTC(), By: by, Reason: reason, Files: []string{}}
+	hist := wal.Name{Kind: wal.History, TLI: tli}
+	if hdr, err := StatHeader(ctx, a.Store, a.Layout.WAL(hist)); err == nil {
+		rec.HistorySHA256 = hdr.Digest.String()
+	} else if !errors.Is(err, ErrNotFound) {
+		return rec, err
+	}
+	var files []store.Info
+	err := a.Store.List(ctx, a.Layout.WALPrefix()+fmt.Sprintf("%08X", tli), func(info store.Info) error {
+		k, err := ParseKey(info.Key)
+		if err == nil && k.Kind == KindWAL && k.WAL.TLI == tli {
+			files = append(files, info)
+		}
+		return nil
+	})
+	if err != nil {
+		return rec, err
+	}
+	old, err := a.RetiredTimelines(ctx)
+	if err != nil {
+		return rec, err
+	}
+	if prev, ok := old[tli]; ok {
+		rec = prev // finishing an interrupted retirement, or adding late files
+	}
+	if len(files) == 0 && rec.HistorySHA256 == "" {
+		if _, ok := old[tli]; ok {
+			return rec, nil
+		}
+		return rec, fmt.Errorf("%w: archive %s has no timeline %d", ErrNotFound, a.Name, tli)
+	}
+	names := map[string]bool{}
+	for _, f := range rec.Files {
+		names[f] = true
+	}
+	for _, f := range files {
+		k, _ := ParseKey(f.Key)
+		if !names[k.WAL.String()] {
+			names[k.WAL.String()] = true
+			rec.Files = append(rec.Files, k.WAL.String())
+			rec.Bytes += f.Size
+		}
+	}
+	sort.Strings(rec.Files)
+	if err := a.putRetiredRecord(ctx, rec); err != nil {
+		return rec, err
+	}
+	for _, f := range files {
+		k, _ := ParseKey(f.Key)
+		if err := a.moveObject(ctx, f.Key, a.Layout.Retired(tli, k.WAL)); err != nil {
+			return rec, err
+		}
+	}
+	return rec, nil
+}
+
+// RestoreTimeline brings a retired timeline back into recovery's view.
+// A live file of the same name with other content (the name was taken
+// again since) is a conflict, reported, and the retired copy stays.
+func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimeline, error) {
+	old, err := a.RetiredTimelines(ctx)
+	if err != nil {
+		return RetiredTimeline{}, err
+	}
+	rec, ok := old[tli]
+	if !ok {
+		return rec, fmt.Errorf("%w: timeline %d of archive %s is not retired", ErrNotFound, tli, a.Name)
+	}
+	var moved []store.Info
+	err = a.Store.List(ctx, a.Layout.RetiredPrefix(tli)+walDir+"/", func(info store.Info) error {
+		moved = append(moved, info)
+		return nil
+	})
+	if err != nil {
+		return rec, err
+	}
+	for _, f := range moved {
+		k, err := ParseKey(f.Key)
+		if err != nil || k.Kind != KindRetiredWAL {
+			continue
+		}
+		if err := a.moveObject(ctx, f.Key, a.Layout.WAL(k.WAL)); err != nil {
+			return rec, err
+		}
+	}
+	if err := a.Store.Delete(ctx, a.Layout.RetiredRecord(tli)); err != nil && !errors.Is(err, ErrNotFound) {
+		return rec, err
+	}
+	return rec, nil
+}
+
+func (a *Archive) putRetiredRecord(ctx context.Context, rec RetiredTimeline) error {
+	key := a.Layout.RetiredRecord(rec.Timeline)
+	body, _ := json.MarshalIndent(rec, "", "  ")
+	obj, err := a.Encoder().EncodeBytes(body, key)
+	if err != nil {
+		return err
+	}
+	err = a.Store.Put(ctx, key, store.Bytes(obj.Bytes()))
+	if errors.Is(err, ErrExists) {
+		// An earlier record of the same retirement: replace it with the
+		// complete file list (records are admin-written metadata).
+		if err = a.Store.Delete(ctx, key); err == nil {
+			err = a.Store.Put(ctx, key, store.Bytes(obj.Bytes()))
+		}
+	}
+	return err
+}
+
+// moveObject copies an object to a new key (where its binding still
+// names the live file, see Identity) and deletes the old one only once
+// the copy is stored; a copy already there with the same content is fine.
+func (a *Archive) moveObject(ctx context.Context, from, to string) error {
+	b, err := readRaw(ctx, a.Store, from)
+	if err != nil {
+		return err
+	}
+	err = a.Store.Put(ctx, to, store.Bytes(b))
+	if errors.Is(err, ErrExists) {
+		same, cerr := sameContent(ctx, a.Store, to, b)
+		if cerr != nil {
+			return cerr
+		}
+		if !same {
+			return fmt.Errorf("%w: %s exists with other content than %s; both left as they are", ErrConflict, to, from)
+		}
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.Store.Delete(ctx, from); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+func readRaw(ctx context.Context, s store.Store, key string) ([]byte, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, envelope.MaxObjectSize+1))
+}
+
+func sameContent(ctx context.Context, s store.Store, key string, b []byte) (bool, error) {
+	hdr, err := StatHeader(ctx, s, key)
+	if err != nil {
+		return false, err
+	}
+	mine, err := Identify(key, bytes.NewReader(b))
+	if err != nil {
+		return false, err
+	}
+	return hdr.Digest.String() == mine, nil
+}

@@ -1,0 +1,65 @@
+// Package errkind holds the sentinel errors every layer shares, so that a
+// failure keeps its kind from the WAL parser or the file system up to the
+// exit code. Packages re-export the ones they use (store.ErrNotFound,
+// wal.ErrInvalid, archive.ErrConflict, ...): the values are the same, so
+// errors.Is works whichever name a caller uses. This is the pattern of Go's
+// own internal/oserror, shared by os and io/fs.
+package errkind
+
+import (
+	"context"
+	"errors"
+	"strconv"
+)
+
+var (
+	// ErrNotFound: no object (or WAL file, backup, archive) of that name.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a write-once put found the name taken; nothing was written.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: the name is stored with other content.
+	ErrConflict = errors.New("stored with different content")
+	// ErrInvalid: the input is malformed (name, size, header, URL, ...).
+	ErrInvalid = errors.New("invalid")
+	// ErrWrongSystem: a segment from another PostgreSQL cluster than the
+	// one the archive is bound to.
+	ErrWrongSystem = errors.New("belongs to another PostgreSQL system")
+	// ErrCorrupt: a stored object fails its checks.
+	ErrCorrupt = errors.New("corrupt object")
+	// ErrNoSpace: the store is out of space or quota.
+	ErrNoSpace = errors.New("no space left in store")
+	// ErrUnauthorized: no valid credentials.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: credentials valid, but not for this operation or key.
+	ErrForbidden = errors.New("forbidden")
+	// ErrKey: an encrypted object cannot be opened with the keys given.
+	ErrKey = errors.New("cannot decrypt")
+	// ErrConfig: the local configuration is unusable (a token, key or CA
+	// file missing, empty or unreadable; a protocol mismatch). Retrying
+	// cannot help: a person must fix it.
+	ErrConfig = errors.New("configuration")
+)
+
+// Permanent reports whether retrying err cannot help: the answer was
+// definite (not found, refused, invalid, corrupt input, bad local
+// configuration) rather than a failure to get an answer. A corrupt object
+// is not permanent here: read again, another copy may be good.
+func Permanent(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrInvalid, ErrWrongSystem,
+		ErrUnauthorized, ErrForbidden, ErrKey, ErrConfig, context.Canceled} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Quote shortens and escapes a hostile string for an error message: at
+// most 80 bytes, non-ASCII and control bytes escaped, no quotes around it.
+func Quote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
+}

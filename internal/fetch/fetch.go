@@ -1,0 +1,232 @@
+// Package fetch is walfetch: it writes a WAL file from the archive to the
+// path PostgreSQL's restore_command names, atomically and only after its
+// SHA-256 checked out, retrying transient failures within a deadline.
+//
+// With Prefetch > 0, serving segment N also makes sure a background
+// prefetcher is fetching N+1..N+K into a spool under pg_wal (spool.go,
+// prefetcher.go), so that later calls are a local rename.
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/internal/flock"
+	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
+)
+
+// Config is what a fetch needs; main builds it from flags.
+type Config struct {
+	// Open opens the archive; it is called only when the repository is
+	// needed (not for a segment served from the spool).
+	Open func(context.Context) (*archive.Archive, error)
+	// Timeout bounds one call, retries included.
+	Timeout time.Duration
+	// Prefetch is how many segments past the one asked for are fetched
+	// ahead into the spool; 0 disables prefetching.
+	Prefetch int
+	// Spawn starts a detached prefetcher for the spool directory (main
+	// re-executes itself); nil disables prefetching.
+	Spawn func(spoolDir string) error
+	// Wait, when the server supports it and PGDATA has standby.signal, is
+	// how long to wait for a segment that is not archived yet.
+	Wait time.Duration
+	// PGData is the data directory (for signal files); default: the
+	// parent of DEST's pg_wal, else the working directory.
+	PGData string
+	Log    *slog.Logger
+}
+
+// DefaultTimeout bounds one walfetch call.
+const DefaultTimeout = 30 * time.Second
+
+func (c *Config) defaults() {
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Result says where a fetched file came from.
+type Result struct {
+	Name      wal.Name
+	Size      int64
+	FromSpool bool
+}
+
+// Fetch writes the WAL file name to dest. It returns an error wrapping
+// archive.ErrNotFound only when the archive answered that the file is not
+// there; every other failure is something else.
+func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
+	cfg.defaults()
+	n, err := wal.ParseName(name)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Name: n}
+	if err := checkDest(dest); err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	// The spool is used only while a PostgreSQL server is recovering from
+	// this data directory: pg_rewind's restore_command (a stopped cluster,
+	// no signal file) must find no helper at work in the directory it is
+	// rewriting, and nothing of walfetch's there either.
+	var sp *spool
+	if pgdata := cfg.pgdata(dest); cfg.Prefetch > 0 && DetectMode(pgdata) != NoRecovery && worker.PostmasterAlive(pgdata) {
+		sp = spoolFor(dest)
+	}
+	if sp != nil && n.Kind == wal.Segment {
+		size, ok := sp.take(n, dest)
+		if !ok && sp.inFlight(n) {
+			// The prefetcher is fetching it: waiting costs less than
+			// fetching it a second time.
+			flock.WaitReleased(ctx, sp.claimPath(n))
+			size, ok = sp.take(n, dest)
+		}
+		if ok {
+			res.Size, res.FromSpool = size, true
+			sp.prune(n)
+			cfg.announce(sp, n, size)
+			return res, nil
+		}
+		cfg.announce(sp, n, 0)
+	}
+	wait := time.Duration(0)
+	if cfg.Wait > 0 && n.Kind == wal.Segment && DetectMode(cfg.pgdata(dest)) == Standby {
+		wait = cfg.Wait
+	}
+	err = store.Retry(ctx, store.Backoff{Initial: 200 * time.Millisecond, Max: 3 * time.Second}, func(ctx context.Context) error {
+		a, err := cfg.Open(ctx)
+		if err != nil {
+			return err
+		}
+		hdr, err := fetchTo(ctx, a, n, dest, wait, nil)
+		res.Size = hdr.RawSize
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	if sp != nil && n.Kind == wal.Segment {
+		sp.prune(n)
+		cfg.announce(sp, n, res.Size)
+	}
+	return res, nil
+}
+
+// pgdata is the data directory whose signal files say how to fail.
+func (c *Config) pgdata(dest string) string {
+	if c.PGData != "" {
+		return c.PGData
+	}
+	return PGDataOf(dest)
+}
+
+// PGDataOf guesses the data directory from restore_command's %p: the parent
+// of pg_wal when DEST is in one (pg_rewind runs elsewhere), else the
+// working directory (PostgreSQL runs restore_command in PGDATA).
+func PGDataOf(dest string) string {
+	abs, err := filepath.Abs(dest)
+	if err == nil && filepath.Base(filepath.Dir(abs)) == "pg_wal" {
+		return filepath.Dir(filepath.Dir(abs))
+	}
+	return "."
+}
+
+func checkDest(dest string) error {
+	if dest == "" {
+		return fmt.Errorf("%w: empty destination path", archive.ErrInvalid)
+	}
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+		return fmt.Errorf("%w: destination %s is a directory", archive.ErrInvalid, dest)
+	}
+	if fi, err := os.Stat(filepath.Dir(dest)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: destination directory %s does not exist", archive.ErrInvalid, filepath.Dir(dest))
+	}
+	return nil
+}
+
+// fetchTo streams the verified contents of n into a temporary file next to
+// dest and renames it into place only once the whole object checked out:
+// dest appears whole or not at all, and a corrupt object never reaches it.
+// With a spool checksum, its CRC-32C is computed on the way.
+func fetchTo(ctx context.Context, a *archive.Archive, n wal.Name, dest string, wait time.Duration, spoolSum hash.Hash32) (envelope.Header, error) {
+	key := a.Layout.WAL(n)
+	var rc io.ReadCloser
+	var err error
+	if w, ok := store.As[store.Waiter](a.Store); ok && wait > 0 {
+		rc, err = w.GetWait(ctx, key, wait)
+	} else {
+		rc, err = a.Store.Get(ctx, key)
+	}
+	if err != nil {
+		return envelope.Header{}, err
+	}
+	defer rc.Close()
+	hdr, raw, err := envelope.Open(rc, key, a.Keys)
+	if err != nil {
+		return hdr, fmt.Errorf("%s: %w", key, err)
+	}
+	defer raw.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".walfetch-*")
+	if err != nil {
+		return hdr, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	var w io.Writer = tmp
+	if spoolSum != nil {
+		w = io.MultiWriter(tmp, spoolSum)
+	}
+	_, err = io.Copy(w, raw)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = checkContent(n, hdr.RawSize, tmp.Name())
+	}
+	if err != nil {
+		if errors.Is(err, archive.ErrCorrupt) {
+			return hdr, fmt.Errorf("%s: %w", key, err)
+		}
+		return hdr, err
+	}
+	return hdr, os.Rename(tmp.Name(), dest)
+}
+
+// checkContent re-checks a segment's page header against its name: the
+// digest proves the bytes are what was pushed, this proves they are the
+// segment PostgreSQL asked for.
+func checkContent(n wal.Name, size int64, path string) error {
+	if n.Kind != wal.Segment && n.Kind != wal.Partial {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hdr, err := wal.ReadPageHeader(f)
+	if err == nil {
+		err = wal.CheckSegment(n, size, hdr)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", archive.ErrCorrupt, err)
+	}
+	return nil
+}

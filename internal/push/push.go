@@ -1,0 +1,176 @@
+// Package push is walpush: it checks a WAL file PostgreSQL hands to
+// archive_command, packs it into an envelope (hashing and compressing in one
+// read), and stores it write-once in an archive, retrying transient
+// failures within a deadline.
+//
+// With Jobs > 1 a detached pusher (pusher.go) uploads other files already
+// marked .ready in archive_status, Jobs-1 at a time, while PostgreSQL's
+// calls come one by one (ahead.go). A success there is recorded in a marker
+// bound to the file's identity (markers.go), so PostgreSQL's later call for
+// that file returns at once after a stat, and re-pushes if the file changed.
+package push
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
+)
+
+// Config is what a push needs; main builds it from flags.
+type Config struct {
+	// Open opens the archive; it is called only when something must be
+	// uploaded (not when a push-ahead marker already vouches for the file).
+	Open func(context.Context) (*archive.Archive, error)
+	// Repo and ArchiveName identify the destination in markers, so that a
+	// marker never vouches for a push to another repository or archive.
+	Repo        string
+	ArchiveName string
+	// Timeout bounds one call, retries and push-ahead included.
+	Timeout time.Duration
+	// Jobs is how many files are uploaded at once, this one included.
+	Jobs int
+	// Key, when set, encrypts every file before it leaves this host.
+	Key *envelope.Key
+	// Spawn starts the detached pusher for a pg_wal directory (main
+	// re-executes itself); nil keeps push-ahead inside the call.
+	Spawn func(walDir string) error
+	Log   *slog.Logger
+}
+
+// Result describes the push of the file PostgreSQL asked for.
+type Result struct {
+	Name       wal.Name
+	Outcome    archive.Outcome
+	FromMarker bool // pushed ahead by an earlier call; only checked now
+	RawSize    int64
+	StoredSize int64
+	Digest     envelope.Digest
+}
+
+// DefaultTimeout bounds one walpush call.
+const DefaultTimeout = 60 * time.Second
+
+func (c *Config) defaults() {
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Jobs < 1 {
+		c.Jobs = 1
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Push archives the file at path and, with Jobs > 1, other .ready files
+// next to it.
+func Push(ctx context.Context, cfg Config, path string) (Result, error) {
+	cfg.defaults()
+	name, err := wal.ParseName(filepath.Base(path))
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if cfg.Jobs == 1 {
+		return pushFile(ctx, cfg, envelope.NewEncoder(), path, name)
+	}
+	return pushWithAhead(ctx, cfg, path, name)
+}
+
+// pushFile checks, encodes and stores one file.
+func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path string, name wal.Name) (Result, error) {
+	res := Result{Name: name}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return res, fmt.Errorf("%w: %v", archive.ErrInvalid, err)
+		}
+		return res, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	if !fi.Mode().IsRegular() {
+		return res, fmt.Errorf("%w: %s is not a regular file", archive.ErrInvalid, path)
+	}
+	enc.Key = cfg.Key
+	obj, err := encodeFile(enc, f, fi.Size(), name, archive.Layout{Archive: cfg.ArchiveName}.WAL(name))
+	if err != nil {
+		return res, err
+	}
+	res.RawSize, res.StoredSize, res.Digest = obj.Header.RawSize, obj.Size(), obj.Header.Digest
+	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
+		a, err := cfg.Open(ctx)
+		if err != nil {
+			return err
+		}
+		res.Outcome, err = a.PutWAL(ctx, name, obj)
+		return err
+	})
+	return res, err
+}
+
+// encodeFile validates the file against its name and packs it. Segments
+// are checked by their page header before any upload; history and backup
+// files must parse.
+func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, key string) (*envelope.Object, error) {
+	enc.SystemID = 0
+	var src io.Reader = f
+	switch name.Kind {
+	case wal.Segment, wal.Partial:
+		hdr, err := wal.ReadPageHeader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if err := wal.CheckSegment(name, size, hdr); err != nil {
+			return nil, err
+		}
+		enc.SystemID = hdr.SystemID
+	case wal.History, wal.Backup:
+		limit := int64(wal.MaxHistorySize)
+		if name.Kind == wal.Backup {
+			limit = wal.MaxBackupLabelSize
+		}
+		if size > limit {
+			return nil, fmt.Errorf("%w: %s is %d bytes, more than a %s can be", archive.ErrInvalid, name, size, name.Kind)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, limit+1))
+		if err != nil {
+			return nil, err
+		}
+		if name.Kind == wal.History {
+			_, err = wal.ParseHistory(name.TLI, b)
+		} else {
+			var l wal.BackupLabel
+			if l, err = wal.ParseBackupLabel(b); err == nil {
+				err = wal.CheckBackupFile(name, l)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		src = bytes.NewReader(b)
+	}
+	obj, err := enc.Encode(src, size, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if obj.Header.RawSize != size {
+		return nil, fmt.Errorf("%s changed size while being read (%d, then %d bytes)", name, size, obj.Header.RawSize)
+	}
+	return obj, nil
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/walstore/walstore/archive/envelope"
+)
+
+// budget caps the bytes of request bodies held in memory at once. A put
+// takes its share before a byte is read and gives it back when done; past
+// the cap it is answered 503 with Retry-After, which clients retry.
+type budget struct {
+	limit int64
+	mu    sync.Mutex
+	used  int64
+}
+
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+func (b *budget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+// bodyDeadline cuts off a sender slower than the minimum rate: the whole
+// body must arrive within 10 s plus its size at that rate.
+func (s *Server) bodyDeadline(w http.ResponseWriter, size int64) {
+	d := 10*time.Second + time.Duration(size/s.cfg.MinBodyRate)*time.Second
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+}
+
+// received counts the bytes actually read from a request body.
+type received struct {
+	r io.Reader
+	n int64
+}
+
+func (c *received) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = &clientError{err}
+		}
+	}
+	return n, err
+}
+
+// clientError marks a failure to read the request body (the client went
+// away, or was too slow): not the store's fault, so not a store error.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// readBody reads the rest of a body of size bytes after the header bytes
+// hb, growing the buffer as bytes arrive (never allocating from the
+// claimed length alone).
+func readBody(r io.Reader, hb []byte, size int64) ([]byte, error) {
+	c := min(size, 1<<20)
+	buf := make([]byte, len(hb), c)
+	copy(buf, hb)
+	for int64(len(buf)) < size {
+		if len(buf) == cap(buf) {
+			nb := make([]byte, len(buf), min(size, 4*int64(cap(buf))))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) && int64(len(buf)) < size {
+				return nil, fmt.Errorf("%w: body ended after %d of %d bytes", envelope.ErrInvalid, len(buf), size)
+			}
+			if !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+		}
+	}
+	return buf, nil
+}
+
+// verifying passes a streamed payload through while a goroutine verifies
+// it (envelope.VerifyPayload); at its end it reports the verdict instead
+// of EOF, so a store never publishes a body that failed.
+type verifying struct {
+	src    io.Reader
+	pw     *io.PipeWriter
+	result chan error
+	done   bool
+	err    error
+}
+
+func newVerifying(hdr envelope.Header, src io.Reader) *verifying {
+	r, w := io.Pipe()
+	v := &verifying{src: src, pw: w, result: make(chan error, 1)}
+	go func() {
+		err := envelope.VerifyPayload(hdr, r, nil)
+		r.CloseWithError(errVerifyDone)
+		v.result <- err
+	}()
+	return v
+}
+
+var errVerifyDone = errors.New("verification finished")
+
+func (v *verifying) Read(p []byte) (int, error) {
+	if v.done {
+		return 0, v.err
+	}
+	n, err := v.src.Read(p)
+	if n > 0 {
+		if _, werr := v.pw.Write(p[:n]); werr != nil && !errors.Is(werr, errVerifyDone) {
+			v.finish(werr)
+			return 0, v.err
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		v.pw.Close()
+		verr := <-v.result
+		v.done = true
+		v.err = io.EOF
+		if verr != nil {
+			v.err = verr
+			return 0, verr
+		}
+		return n, io.EOF
+	}
+	if err != nil {
+		v.finish(err)
+		return n, err
+	}
+	return n, nil
+}
+
+func (v *verifying) finish(err error) {
+	if v.done {
+		return
+	}
+	v.pw.CloseWithError(err)
+	<-v.result
+	v.done, v.err = true, err
+}
+
+// close stops the verifier if the store stopped reading early.
+func (v *verifying) close() { v.finish(errors.New("put ended")) }

@@ -1,0 +1,368 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/internal/wire"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
+)
+
+// requestKey is the store key a request names, checked: a valid archive
+// name and key (and, unless passthrough, a key of the layout).
+func (s *Server) requestKey(r *http.Request) (string, archive.Key, error) {
+	a, p := r.PathValue("archive"), r.PathValue("path")
+	key := a + "/" + p
+	if s.cfg.Passthrough {
+		return key, archive.Key{}, store.ValidKey(key)
+	}
+	if err := archive.ValidArchiveName(a); err != nil {
+		return "", archive.Key{}, err
+	}
+	k, err := archive.ParseKey(key)
+	return key, k, err
+}
+
+func (s *Server) put(w http.ResponseWriter, r *http.Request) {
+	key, _, err := s.requestKey(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	note(r, "key", key)
+	size := r.ContentLength
+	switch {
+	case size < 0:
+		s.failStatus(w, r, http.StatusLengthRequired, "invalid", "Content-Length is required")
+		return
+	case size > envelope.MaxObjectSize:
+		s.failStatus(w, r, http.StatusRequestEntityTooLarge, "invalid", fmt.Sprintf("%s: %d bytes is more than the %d an object may have", key, size, int64(envelope.MaxObjectSize)))
+		return
+	}
+	s.bodyDeadline(w, size)
+	body := &received{r: http.MaxBytesReader(w, r.Body, size)}
+	defer func() { note(r, "bytes_received", body.n) }()
+	if s.cfg.Passthrough {
+		s.putRaw(w, r, key, store.Stream(body, size))
+		return
+	}
+	var hb bytes.Buffer
+	hdr, err := envelope.ReadHeader(io.TeeReader(body, &hb))
+	if err != nil {
+		s.refuseBody(w, r, key, err)
+		return
+	}
+	note(r, "sha256", hdr.Digest.Short())
+	k, err := s.door.Admit(r.Context(), key, hdr, size)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out archive.Outcome
+	if size <= s.cfg.BufferLimit {
+		if !s.budget.take(size) {
+			w.Header().Set("Retry-After", "1")
+			s.failStatus(w, r, http.StatusServiceUnavailable, "busy", fmt.Sprintf("walstored holds as many request bodies in memory as it may (%d MiB); retry", s.cfg.MemoryLimit>>20))
+			return
+		}
+		defer s.budget.give(size)
+		buf, err := readBody(body, hb.Bytes(), size)
+		if err != nil {
+			s.refuseBody(w, r, key, err)
+			return
+		}
+		if err := envelope.VerifyPayload(hdr, bytes.NewReader(buf[hdr.Size():]), nil); err != nil {
+			s.refuseBody(w, r, key, err)
+			return
+		}
+		if archive.NeedsContent(k, hdr) {
+			raw, err := archive.Decode(buf, wal.MaxHistorySize)
+			if err == nil {
+				err = s.door.CheckContent(r.Context(), k, hdr, raw)
+			}
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Bytes(buf))
+		s.answerPut(w, r, key, k, hdr, out, err)
+		return
+	}
+	// Too large to hold: verified as it streams into the store, which
+	// publishes it only if the stream ends without an error.
+	v := newVerifying(hdr, body)
+	defer v.close()
+	out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Stream(io.MultiReader(bytes.NewReader(hb.Bytes()), v), size))
+	if errors.Is(err, envelope.ErrCorrupt) && v.done && v.err != io.EOF {
+		s.refuseBody(w, r, key, err)
+		return
+	}
+	s.answerPut(w, r, key, k, hdr, out, err)
+}
+
+// refuseBody answers a body that failed at the door: damaged (its
+// checksums do not hold: 422, never stored, worth a retry by an honest
+// client), or not readable (the client went away).
+func (s *Server) refuseBody(w http.ResponseWriter, r *http.Request, key string, err error) {
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce):
+		s.failStatus(w, r, http.StatusBadRequest, "aborted", fmt.Sprintf("%s: %v", key, err))
+	case errors.Is(err, envelope.ErrCorrupt):
+		s.metrics.damaged.Inc()
+		s.failStatus(w, r, http.StatusUnprocessableEntity, "damaged", fmt.Sprintf("%s: the body does not verify, nothing was stored (damaged on the way? send it again): %v", key, err))
+	default:
+		s.fail(w, r, fmt.Errorf("%s: %w", key, err))
+	}
+}
+
+func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k archive.Key, hdr envelope.Header, out archive.Outcome, err error) {
+	var ce *archive.ConflictError
+	switch {
+	case err == nil && (out == archive.Stored || out == archive.Repaired):
+		note(r, "outcome", out.String())
+		if out == archive.Repaired {
+			s.metrics.repaired.WithLabelValues(k.Archive).Inc()
+			s.log.Warn("repaired a damaged copy with the same content pushed again", "key", key, "sha256", hdr.Digest.String())
+		}
+		if k.Kind == archive.KindWAL {
+			s.metrics.pushed(k.Archive, k.WAL, hdr.RawSize)
+		}
+		s.waiting.stored(key)
+		w.Header().Set(wire.HeaderOutcome, out.String())
+		w.WriteHeader(http.StatusCreated)
+	case err == nil && out == archive.AlreadyStored:
+		note(r, "outcome", "identical")
+		s.exists(w, r, key, hdr.Digest.String())
+	case errors.As(err, &ce):
+		note(r, "outcome", "conflict")
+		s.metrics.conflicts.WithLabelValues(k.Archive).Inc()
+		s.log.Error("refused to overwrite an object with different content (a demoted primary still archiving? see README: split brain)",
+			"key", key, "stored_sha256", ce.Stored.String(), "new_sha256", ce.New.String(), "remote", r.RemoteAddr)
+		s.exists(w, r, key, ce.Stored.String())
+	default:
+		s.fail(w, r, err)
+	}
+}
+
+// putRaw stores bytes as they come (passthrough: transport tests).
+func (s *Server) putRaw(w http.ResponseWriter, r *http.Request, key string, body store.Body) {
+	err := s.cfg.Store.Put(r.Context(), key, body)
+	switch {
+	case err == nil:
+		s.waiting.stored(key)
+		w.WriteHeader(http.StatusCreated)
+	case errors.Is(err, store.ErrExists):
+		s.exists(w, r, key, "")
+	default:
+		var ce *clientError
+		if errors.As(err, &ce) {
+			s.refuseBody(w, r, key, err)
+			return
+		}
+		s.fail(w, r, err)
+	}
+}
+
+// exists answers a put whose name is taken, with the stored digest so the
+// client can tell "already archived" from a conflict without reading back.
+func (s *Server) exists(w http.ResponseWriter, r *http.Request, key, stored string) {
+	writeJSON(w, http.StatusConflict, wire.ErrorBody{
+		Code:   "exists",
+		Error:  key + " already exists",
+		Stored: stored,
+	})
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	key, _, err := s.requestKey(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	note(r, "key", key)
+	rc, err := s.getWaiting(r, s.store(r), key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	if s.cfg.Passthrough {
+		if n, ok := sizeOf(rc); ok {
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.Copy(w, rc)
+		return
+	}
+	var hb bytes.Buffer
+	hdr, err := envelope.ReadHeader(io.TeeReader(rc, &hb))
+	if err == nil {
+		err = hdr.CheckName(archive.Identity(key))
+	}
+	if err == nil {
+		if n, ok := sizeOf(rc); ok && n != hdr.ObjectSize() {
+			err = fmt.Errorf("%w: %d bytes stored, header says %d", envelope.ErrCorrupt, n, hdr.ObjectSize())
+		}
+	}
+	if err != nil {
+		if errors.Is(err, envelope.ErrCorrupt) {
+			s.log.Error("stored object is corrupt", "key", key, "error", err.Error())
+		}
+		s.fail(w, r, fmt.Errorf("stored object %s: %w", key, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(hdr.ObjectSize(), 10))
+	w.Header().Set(wire.HeaderDigest, hdr.Digest.String())
+	w.WriteHeader(http.StatusOK)
+	w.Write(hb.Bytes())
+	io.Copy(w, io.LimitReader(rc, hdr.PayloadSize))
+}
+
+// sizeOf returns the size of a stored object's reader when the store can
+// tell it without another request.
+func sizeOf(rc io.ReadCloser) (int64, bool) {
+	switch v := rc.(type) {
+	case interface{ Size() int64 }:
+		return v.Size(), v.Size() >= 0
+	case interface{ Stat() (os.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil {
+			return fi.Size(), true
+		}
+	}
+	return 0, false
+}
+
+func (s *Server) head(w http.ResponseWriter, r *http.Request) {
+	key, _, err := s.requestKey(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	note(r, "key", key)
+	info, err := s.store(r).Stat(r.Context(), key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.Header().Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
+	w.Header().Set(wire.HeaderMtime, strconv.FormatInt(info.ModTime.UnixNano(), 10))
+	if info.Version != "" {
+		w.Header().Set("ETag", info.Version)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	key, k, err := s.requestKey(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	note(r, "key", key)
+	if err := s.cfg.Store.Delete(r.Context(), key); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if k.Kind == archive.KindRetiredRecord || k.Kind == archive.KindSystem {
+		s.door.Forget(k.Archive)
+	}
+	note(r, "outcome", "deleted")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// list streams the listing as JSON lines, flushing as it goes, so that a
+// listing of a large archive costs the server no memory. With dirs=1 it
+// lists the next path components under the prefix instead.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	if err := store.ValidPrefix(prefix); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	note(r, "prefix", prefix)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	n := 0
+	var err error
+	if r.URL.Query().Get("dirs") == "1" {
+		var dirs []string
+		dirs, err = store.ListDirs(r.Context(), s.store(r), prefix)
+		for _, d := range dirs {
+			n++
+			enc.Encode(wire.ListEntry{Key: prefix + d + "/"})
+		}
+	} else {
+		err = s.store(r).List(r.Context(), prefix, func(info store.Info) error {
+			n++
+			if n%500 == 0 {
+				rc.Flush()
+			}
+			return enc.Encode(wire.ListEntry{Key: info.Key, Size: info.Size, MTime: info.ModTime})
+		})
+	}
+	if err != nil {
+		_, code := wire.Classify(err)
+		enc.Encode(wire.ListEntry{Code: code, Error: err.Error()})
+		note(r, "error", err.Error())
+		return
+	}
+	enc.Encode(wire.ListEntry{End: true, Count: n})
+	note(r, "count", n)
+}
+
+// store is the store to read from: past the cache when the client asks
+// (Cache-Control: no-cache), as verify and retention do.
+func (s *Server) store(r *http.Request) store.Store {
+	if r.Header.Get("Cache-Control") == "no-cache" {
+		if c, ok := store.As[store.Cache](s.cfg.Store); ok {
+			note(r, "cache", "bypassed")
+			return c.Uncached()
+		}
+	}
+	return s.cfg.Store
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// fail answers with the status and code for err.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := wire.Classify(err)
+	var mbe *http.MaxBytesError
+	var ce *clientError
+	switch {
+	case errors.As(err, &mbe):
+		status, code = http.StatusRequestEntityTooLarge, "invalid"
+	case errors.As(err, &ce):
+		status, code = http.StatusBadRequest, "aborted"
+	}
+	s.failStatus(w, r, status, code, err.Error())
+}
+
+func (s *Server) failStatus(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	note(r, "error", msg)
+	note(r, "code", code)
+	if (status < 500 || status == http.StatusInsufficientStorage) && status != http.StatusNotFound && code != "exists" {
+		s.metrics.refused.WithLabelValues(code).Inc()
+	}
+	writeJSON(w, status, wire.ErrorBody{Code: code, Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,154 @@
+// Package server is walstored's HTTP side: it exposes a repository to many
+// clients (walpush, walfetch, backups, admin commands) under the protocol
+// of internal/wire.
+//
+// It speaks tier 2 at its edge and tier 1 behind it. At the door (gate.go)
+// every put is checked against the archive's rules before a byte reaches a
+// store: the key must be one of the layout's, and one the client's scope
+// may write (a push token writes WAL files only); the envelope must be
+// bound to that key; its body is verified in full on the way in (a
+// damaged body is refused, never stored), with memory bounded by a global
+// budget and slow senders cut off; a segment must belong to the archive's
+// system; history files and backup labels must parse and fit the archive.
+// Behind the door, storage semantics (write-once, durability) belong to
+// the store, and idempotency and repair to archive.PutEnvelope.
+//
+// What else only a shared front can do lives here too: auth and per-client
+// limits (guard.go), waits for objects not stored yet (wait.go), one log
+// line per request (log.go) and metrics (metrics.go).
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/server/auth"
+	"github.com/walstore/walstore/store"
+)
+
+// Config holds everything the server needs; main builds it from flags.
+type Config struct {
+	Store store.Store
+	Log   *slog.Logger
+	// BufferLimit: objects up to this size are read into memory and
+	// verified before they are stored (so a store can retry, and the cache
+	// can keep them); larger ones are verified as they stream through.
+	// Default 64 MiB.
+	BufferLimit int64
+	// MemoryLimit caps the bytes of all request bodies held in memory at
+	// once; a put that would pass it is answered 503 with Retry-After.
+	// Default 512 MiB.
+	MemoryLimit int64
+	// MinBodyRate is the slowest a client may send a body, in bytes per
+	// second, after a 10 s grace (default 256 KiB/s).
+	MinBodyRate int64
+	// Tokens, when set, is the token file every request must present a
+	// token of. Nil disables authentication (walstored serve allows that
+	// only on loopback or with --insecure).
+	Tokens *Tokens
+	// MaxPerClient caps concurrent requests per client (token name, or IP
+	// without tokens); default 32.
+	MaxPerClient int
+	// Passthrough serves the store as tier 1, without the archive's rules
+	// (for transport tests of the byte-level checker only).
+	Passthrough bool
+}
+
+// Server is an http.Handler serving one repository.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	handler http.Handler
+	metrics *metrics
+	limits  *limiter
+	waiting *waiters
+	budget  *budget
+	door    *archive.Door
+}
+
+// New returns a server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BufferLimit <= 0 {
+		cfg.BufferLimit = 64 << 20
+	}
+	if cfg.MemoryLimit <= 0 {
+		cfg.MemoryLimit = 512 << 20
+	}
+	if cfg.MemoryLimit < cfg.BufferLimit {
+		cfg.BufferLimit = cfg.MemoryLimit
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = 256 << 10
+	}
+	if cfg.MaxPerClient <= 0 {
+		cfg.MaxPerClient = 32
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Log,
+		metrics: newMetrics(cfg.Store),
+		limits:  newLimiter(cfg.MaxPerClient),
+		waiting: newWaiters(),
+		budget:  &budget{limit: cfg.MemoryLimit},
+		door:    archive.NewDoor(cfg.Store),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))
+	mux.Handle("GET /v1/stores", s.guardOp(auth.OpMetrics, http.HandlerFunc(s.stores)))
+	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))
+	mux.HandleFunc("GET /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpGet, pathArchive, s.get))
+	mux.HandleFunc("HEAD /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpStat, pathArchive, s.head))
+	mux.HandleFunc("DELETE /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpDelete, pathArchive, s.delete))
+	mux.HandleFunc("GET /v1/list", s.guard(auth.OpList, prefixArchive, s.list))
+	s.handler = s.logRequests(mux)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Door is the server's door, for the admin operations that change what it
+// remembers (a retired timeline).
+func (s *Server) Door() *archive.Door { return s.door }
+
+// stores reports the health of each store behind walstored.
+func (s *Server) stores(w http.ResponseWriter, r *http.Request) {
+	var h []store.Health
+	if rep, ok := store.As[store.Reporter](s.cfg.Store); ok {
+		h = rep.Health()
+	} else {
+		h = []store.Health{{Name: store.Describe(s.cfg.Store), Up: true}}
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// CorruptCopy is the multistore hook that counts corrupt copies.
+func (s *Server) CorruptCopy(storeName, key string, err error) {
+	s.metrics.corrupt.WithLabelValues(storeName).Inc()
+}
+
+// healthz answers 200 when the store works: it answers and (when it can
+// tell) accepts writes. A load balancer takes an instance out on anything
+// else, and the body says why.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	var err error
+	if c, ok := store.As[store.Checker](s.cfg.Store); ok {
+		err = c.Check(ctx)
+	} else if _, serr := s.cfg.Store.Stat(ctx, archive.HealthKey); serr != nil && !isNotFound(serr) {
+		err = serr
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte("ok\n"))
+}

@@ -1,0 +1,139 @@
+// Package wire is walstored's HTTP protocol: the paths, headers, error
+// codes and listing format that the server (internal/server) and its
+// client (store/httpstore) share. Neither side imports the other.
+package wire
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/walstore/walstore/internal/errkind"
+)
+
+// The walstored HTTP protocol:
+//
+//	PUT    /v1/archives/{archive}/objects/{path}   store an envelope (Content-Length required)
+//	GET    /v1/archives/{archive}/objects/{path}   read it
+//	HEAD   /v1/archives/{archive}/objects/{path}   size and mtime
+//	DELETE /v1/archives/{archive}/objects/{path}   remove it (admin)
+//	GET    /v1/list?prefix=P                       newline-delimited JSON ListEntry
+//	                                               lines, the last one {"end":true}
+//
+// A store key "main/wal/000000010000000000000001" is the archive "main"
+// and the path "wal/000000010000000000000001". Errors are a JSON ErrorBody
+// whose code maps back to archive's sentinel errors.
+const (
+	// HeaderDigest carries the SHA-256 of an object's raw bytes.
+	HeaderDigest = "Walstore-Sha256"
+	// HeaderOutcome says what a PUT did: "stored".
+	HeaderOutcome = "Walstore-Outcome"
+	// HeaderWait asks a GET to wait this long (a Go duration) for an
+	// object that is not stored yet (see walfetch --wait).
+	HeaderWait = "Walstore-Wait"
+	// HeaderMtime carries an object's modification time in nanoseconds.
+	HeaderMtime = "Walstore-Mtime"
+)
+
+// ObjectPath is the URL path of a store key.
+func ObjectPath(key string) string {
+	a, rest, _ := strings.Cut(key, "/")
+	return "/v1/archives/" + a + "/objects/" + rest
+}
+
+// ListPath is the URL path and query of a listing.
+func ListPath(prefix string) string { return "/v1/list?prefix=" + url.QueryEscape(prefix) }
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Code   string `json:"code"`
+	Error  string `json:"error"`
+	Stored string `json:"stored_sha256,omitempty"` // with code "exists"
+}
+
+// ListEntry is one line of a listing.
+type ListEntry struct {
+	Key   string    `json:"key,omitempty"`
+	Size  int64     `json:"size,omitempty"`
+	MTime time.Time `json:"mtime,omitzero"`
+	End   bool      `json:"end,omitempty"`
+	Count int       `json:"count,omitempty"`
+	Code  string    `json:"code,omitempty"`
+	Error string    `json:"error,omitempty"`
+}
+
+var codes = []struct {
+	code   string
+	status int
+	err    error
+}{
+	{"not_found", http.StatusNotFound, errkind.ErrNotFound},
+	{"exists", http.StatusConflict, errkind.ErrExists},
+	{"conflict", http.StatusConflict, errkind.ErrConflict},
+	{"wrong_system", http.StatusConflict, errkind.ErrWrongSystem},
+	{"invalid", http.StatusBadRequest, errkind.ErrInvalid},
+	{"unauthorized", http.StatusUnauthorized, errkind.ErrUnauthorized},
+	{"forbidden", http.StatusForbidden, errkind.ErrForbidden},
+	{"no_space", http.StatusInsufficientStorage, errkind.ErrNoSpace},
+	{"corrupt", http.StatusBadGateway, errkind.ErrCorrupt},
+	// A body that fails verification at the door: damaged on the way (a
+	// retry may get through) or by the client. Never stored.
+	{"damaged", http.StatusUnprocessableEntity, errkind.ErrCorrupt},
+	{"key", http.StatusBadRequest, errkind.ErrKey},
+}
+
+// CodeUnavailable is the code of every error not in the table: the store
+// behind the server failed; worth retrying.
+const CodeUnavailable = "unavailable"
+
+// Classify returns the status and code for an error. (A damaged request
+// body is answered with code "damaged" by the server, explicitly.)
+func Classify(err error) (status int, code string) {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.status, c.code
+		}
+	}
+	return http.StatusServiceUnavailable, CodeUnavailable
+}
+
+// RemoteError is an error reported by walstored. It wraps the sentinel its
+// code stands for, so errors.Is works across the wire.
+type RemoteError struct {
+	Status int
+	Code   string
+	Msg    string
+	Stored string // digest of the stored object, with code "exists"
+}
+
+func (e *RemoteError) Error() string {
+	if e.Msg == "" {
+		return http.StatusText(e.Status)
+	}
+	return e.Msg
+}
+
+func (e *RemoteError) Unwrap() error {
+	for _, c := range codes {
+		if c.code == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// StatusError builds a RemoteError for a response without a JSON body.
+func StatusError(status int, msg string) *RemoteError {
+	msg = strings.TrimSpace(msg)
+	for _, c := range codes {
+		if c.status == status {
+			return &RemoteError{Status: status, Code: c.code, Msg: msg}
+		}
+	}
+	if status == http.StatusRequestEntityTooLarge || status == http.StatusLengthRequired {
+		return &RemoteError{Status: status, Code: "invalid", Msg: msg}
+	}
+	return &RemoteError{Status: status, Code: CodeUnavailable, Msg: msg}
+}

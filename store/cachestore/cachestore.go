@@ -1,0 +1,251 @@
+// Package cachestore wraps a store.Store with a bounded in-memory cache of
+// recently written and read objects, and coalesces concurrent reads of one
+// key into a single read of the store behind it (singleflight). When N
+// standbys ask walstored for the same new segment, the store is read once,
+// often not at all because the push just put it in the cache.
+//
+// Objects are write-once, so a cached copy cannot go stale by an update;
+// Delete and Replace evict, and entries expire after MaxAge so that a
+// delete made through another walstored sharing the same bucket is
+// noticed. A body held in memory is cached by reference, not copied.
+package cachestore
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/walstore/walstore/store"
+)
+
+// Options bound the cache.
+type Options struct {
+	MaxBytes  int64         // total cached bytes (default 256 MiB)
+	MaxObject int64         // larger objects pass through uncached (default 32 MiB)
+	MaxAge    time.Duration // entry lifetime (default 10 minutes)
+}
+
+// Stats counts cache activity (for metrics).
+type Stats struct {
+	Hits, Misses, Coalesced, Evictions int64
+	Bytes                              int64
+}
+
+// Store is the caching wrapper.
+type Store struct {
+	inner store.Store
+	opt   Options
+	group singleflight.Group
+
+	mu      sync.Mutex
+	lru     *list.List // of *entry, front = most recent
+	entries map[string]*list.Element
+	bytes   int64
+	stats   Stats
+}
+
+type entry struct {
+	key   string
+	data  []byte
+	mtime time.Time
+	added time.Time
+}
+
+// New wraps inner.
+func New(inner store.Store, opt Options) *Store {
+	if opt.MaxBytes <= 0 {
+		opt.MaxBytes = 256 << 20
+	}
+	if opt.MaxObject <= 0 {
+		opt.MaxObject = 32 << 20
+	}
+	if opt.MaxAge <= 0 {
+		opt.MaxAge = 10 * time.Minute
+	}
+	return &Store{inner: inner, opt: opt, lru: list.New(), entries: map[string]*list.Element{}}
+}
+
+// Unwrap returns the store behind the cache.
+func (s *Store) Unwrap() store.Store { return s.inner }
+
+// Uncached implements store.Cache.
+func (s *Store) Uncached() store.Store { return s.inner }
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Bytes = s.bytes
+	return st
+}
+
+func (s *Store) lookup(key string) (*entry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.entries[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*entry)
+	if time.Since(e.added) > s.opt.MaxAge {
+		s.removeLocked(el)
+		return nil, false
+	}
+	s.lru.MoveToFront(el)
+	return e, true
+}
+
+func (s *Store) add(key string, data []byte, mtime time.Time) {
+	if int64(len(data)) > s.opt.MaxObject {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.entries[key]; ok {
+		s.removeLocked(el)
+	}
+	s.entries[key] = s.lru.PushFront(&entry{key: key, data: data, mtime: mtime, added: time.Now()})
+	s.bytes += int64(len(data))
+	for s.bytes > s.opt.MaxBytes {
+		s.removeLocked(s.lru.Back())
+		s.stats.Evictions++
+	}
+}
+
+func (s *Store) removeLocked(el *list.Element) {
+	e := el.Value.(*entry)
+	s.lru.Remove(el)
+	delete(s.entries, e.key)
+	s.bytes -= int64(len(e.data))
+}
+
+// Evict drops key from the cache (an object deleted or replaced behind
+// the cache's back, e.g. through another walstored).
+func (s *Store) Evict(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.entries[key]; ok {
+		s.removeLocked(el)
+	}
+}
+
+func (s *Store) count(f func(*Stats)) {
+	s.mu.Lock()
+	f(&s.stats)
+	s.mu.Unlock()
+}
+
+// Put implements store.Store; a stored object that is held in memory
+// (store.Bytes) and small enough is then cached, by reference.
+func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
+	if err := s.inner.Put(ctx, key, body); err != nil {
+		return err
+	}
+	if b, ok := body.(interface{ Bytes() []byte }); ok {
+		s.add(key, b.Bytes(), time.Now())
+	}
+	return nil
+}
+
+// Replace implements store.Replacer when the store behind does.
+func (s *Store) Replace(ctx context.Context, key string, old store.Info, body store.Body) error {
+	r, ok := store.As[store.Replacer](s.inner)
+	if !ok {
+		return fmt.Errorf("%w: replace %s: %s cannot replace objects", store.ErrInvalid, key, store.Describe(s.inner))
+	}
+	s.Evict(key)
+	defer s.Evict(key)
+	return r.Replace(ctx, key, old, body)
+}
+
+// errTooBig tells coalesced readers to read the store themselves.
+var errTooBig = errors.New("object too large to share")
+
+// Get implements store.Store. Concurrent Gets of one key share one read
+// of the store behind; objects up to MaxObject are then served from
+// memory. Each caller waits only as long as its own context allows.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := store.ValidKey(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if e, ok := s.lookup(key); ok {
+		s.count(func(st *Stats) { st.Hits++ })
+		return reader(e.data), nil
+	}
+	ch := s.group.DoChan(key, func() (any, error) {
+		// Detached from the first caller's context: one caller giving up
+		// must not fail the others waiting on the same read.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		rc, err := s.inner.Get(rctx, key)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		data, err := io.ReadAll(io.LimitReader(rc, s.opt.MaxObject+1))
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(data)) > s.opt.MaxObject {
+			return nil, errTooBig
+		}
+		s.add(key, data, time.Now())
+		return data, nil
+	})
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("get %s: %w", key, ctx.Err())
+	}
+	if res.Shared {
+		s.count(func(st *Stats) { st.Coalesced++ })
+	} else {
+		s.count(func(st *Stats) { st.Misses++ })
+	}
+	if errors.Is(res.Err, errTooBig) {
+		return s.inner.Get(ctx, key)
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return reader(res.Val.([]byte)), nil
+}
+
+func reader(b []byte) io.ReadCloser { return &memReader{Reader: bytes.NewReader(b), n: int64(len(b))} }
+
+type memReader struct {
+	*bytes.Reader
+	n int64
+}
+
+func (m *memReader) Close() error { return nil }
+func (m *memReader) Size() int64  { return m.n }
+
+// Stat implements store.Store.
+func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
+	return s.inner.Stat(ctx, key)
+}
+
+// List implements store.Store (never cached: it must see deletes and
+// other writers at once).
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	return s.inner.List(ctx, prefix, fn)
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	s.Evict(key)
+	return s.inner.Delete(ctx, key)
+}

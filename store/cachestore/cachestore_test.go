@@ -1,0 +1,122 @@
+package cachestore_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/cachestore"
+	"github.com/walstore/walstore/store/memstore"
+	"github.com/walstore/walstore/store/storetest"
+)
+
+// The cache is invisible: the wrapped store passes the whole checker.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return cachestore.New(memstore.New(), cachestore.Options{MaxBytes: 8 << 20, MaxObject: 2 << 20})
+	}, storetest.Options{Short: true})
+}
+
+// countingStore counts reads of the store behind the cache and can hold
+// them until released.
+type countingStore struct {
+	store.Store
+	gets atomic.Int64
+	gate chan struct{}
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	if c.gate != nil {
+		<-c.gate
+	}
+	return c.Store.Get(ctx, key)
+}
+
+// Sixteen concurrent readers of one object cost one read of the store; a
+// later reader is served from memory.
+func TestConcurrentReadsCoalesce(t *testing.T) {
+	ms := memstore.New()
+	b := storetest.Random(1 << 20)
+	ctx := context.Background()
+	if err := ms.Put(ctx, "a/1", store.Bytes(b)); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: ms, gate: make(chan struct{})}
+	c := cachestore.New(cs, cachestore.Options{})
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			rc, err := c.Get(ctx, "a/1")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer rc.Close()
+			got, _ := io.ReadAll(rc)
+			if len(got) != len(b) {
+				t.Errorf("read %d bytes", len(got))
+			}
+		})
+	}
+	for cs.gets.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let the others join the flight
+	close(cs.gate)
+	wg.Wait()
+	rc, _ := c.Get(ctx, "a/1")
+	rc.Close()
+	if n := cs.gets.Load(); n != 1 {
+		t.Fatalf("16 concurrent readers and one later reader cost %d store reads, want 1", n)
+	}
+	st := c.Stats()
+	if st.Hits != 1 || st.Misses+st.Coalesced != 16 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A reader waiting on a shared read gives up when its own context ends.
+func TestWaitingReaderHonoursItsContext(t *testing.T) {
+	ms := memstore.New()
+	ms.Put(context.Background(), "a/1", store.Bytes([]byte("x")))
+	cs := &countingStore{Store: ms, gate: make(chan struct{})}
+	defer close(cs.gate)
+	c := cachestore.New(cs, cachestore.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Get(ctx, "a/1")
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("get with a 100ms deadline: %v after %v", err, time.Since(start))
+	}
+}
+
+// A pushed object is in the cache: reading it back costs no store read.
+func TestPutPopulatesAndDeleteEvicts(t *testing.T) {
+	cs := &countingStore{Store: memstore.New()}
+	c := cachestore.New(cs, cachestore.Options{})
+	ctx := context.Background()
+	if err := c.Put(ctx, "a/2", store.Bytes(storetest.Random(1000))); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.Get(ctx, "a/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if cs.gets.Load() != 0 {
+		t.Fatal("a just-pushed object was read from the store")
+	}
+	if err := c.Delete(ctx, "a/2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "a/2"); err == nil {
+		t.Fatal("deleted object still served from the cache")
+	}
+}

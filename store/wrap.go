@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Unwrapper is implemented by wrappers: Unwrap returns the store inside.
+type Unwrapper interface{ Unwrap() Store }
+
+// As finds the first store of type T in s's chain of wrappers (s itself
+// first), the way errors.As walks wrapped errors. Use it, never a type
+// assertion on s, to reach an ability a wrapper may hide.
+func As[T any](s Store) (T, bool) {
+	for s != nil {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(Unwrapper)
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// Describer names a store for messages (a URL without credentials).
+type Describer interface{ Describe() string }
+
+// Describe names a store for messages.
+func Describe(s Store) string {
+	if d, ok := s.(Describer); ok {
+		return d.Describe()
+	}
+	if u, ok := s.(Unwrapper); ok {
+		return Describe(u.Unwrap())
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+// Waiter is implemented by stores that can wait for an object that is not
+// stored yet (walstored's long poll): GetWait returns ErrNotFound only
+// after waiting up to d.
+type Waiter interface {
+	GetWait(ctx context.Context, key string, d time.Duration) (io.ReadCloser, error)
+}
+
+// Replacer is implemented by stores that can replace an object
+// atomically: Replace stores body under key in place of the copy old
+// describes (old.Version), and fails with ErrConflict if the stored
+// object is no longer that copy. It exists to repair a damaged copy and
+// to store a smaller encoding of the same content; the caller, not the
+// store, proves the new body is the same content.
+type Replacer interface {
+	Replace(ctx context.Context, key string, old Info, body Body) error
+}
+
+// Checker is implemented by stores that can tell whether they work:
+// Check returns nil when the store answers and accepts writes.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Health is what is known of one store behind a wrapper.
+type Health struct {
+	Name      string    `json:"name"`
+	Up        bool      `json:"up"`
+	LastError string    `json:"last_error,omitempty"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	Owed      int       `json:"owed_objects"`
+}
+
+// Reporter is implemented by stores that keep health per member store
+// (multistore).
+type Reporter interface{ Health() []Health }
+
+// DirLister is implemented by stores that can list the next path
+// components under a prefix without listing every object below them (a
+// directory's entries, S3's common prefixes): ListDirs returns the
+// distinct components that follow prefix in some key, sorted.
+type DirLister interface {
+	ListDirs(ctx context.Context, prefix string) ([]string, error)
+}
+
+// ListDirs lists the path components under prefix, with s's DirLister when
+// it (or a store it wraps) has one, else from a full listing.
+func ListDirs(ctx context.Context, s Store, prefix string) ([]string, error) {
+	if d, ok := As[DirLister](s); ok {
+		return d.ListDirs(ctx, prefix)
+	}
+	seen := map[string]bool{}
+	var out []string
+	err := s.List(ctx, prefix, func(i Info) error {
+		rest := strings.TrimPrefix(i.Key, prefix)
+		c, _, _ := strings.Cut(rest, "/")
+		if c != "" && !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// Cache is implemented by caching wrappers: Uncached is the store behind
+// the cache, for readers that must see what the store holds now (admin
+// commands).
+type Cache interface{ Uncached() Store }
