@@ -31,3 +31,16 @@ func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32
 func (l LSN) Segment(tli uint32, segSize int64) Name {
 	return SegmentName(tli, uint64(l)/uint64(segSize), segSize)
 }
+
+// MarshalText writes the position as PostgreSQL prints it (JSON).
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText parses a position.
+func (l *LSN) UnmarshalText(b []byte) error {
+	v, err := ParseLSN(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}

@@ -217,3 +217,16 @@ func cmp3(a, b uint64) int {
 	}
 	return 0
 }
+
+// MarshalText writes the name as PostgreSQL spells it (JSON).
+func (n Name) MarshalText() ([]byte, error) { return []byte(n.String()), nil }
+
+// UnmarshalText parses a name.
+func (n *Name) UnmarshalText(b []byte) error {
+	v, err := ParseName(string(b))
+	if err != nil {
+		return err
+	}
+	*n = v
+	return nil
+}

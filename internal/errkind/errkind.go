@@ -38,6 +38,9 @@ var (
 	// file missing, empty or unreadable; a protocol mismatch). Retrying
 	// cannot help: a person must fix it.
 	ErrConfig = errors.New("configuration")
+	// ErrBroken: an end-to-end check found a link that does not work
+	// (walstored check: archiving does not reach the archive).
+	ErrBroken = errors.New("broken link")
 )
 
 // Permanent reports whether retrying err cannot help: the answer was
@@ -46,7 +49,7 @@ var (
 // is not permanent here: read again, another copy may be good.
 func Permanent(err error) bool {
 	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrInvalid, ErrWrongSystem,
-		ErrUnauthorized, ErrForbidden, ErrKey, ErrConfig, context.Canceled} {
+		ErrUnauthorized, ErrForbidden, ErrKey, ErrConfig, ErrBroken, context.Canceled} {
 		if errors.Is(err, e) {
 			return true
 		}

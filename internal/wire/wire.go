@@ -28,13 +28,16 @@ import (
 const (
 	// HeaderDigest carries the SHA-256 of an object's raw bytes.
 	HeaderDigest = "Walstore-Sha256"
-	// HeaderOutcome says what a PUT did: "stored".
+	// HeaderOutcome says what a PUT did: "stored", or OutcomeRepaired.
 	HeaderOutcome = "Walstore-Outcome"
 	// HeaderWait asks a GET to wait this long (a Go duration) for an
 	// object that is not stored yet (see walfetch --wait).
 	HeaderWait = "Walstore-Wait"
 	// HeaderMtime carries an object's modification time in nanoseconds.
 	HeaderMtime = "Walstore-Mtime"
+	// OutcomeRepaired: the PUT replaced a stored copy of the same content
+	// that failed verification.
+	OutcomeRepaired = "repaired"
 )
 
 // ObjectPath is the URL path of a store key.

@@ -75,7 +75,7 @@ func Open(dir string, opt Options) (*Store, error) {
 	fi, err := os.Stat(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w: file store %s: the directory does not exist (is the share mounted? walstored init creates a new repository)", store.ErrNotFound, root)
+		return nil, fmt.Errorf("%w: file store %s: the directory does not exist (is the share mounted? walstored init creates a new repository)", store.ErrConfig, root)
 	case err != nil:
 		return nil, fmt.Errorf("file store %s: %w", root, classify(err))
 	case !fi.IsDir():

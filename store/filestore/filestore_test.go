@@ -65,11 +65,12 @@ func TestTempFilesInvisibleAndSwept(t *testing.T) {
 	}
 }
 
-// Clients never create a repository: a missing root is refused, and a
+// Clients never create a repository: a missing root is refused (a
+// configuration error: never "not in the archive"), and a
 // reader writes nothing, so a read-only mount works.
 func TestRootMustExistAndReadersDoNotWrite(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "not-mounted")
-	if _, err := filestore.Open(missing, filestore.Options{}); !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "mounted") {
+	if _, err := filestore.Open(missing, filestore.Options{}); !errors.Is(err, store.ErrConfig) || !strings.Contains(err.Error(), "mounted") {
 		t.Fatalf("open of a missing root: %v", err)
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {

@@ -244,6 +244,9 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
+	if n := store.NotePut(ctx); n != nil && resp.Header.Get(wire.HeaderOutcome) == wire.OutcomeRepaired {
+		n.Repaired = true
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/walstore/walstore/store"
 )
@@ -19,14 +20,23 @@ import (
 // Options tune the retries.
 type Options struct {
 	Backoff store.Backoff
+	// FailFast, when it reports true for an error, ends the retries at
+	// once (a walstored that refuses connections, for a caller that would
+	// rather try elsewhere or let PostgreSQL call again).
+	FailFast func(error) bool
+	// FailFastFirst is FailFast until the store first answered a call:
+	// "not running" is reported at once, a restart in the middle of a
+	// long job is ridden out.
+	FailFastFirst func(error) bool
 	// Log, when set, gets one line per failed attempt.
 	Log *slog.Logger
 }
 
 // Store is the retrying wrapper.
 type Store struct {
-	inner store.Store
-	opt   Options
+	inner    store.Store
+	opt      Options
+	answered atomic.Bool // some call reached the store
 }
 
 // New wraps inner.
@@ -40,6 +50,17 @@ func (s *Store) retry(ctx context.Context, op, key string, fn func(context.Conte
 	return store.Retry(ctx, s.opt.Backoff, func(ctx context.Context) error {
 		attempt++
 		err := fn(ctx)
+		if err != nil && s.opt.FailFast != nil && s.opt.FailFast(err) {
+			return store.Final(err)
+		}
+		if s.opt.FailFastFirst != nil {
+			if err != nil && !s.answered.Load() && s.opt.FailFastFirst(err) {
+				return store.Final(err)
+			}
+			if err == nil || !s.opt.FailFastFirst(err) {
+				s.answered.Store(true)
+			}
+		}
 		if err != nil && s.opt.Log != nil && !store.Permanent(err) && ctx.Err() == nil {
 			s.opt.Log.Debug("store call failed; retrying", "op", op, "key", key, "attempt", attempt, "error", err.Error())
 		}
