@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
@@ -244,6 +245,93 @@ func CrossCheck(own, archived wal.BackupLabel) error {
 		return fmt.Errorf("%w: start time %s, the backup's own label says %s", ErrCorrupt, archived.StartTime, own.StartTime)
 	case own.Label != archived.Label:
 		return fmt.Errorf("%w: label %q, the backup's own label says %q", ErrCorrupt, archived.Label, own.Label)
+	}
+	return nil
+}
+
+// ReadBackupFile reads and parses a .backup history file from the
+func (a *Archive) ReadBackupFile(ctx context.Context, name wal.Name) (wal.BackupLabel, error) {
+	_, rc, err := a.OpenWAL(ctx, name)
+	if err != nil {
+		return wal.BackupLabel{}, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, wal.MaxBackupLabelSize+1))
+	if err != nil {
+		return wal.BackupLabel{}, err
+	}
+	l, err := wal.ParseBackupLabel(b)
+	if err == nil {
+		err = wal.CheckBackupFile(name, l)
+	}
+	if err == nil && l.StopLSN == 0 {
+		err = fmt.Errorf("%w: no STOP WAL LOCATION", ErrInvalid)
+	}
+	if err != nil {
+		return l, fmt.Errorf("backup history file %s in archive %s: %w", name, a.Name, err)
+	}
+	return l, nil
+}
+
+// CheckRecord cross-checks a backup's completion record (admin-written)
+// with the backup's own label (from its tar stream), its manifest, and
+// the .backup file in the archive (which came through archive_command:
+// anything a push client could have forged is checked against the rest).
+// It returns the backup's own label. Retention and restore act on a
+// backup only once this holds.
+func (a *Archive) CheckRecord(ctx context.Context, r Record) (wal.BackupLabel, error) {
+	fail := func(format string, args ...any) (wal.BackupLabel, error) {
+		return wal.BackupLabel{}, fmt.Errorf("backup %s: "+format, append([]any{r.ID}, args...)...)
+	}
+	own, err := r.OwnLabel()
+	if err != nil {
+		return fail("its own backup_label does not parse: %w", err)
+	}
+	start, err := r.Start()
+	if err != nil || own.StartLSN != start || own.StartTLI != r.StartTLI {
+		return fail("%w: its record says it starts at %s on timeline %d, its own label at %s on %d", ErrCorrupt, r.StartLSN, r.StartTLI, own.StartLSN, own.StartTLI)
+	}
+	if r.Manifest {
+		if err := a.checkManifest(ctx, r, own); err != nil {
+			return fail("%w", err)
+		}
+	}
+	if r.BackupFile != "" {
+		name, err := wal.ParseName(r.BackupFile)
+		if err != nil {
+			return fail("%w", err)
+		}
+		l, err := a.ReadBackupFile(ctx, name)
+		if err != nil {
+			return fail("cannot read its start from %s: %w", name, err)
+		}
+		if err := CrossCheck(own, l); err != nil {
+			return fail("%s is not its label: %w", name, err)
+		}
+	}
+	return own, nil
+}
+
+// checkManifest compares the WAL range PostgreSQL wrote into the backup's
+// manifest with the backup's label.
+func (a *Archive) checkManifest(ctx context.Context, r Record, own wal.BackupLabel) error {
+	b, _, err := a.ReadAll(ctx, a.Layout.Backup(r.ID, ManifestFile), 1<<30)
+	if err != nil {
+		return fmt.Errorf("its manifest: %w", err)
+	}
+	var m struct {
+		WALRanges []struct {
+			Timeline uint32 `json:"Timeline"`
+			Start    string `json:"Start-LSN"`
+		} `json:"WAL-Ranges"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil || len(m.WALRanges) == 0 {
+		return fmt.Errorf("%w: its manifest has no WAL range", ErrCorrupt)
+	}
+	first := m.WALRanges[0]
+	start, err := wal.ParseLSN(first.Start)
+	if err != nil || start != own.StartLSN || first.Timeline != own.StartTLI {
+		return fmt.Errorf("%w: its manifest starts at %s on timeline %d, its label at %s on %d", ErrCorrupt, first.Start, first.Timeline, own.StartLSN, own.StartTLI)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ var (
 	ErrForbidden    = errkind.ErrForbidden
 	ErrKey          = errkind.ErrKey
 	ErrConfig       = errkind.ErrConfig
+	ErrBroken       = errkind.ErrBroken
 )
 
 // Permanent reports whether retrying err cannot help.

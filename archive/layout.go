@@ -14,10 +14,11 @@ import (
 //
 //	<archive>/wal/<WAL file name>              segments, .partial, .history, .backup files
 //	<archive>/meta/system                      the system identifier the archive is bound to
-//	<archive>/meta/drill                       the last restore drill (see walstored drill)
+//	<archive>/meta/drills/<id>                 restore drills and how they went (walstored drill)
 //	<archive>/backups/<id>/<file>              base backups: parts, manifest, completion record
 //	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
 //	<archive>/retired/<tli>/wal/<WAL name>     its files, still bound to their live names
+//	<archive>/retired/<tli>/restored.json      a retired timeline brought back (when, and how old its WAL was)
 //	_repo/marker                               this is a walstore repository
 //	_repo/...                                  repository-wide objects (health probe, leases)
 //
@@ -73,8 +74,11 @@ func (l Layout) WAL(n wal.Name) string { return l.WALPrefix() + n.String() }
 // System is the key of the archive's system binding.
 func (l Layout) System() string { return l.Archive + "/" + metaDir + "/system" }
 
-// Drill is the key of the record of the last restore drill.
-func (l Layout) Drill() string { return l.Archive + "/" + metaDir + "/drill" }
+// DrillsPrefix is the prefix of the records of restore drills.
+func (l Layout) DrillsPrefix() string { return l.Archive + "/" + metaDir + "/drills/" }
+
+// Drill is the key of the record of drill id.
+func (l Layout) Drill(id string) string { return l.DrillsPrefix() + id }
 
 // BackupsPrefix is the prefix of every backup of the archive.
 func (l Layout) BackupsPrefix() string { return l.Archive + "/" + backupsDir + "/" }
@@ -93,6 +97,10 @@ func (l Layout) RetiredPrefix(tli uint32) string {
 // RetiredRecord is the key of a retired timeline's record.
 func (l Layout) RetiredRecord(tli uint32) string { return l.RetiredPrefix(tli) + "retired.json" }
 
+// RestoredRecord is the key of the record of a timeline brought back
+// from retirement.
+func (l Layout) RestoredRecord(tli uint32) string { return l.RetiredPrefix(tli) + "restored.json" }
+
 // Retired is the key of a retired WAL file.
 func (l Layout) Retired(tli uint32, n wal.Name) string {
 	return l.RetiredPrefix(tli) + walDir + "/" + n.String()
@@ -108,6 +116,7 @@ const (
 	KindBackup
 	KindRetiredRecord
 	KindRetiredWAL
+	KindRestoredRecord
 	KindRepo
 )
 
@@ -121,7 +130,7 @@ func (k KeyKind) String() string {
 		return "drill record"
 	case KindBackup:
 		return "backup object"
-	case KindRetiredRecord, KindRetiredWAL:
+	case KindRetiredRecord, KindRetiredWAL, KindRestoredRecord:
 		return "retired timeline"
 	case KindRepo:
 		return "repository object"
@@ -167,7 +176,7 @@ func ParseKey(key string) (Key, error) {
 		k.Kind, k.WAL = KindWAL, n
 	case f[1] == metaDir && len(f) == 3 && f[2] == "system":
 		k.Kind = KindSystem
-	case f[1] == metaDir && len(f) == 3 && f[2] == "drill":
+	case f[1] == metaDir && len(f) == 4 && f[2] == "drills":
 		k.Kind = KindDrill
 	case f[1] == backupsDir && len(f) == 4:
 		if err := ValidBackupID(f[2]); err != nil {
@@ -183,6 +192,8 @@ func ParseKey(key string) (Key, error) {
 		switch {
 		case len(f) == 4 && f[3] == "retired.json":
 			k.Kind = KindRetiredRecord
+		case len(f) == 4 && f[3] == "restored.json":
+			k.Kind = KindRestoredRecord
 		case len(f) == 5 && f[3] == walDir:
 			n, err := wal.ParseName(f[4])
 			if err != nil {

@@ -63,7 +63,11 @@ func PutEnvelope(ctx context.Context, s store.Store, key string, hdr envelope.He
 		}
 		rewindable = false
 	}
-	putErr := s.Put(ctx, key, body)
+	var note store.PutNote
+	putErr := s.Put(store.WithPutNote(ctx, &note), key, body)
+	if putErr == nil && note.Repaired {
+		return Repaired, nil
+	}
 	if putErr == nil {
 		return Stored, nil
 	}

@@ -5,22 +5,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/store"
 )
 
-// marker is the content of the repository marker.
+// marker is the content of the repository marker. It is the same in
+// every repository (no date, no id), so that stores made repositories
+// one by one and then served together hold the same marker.
 type marker struct {
-	Walstore int       `json:"walstore_repository"`
-	Created  time.Time `json:"created"`
+	Walstore int `json:"walstore_repository"`
 }
 
 // InitRepository marks s as a walstore repository (idempotent): clients
 // then accept it. It reports whether the marker was written now.
 func InitRepository(ctx context.Context, s store.Store) (bool, error) {
-	b, _ := json.Marshal(marker{Walstore: 1, Created: time.Now().UTC()})
+	b, _ := json.Marshal(marker{Walstore: 1})
 	obj, err := envelope.NewEncoder().EncodeBytes(b, MarkerKey)
 	if err != nil {
 		return false, err

@@ -29,28 +29,59 @@ type RetiredTimeline struct {
 	HistorySHA256 string   `json:"history_sha256,omitempty"`
 	Files         []string `json:"files"`
 	Bytes         int64    `json:"bytes"`
+	// NewestWrite is when the newest of its files was stored: moved back,
+	// they get new modification times, and recovery's choice between
+	// branches (catalog) must still see how old they are.
+	NewestWrite time.Time `json:"newest_write"`
+}
+
+// RestoredTimeline is the record of a timeline brought back from
+// retirement: its retirement record, and when it came back.
+type RestoredTimeline struct {
+	RetiredTimeline
+	RestoredAt time.Time `json:"restored_at"`
 }
 
 // RetiredTimelines returns the archive's retired timelines.
 func (a *Archive) RetiredTimelines(ctx context.Context) (map[uint32]RetiredTimeline, error) {
 	out := map[uint32]RetiredTimeline{}
-	err := a.Store.List(ctx, a.Name+"/"+retiredDir+"/", func(info store.Info) error {
+	err := a.listTimelineRecords(ctx, KindRetiredRecord, func(tli uint32, b []byte, key string) error {
+		var r RetiredTimeline
+		if err := json.Unmarshal(b, &r); err != nil || r.Timeline != tli {
+			return fmt.Errorf("%w: %s is not a retirement record", ErrCorrupt, key)
+		}
+		out[tli] = r
+		return nil
+	})
+	return out, err
+}
+
+// RestoredTimelines returns the timelines brought back from retirement.
+func (a *Archive) RestoredTimelines(ctx context.Context) (map[uint32]RestoredTimeline, error) {
+	out := map[uint32]RestoredTimeline{}
+	err := a.listTimelineRecords(ctx, KindRestoredRecord, func(tli uint32, b []byte, key string) error {
+		var r RestoredTimeline
+		if err := json.Unmarshal(b, &r); err != nil || r.Timeline != tli {
+			return fmt.Errorf("%w: %s is not a restored timeline's record", ErrCorrupt, key)
+		}
+		out[tli] = r
+		return nil
+	})
+	return out, err
+}
+
+func (a *Archive) listTimelineRecords(ctx context.Context, kind KeyKind, fn func(tli uint32, b []byte, key string) error) error {
+	return a.Store.List(ctx, a.Name+"/"+retiredDir+"/", func(info store.Info) error {
 		k, err := ParseKey(info.Key)
-		if err != nil || k.Kind != KindRetiredRecord {
+		if err != nil || k.Kind != kind {
 			return nil
 		}
 		b, _, err := a.ReadAll(ctx, info.Key, 16<<20)
 		if err != nil {
 			return err
 		}
-		var r RetiredTimeline
-		if err := json.Unmarshal(b, &r); err != nil || r.Timeline != k.TLI {
-			return fmt.Errorf("%w: %s is not a retirement record", ErrCorrupt, info.Key)
-		}
-		out[k.TLI] = r
-		return nil
+		return fn(k.TLI, b, info.Key)
 	})
-	return out, err
 }
 
 // RetireTimeline moves timeline tli's history file and every WAL file of
@@ -97,6 +128,9 @@ func (a *Archive) RetireTimeline(ctx context.Context, tli uint32, by, reason str
 		names[f] = true
 	}
 	for _, f := range files {
+		if f.ModTime.After(rec.NewestWrite) {
+			rec.NewestWrite = f.ModTime.UTC()
+		}
 		k, _ := ParseKey(f.Key)
 		if !names[k.WAL.String()] {
 			names[k.WAL.String()] = true
@@ -146,6 +180,10 @@ func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimel
 			return rec, err
 		}
 	}
+	back := RestoredTimeline{RetiredTimeline: rec, RestoredAt: time.Now().UTC()}
+	if err := a.putTimelineRecord(ctx, a.Layout.RestoredRecord(tli), back); err != nil {
+		return rec, err
+	}
 	if err := a.Store.Delete(ctx, a.Layout.RetiredRecord(tli)); err != nil && !errors.Is(err, ErrNotFound) {
 		return rec, err
 	}
@@ -153,7 +191,12 @@ func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimel
 }
 
 func (a *Archive) putRetiredRecord(ctx context.Context, rec RetiredTimeline) error {
-	key := a.Layout.RetiredRecord(rec.Timeline)
+	return a.putTimelineRecord(ctx, a.Layout.RetiredRecord(rec.Timeline), rec)
+}
+
+// putTimelineRecord writes a retired or restored timeline's record,
+// replacing an earlier one (records are admin-written metadata).
+func (a *Archive) putTimelineRecord(ctx context.Context, key string, rec any) error {
 	body, _ := json.MarshalIndent(rec, "", "  ")
 	obj, err := a.Encoder().EncodeBytes(body, key)
 	if err != nil {
