@@ -20,14 +20,20 @@ type File struct {
 
 // Inventory is what one archive holds.
 type Inventory struct {
-	Archive     string
-	SegSize     int64               // 0 if the archive holds no segment yet
-	Segments    map[uint32][]uint64 // timeline → segment numbers, ascending
-	Files       []File              // every WAL file, in key order
-	Histories   Histories           // parsed .history files (timeline 1 included, empty)
-	Backups     archive.Listing     // completed and incomplete backups
-	byName      map[wal.Name]File   // lookup
-	historyErrs map[uint32]error    // unparseable history files
+	Archive   string
+	SegSize   int64               // 0 if the archive holds no segment yet
+	Segments  map[uint32][]uint64 // timeline → segment numbers, ascending
+	Files     []File              // every WAL file, in key order
+	Histories Histories           // parsed .history files (timeline 1 included, empty)
+	Backups   archive.Listing     // completed and incomplete backups
+	// Encrypted: the archive's WAL is encrypted (from a segment's header).
+	Encrypted bool
+	// Retired are the timelines taken out of recovery's view.
+	Retired map[uint32]archive.RetiredTimeline
+	// Restored are the timelines brought back from retirement.
+	Restored    map[uint32]archive.RestoredTimeline
+	byName      map[wal.Name]File // lookup
+	historyErrs map[uint32]error  // unparseable history files
 }
 
 // Load lists the archive and reads its history files and backup records.
@@ -49,6 +55,12 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 		return nil, err
 	}
 	if inv.Backups, err = a.ListBackups(ctx); err != nil {
+		return nil, err
+	}
+	if inv.Retired, err = a.RetiredTimelines(ctx); err != nil {
+		return nil, err
+	}
+	if inv.Restored, err = a.RestoredTimelines(ctx); err != nil {
 		return nil, err
 	}
 	inv.SegSize, err = segmentSize(ctx, a, inv)
@@ -79,12 +91,8 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 // segmentSize is the archive's WAL segment size: from a backup record, or
 // from the raw size of any stored segment (its envelope header says it).
 func segmentSize(ctx context.Context, a *archive.Archive, inv *Inventory) (int64, error) {
-	for _, r := range inv.Backups.Complete {
-		if wal.ValidSegmentSize(r.SegmentSize) {
-			return r.SegmentSize, nil
-		}
-	}
-	for _, f := range inv.Files {
+	for i := len(inv.Files) - 1; i >= 0; i-- {
+		f := inv.Files[i]
 		if f.Name.Kind != wal.Segment {
 			continue
 		}
@@ -95,7 +103,13 @@ func segmentSize(ctx context.Context, a *archive.Archive, inv *Inventory) (int64
 		if !wal.ValidSegmentSize(hdr.RawSize) {
 			return 0, fmt.Errorf("%w: %s holds %d bytes, not a segment size", archive.ErrCorrupt, f.Name, hdr.RawSize)
 		}
+		inv.Encrypted = hdr.Encrypted()
 		return hdr.RawSize, nil
+	}
+	for _, r := range inv.Backups.Complete {
+		if wal.ValidSegmentSize(r.SegmentSize) {
+			return r.SegmentSize, nil
+		}
 	}
 	return 0, nil
 }
@@ -189,20 +203,24 @@ func (e *GapError) Error() string {
 // ErrGap is what a *GapError wraps.
 var ErrGap = errors.New("gap in the WAL")
 
+// ErrAmbiguous: several branches of the archive's history qualify.
+var ErrAmbiguous = errors.New("ambiguous timeline")
+
 func (e *GapError) Unwrap() error { return ErrGap }
 
 // Path is the result of checking one backup's recovery path.
 type Path struct {
-	Backup   string
-	Target   uint32 // the newest timeline reachable
-	From, To wal.Name
-	Segments int
+	Backup   string   `json:"backup"`
+	Target   uint32   `json:"timeline"` // the timeline recovery follows
+	From     wal.Name `json:"from"`
+	To       wal.Name `json:"to"`
+	Segments int      `json:"segments"`
 }
 
 // Continuity checks that recovery from the backup record r can replay
 // every segment from its start to the newest archived segment of the
-// newest timeline reachable from it, reading each position from the
-// timeline PostgreSQL would.
+// timeline it follows (ChooseTimeline: dead branches left out), reading
+// each position from the timeline PostgreSQL would.
 func (inv *Inventory) Continuity(r archive.Record) (Path, error) {
 	start, err := r.Start()
 	if err != nil {
@@ -211,7 +229,13 @@ func (inv *Inventory) Continuity(r archive.Record) (Path, error) {
 	if inv.SegSize == 0 {
 		return Path{}, fmt.Errorf("%w: archive %s holds no segments", ErrGap, inv.Archive)
 	}
-	target := inv.Histories.Newest(r.StartTLI, start)
+	target, ambiguous, err := inv.ChooseTimeline(r)
+	if err != nil {
+		return Path{}, err
+	}
+	if len(ambiguous) > 0 {
+		return Path{}, fmt.Errorf("%w: recovery from backup %s can follow timelines %v, which are separate branches; retire the dead one", ErrAmbiguous, r.ID, ambiguous)
+	}
 	from := uint64(start) / uint64(inv.SegSize)
 	newest := from
 	for _, s := range inv.lineageSegments(target) {

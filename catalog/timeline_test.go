@@ -2,7 +2,9 @@ package catalog
 
 import (
 	"testing"
+	"time"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -57,5 +59,133 @@ func TestNewestAndLineage(t *testing.T) {
 	bad := Histories{1: nil, 3: {{TLI: 1, SwitchPoint: 5}, {TLI: 2, SwitchPoint: 9}}, 2: {{TLI: 1, SwitchPoint: 6}}}
 	if bad.Check() == nil {
 		t.Fatal("disagreeing histories accepted")
+	}
+}
+
+// inventory builds an inventory of segments (timeline, first, last
+// segment number) and histories, with backups starting at the given
+// positions, for the pure timeline logic.
+func inventory(hs Histories, segs map[uint32][2]uint64, backups ...archive.Record) *Inventory {
+	inv := &Inventory{Archive: "t", SegSize: seg, Segments: map[uint32][]uint64{}, Histories: hs, byName: map[wal.Name]File{}}
+	for tli, r := range segs {
+		for s := r[0]; s <= r[1]; s++ {
+			inv.Segments[tli] = append(inv.Segments[tli], s)
+			n := wal.SegmentName(tli, s, seg)
+			inv.byName[n] = File{Name: n}
+			inv.Files = append(inv.Files, File{Name: n})
+		}
+	}
+	inv.Backups.Complete = backups
+	return inv
+}
+
+func backup(id string, tli uint32, start string) archive.Record {
+	return archive.Record{ID: id, StartTLI: tli, StartLSN: start}
+}
+
+// The dead branch of issue 13: a PITR on timeline 2 left a standby that
+// promoted itself to timeline 3 (one segment), while timeline 2 went on
+// and took the newest backup. Timeline 3 is dead; recovery from the
+// newest backup follows 2; PostgreSQL's 'latest' would pick 3 and fail.
+func TestDeadBranch(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0x3000000}}, 3: {{TLI: 1, SwitchPoint: 0x3000000}, {TLI: 2, SwitchPoint: 0x5800000}}}
+	segs := map[uint32][2]uint64{1: {1, 2}, 2: {3, 9}, 3: {5, 5}}
+	b1 := backup("b1", 1, "0/1000028")
+	b2 := backup("b2", 2, "0/7000028")
+	inv := inventory(h, segs, b1, b2)
+	forks := inv.Forks()
+	if len(forks) != 1 || forks[0].Child != 3 || !forks[0].DeadChild || forks[0].ParentLast.String() != "000000020000000000000009" {
+		t.Fatalf("forks: %+v", forks)
+	}
+	if tl, amb, _ := inv.ChooseTimeline(b2); tl != 2 || amb != nil {
+		t.Fatalf("choose for b2: %d %v, want 2", tl, amb)
+	}
+	if tl, amb, _ := inv.ChooseTimeline(b1); tl != 2 || amb != nil {
+		t.Fatalf("choose for b1 (before the fork to 3): %d %v, want 2 (3 is dead)", tl, amb)
+	}
+	if tl, ok := inv.PostgresLatest(b2); tl != 3 || ok {
+		t.Fatalf("PostgreSQL's latest for b2: %d %v, want 3 and failing", tl, ok)
+	}
+	// Retired (gone from the histories and segments), recovery is clean.
+	delete(h, 3)
+	delete(segs, 3)
+	inv = inventory(h, segs, b1, b2)
+	if len(inv.Forks()) != 0 {
+		t.Fatalf("forks after retiring 3: %+v", inv.Forks())
+	}
+	if tl, ok := inv.PostgresLatest(b2); tl != 2 || !ok {
+		t.Fatalf("PostgreSQL's latest after retiring 3: %d %v", tl, ok)
+	}
+}
+
+// An old primary that was not fenced goes on writing timeline 1 after a
+// standby was promoted to 2; backups are taken on 2: the parent's
+// continuation is what is dead, and recovery follows 2.
+func TestUnfencedOldPrimary(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0x5800000}}}
+	inv := inventory(h, map[uint32][2]uint64{1: {1, 9}, 2: {5, 8}}, backup("b1", 1, "0/1000028"), backup("b2", 2, "0/7000028"))
+	f := inv.Forks()
+	if len(f) != 1 || f[0].DeadChild {
+		t.Fatalf("forks: %+v, want timeline 1's continuation reported, not 2", f)
+	}
+	if tl, _, _ := inv.ChooseTimeline(backup("b1", 1, "0/1000028")); tl != 2 {
+		t.Fatalf("choose: %d, want 2", tl)
+	}
+}
+
+// Two branches from before a backup, neither dead by the rules: the
+// choice is not the program's.
+func TestAmbiguousBranches(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0x5800000}}, 3: {{TLI: 1, SwitchPoint: 0x6800000}}}
+	inv := inventory(h, map[uint32][2]uint64{1: {1, 6}, 2: {5, 8}, 3: {6, 7}},
+		backup("b1", 1, "0/1000028"), backup("b2", 2, "0/7000028"), backup("b3", 3, "0/7000028"))
+	_, amb, _ := inv.ChooseTimeline(backup("b1", 1, "0/1000028"))
+	if len(amb) != 2 {
+		t.Fatalf("ambiguous: %v, want [2 3]", amb)
+	}
+}
+
+// A point-in-time restore to the middle of timeline 1 made timeline 3,
+// after a standby had been promoted to 2 at the end of 1. Timeline 3 is
+// written last: it is live, timeline 1 after the restore's target is
+// abandoned, and so is 2, which forked from that abandoned part.
+func TestPITRAbandonsTheParentsContinuation(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0x8800000}}, 3: {{TLI: 1, SwitchPoint: 0x4800000}}}
+	inv := inventory(h, map[uint32][2]uint64{1: {1, 7}, 2: {8, 8}, 3: {4, 6}}, backup("b1", 1, "0/1000028"))
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := range inv.Files {
+		f := &inv.Files[i]
+		f.Info.ModTime = base.Add(time.Duration(f.Name.TLI) * time.Minute)
+		if f.Name.TLI == 3 {
+			f.Info.ModTime = base.Add(time.Hour)
+		}
+	}
+	forks := inv.Forks()
+	if len(forks) != 1 || forks[0].Child != 3 || forks[0].DeadChild || forks[0].Both || len(forks[0].Abandoned) != 1 || forks[0].Abandoned[0] != 2 {
+		t.Fatalf("forks: %+v", forks)
+	}
+	if tl, amb, _ := inv.ChooseTimeline(backup("b1", 1, "0/1000028")); tl != 3 || amb != nil {
+		t.Fatalf("choose: %d %v, want 3", tl, amb)
+	}
+	// Had timeline 1 gone on after 3 was made, 3 would be the dead one.
+	for i := range inv.Files {
+		if f := &inv.Files[i]; f.Name.TLI == 1 && f.Name.Seg == 7 {
+			f.Info.ModTime = base.Add(2 * time.Hour)
+		}
+	}
+	if f := inv.Forks(); len(f) != 1 || !f[0].DeadChild {
+		t.Fatalf("forks with timeline 1 written last: %+v", f)
+	}
+}
+
+// A switch point at a segment boundary: the parent's segment that starts
+// there is WAL written after the fork.
+func TestForkAtASegmentBoundary(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0x3000000}}}
+	if f := inventory(h, map[uint32][2]uint64{1: {1, 2}, 2: {3, 4}}).Forks(); len(f) != 0 {
+		t.Fatalf("parent ended at the fork: %+v", f)
+	}
+	if f := inventory(h, map[uint32][2]uint64{1: {1, 3}, 2: {3, 4}}).Forks(); len(f) != 1 || f[0].ParentLast.String() != "000000010000000000000003" {
+		t.Fatalf("parent wrote the segment after the fork: %+v", f)
 	}
 }

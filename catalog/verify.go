@@ -11,39 +11,43 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
 
 // Problem is one thing verify found wrong.
 type Problem struct {
-	Key string
-	Err error
+	Key string `json:"key"`
+	Err error  `json:"-"`
+	// Message is Err's text (for JSON).
+	Message string `json:"error"`
 }
 
 func (p Problem) String() string { return fmt.Sprintf("%s: %v", p.Key, p.Err) }
 
 // Report is the outcome of Verify.
 type Report struct {
-	Objects  int
-	Bytes    int64
-	Problems []Problem // corrupt objects, broken backups, bad histories, gaps
-	Paths    []Path    // recovery paths checked, one per backup
-	Skipped  []string  // checks that need the archive's key, which was not given
+	Archive  string    `json:"archive"`
+	Objects  int       `json:"objects"`
+	Bytes    int64     `json:"bytes"`
+	OK       bool      `json:"ok"`
+	Problems []Problem `json:"problems"`       // corrupt objects, broken backups, bad histories, gaps, dead branches
+	Warnings []string  `json:"warnings"`       // things to look at that do not break recovery
+	Paths    []Path    `json:"recovery_paths"` // recovery paths checked, one per backup
+	Skipped  []string  `json:"skipped"`        // checks that need the archive's key, which was not given
 }
 
-// OK reports whether nothing was found wrong.
-func (r Report) OK() bool { return len(r.Problems) == 0 }
-
-// Verify reads every object of the archive and checks its SHA-256 (jobs
-// at a time), checks that the history files parse and agree, that every
-// completed backup has all its parts and its .backup file, and that WAL is
-// continuous from each backup's start to the newest segment across
-// timelines. Problems are collected, not returned as errors; the error is
-// for failures to read the archive at all.
+// Verify reads every object of the archive and checks it (jobs at a
+// time: envelope, binding to its name, SHA-256), checks that the history
+// files parse and agree, that every completed backup has all its parts
+// and its .backup file, that WAL is continuous from each backup's start to
+// the newest segment of the timeline it follows, that no dead branch
+// waits in recovery's way, and that PostgreSQL's default recovery
+// (recovery_target_timeline = 'latest') from the newest backup would
+// start. Problems are collected, not returned as errors; the error is for
+// failures to read the archive at all.
 func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
-	var rep Report
+	rep := Report{Archive: a.Name, Problems: []Problem{}, Warnings: []string{}, Paths: []Path{}, Skipped: []string{}}
 	inv, err := Load(ctx, a)
 	if err != nil {
 		return rep, err
@@ -51,7 +55,7 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	var mu sync.Mutex
 	add := func(key string, err error) {
 		mu.Lock()
-		rep.Problems = append(rep.Problems, Problem{Key: key, Err: err})
+		rep.Problems = append(rep.Problems, Problem{Key: key, Err: err, Message: err.Error()})
 		mu.Unlock()
 	}
 	var keys []store.Info
@@ -90,6 +94,20 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	if err := inv.Histories.Check(); err != nil {
 		add(a.Name+"/wal/*.history", err)
 	}
+	reported := map[uint32]bool{} // timelines under a dead-branch problem already
+	for _, f := range inv.Forks() {
+		key := a.Layout.WAL(wal.Name{Kind: wal.History, TLI: f.Child})
+		if f.DeadChild || f.Both {
+			for t := range inv.Histories {
+				if inv.Histories.descends(t, f.Child) {
+					reported[t] = true
+				}
+			}
+			add(key, fmt.Errorf("%w: %s", ErrDeadBranch, f))
+		} else {
+			rep.Warnings = append(rep.Warnings, f.String())
+		}
+	}
 	for id := range inv.Backups.Unreadable {
 		rep.Skipped = append(rep.Skipped, "backup "+id+": its completion record is encrypted; give the archive's key to check it")
 	}
@@ -115,9 +133,30 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 		}
 		rep.Paths = append(rep.Paths, p)
 	}
+	if n := len(inv.Backups.Complete); n > 0 {
+		newest := inv.Backups.Complete[n-1]
+		if tli, ok := inv.PostgresLatest(newest); ok {
+			// A retired timeline's number is a hole PostgreSQL's probe for
+			// history files stops at: a later branch behind it is missed.
+			want, amb, err := inv.ChooseTimeline(newest)
+			if err == nil && len(amb) == 0 && want != tli && inv.dead()[tli] && !reported[tli] {
+				add(a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli}), fmt.Errorf("%w: PostgreSQL's default recovery (recovery_target_timeline = 'latest') from the newest backup %s would follow timeline %d, which forked from an abandoned part of its parent; walfetch restore follows timeline %d itself, but retire timeline %d", ErrDeadBranch, newest.ID, tli, want, tli))
+			}
+			if err == nil && len(amb) == 0 && want > tli {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("PostgreSQL's default recovery (recovery_target_timeline = 'latest') from the newest backup %s would stop at timeline %d and miss timeline %d (it looks for history files one number at a time, and timeline %d's is not there): walfetch restore names timeline %d itself; by hand, set recovery_target_timeline = %d", newest.ID, tli, want, tli+1, want, want))
+			}
+		} else {
+			add(a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli}), fmt.Errorf("%w: PostgreSQL's default recovery (recovery_target_timeline = 'latest') from the newest backup %s would pick timeline %d, which does not contain the backup's start on timeline %d, and refuse to start; walfetch restore names the right timeline itself, but retire the dead branch", ErrDeadBranch, newest.ID, tli, newest.StartTLI))
+		}
+	}
 	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Key < rep.Problems[j].Key })
+	rep.OK = len(rep.Problems) == 0
 	return rep, nil
 }
+
+// ErrDeadBranch: a branch of the archive's history that recovery must not
+// follow is in its way.
+var ErrDeadBranch = errors.New("dead branch")
 
 // verifyObject reads an object through its checks: the raw SHA-256 for
 // plain objects and, for encrypted ones, the payload checksum without the
@@ -146,7 +185,7 @@ func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r arch
 	if !inv.Has(bf) {
 		return fmt.Errorf("backup %s: its backup history file %s is missing: %w", r.ID, bf, archive.ErrNotFound)
 	}
-	if _, err := backupset.ReadBackupFile(ctx, a, bf); err != nil {
+	if _, err := a.ReadBackupFile(ctx, bf); err != nil {
 		return fmt.Errorf("backup %s: %w", r.ID, err)
 	}
 	return nil

@@ -4,8 +4,10 @@
 // The rules, in plain words:
 //
 //   - Keep the newest KeepLast completed backups (at least one: the newest
-//     backup is never deleted) and every backup that ended within
-//     KeepWithin. Delete the other completed backups.
+//     backup is never deleted). With KeepWithin, keep what recovery to any
+//     point of the last KeepWithin needs: every backup that ended within
+//     it, and the newest one that ended before it (a point early in the
+//     window is reached from there). Delete the other completed backups.
 //   - Delete incomplete backups (no completion record) untouched for
 //     longer than KeepIncomplete: a failed or interrupted backup.
 //   - Find the oldest start position among the kept backups, read from
@@ -97,11 +99,21 @@ func MakePlan(backups []Backup, incomplete []Incomplete, files []WALFile, segSiz
 	}
 	bs := append([]Backup(nil), backups...)
 	sort.Slice(bs, func(i, j int) bool { return bs[i].StopTime.Before(bs[j].StopTime) })
+	// The newest backup that ended before the window opened: recovery to
+	// the window's first moments starts from it.
+	anchor := -1
+	if p.KeepWithin > 0 {
+		for i, b := range bs {
+			if now.Sub(b.StopTime) > p.KeepWithin {
+				anchor = i
+			}
+		}
+	}
 	var kept []Backup
 	for i, b := range bs {
 		newest := i >= len(bs)-p.KeepLast
 		recent := p.KeepWithin > 0 && now.Sub(b.StopTime) <= p.KeepWithin
-		if newest || recent {
+		if newest || recent || i == anchor {
 			kept = append(kept, b)
 			plan.Keep = append(plan.Keep, b.ID)
 		} else {

@@ -71,6 +71,13 @@ func TestPlan(t *testing.T) {
 			deletedWAL: "000000010000000000000001",
 		},
 		{
+			name:    "recovery window: the newest backup from before the window stays, older ones go",
+			backups: []Backup{b("b0", 25*24, 1, 0x1000028), b("b1", 20*24, 1, 0x2000028), b("b2", 10*24, 1, 0x5000060), b("b3", 24, 2, 0x6100000)},
+			policy:  Policy{KeepLast: 1, KeepWithin: 14 * 24 * time.Hour},
+			keep:    "b1 b2 b3", del: "b0", keepFrom: "000000010000000000000002",
+			deletedWAL: "000000010000000000000001",
+		},
+		{
 			name:    "only timeline 2 backups kept: everything before its start goes, history stays",
 			backups: []Backup{b("b1", 30, 1, 0x2000028), b("b3", 1, 2, 0x6100000)},
 			policy:  Policy{KeepLast: 1},
