@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/conffile"
 )
 
 // Cluster is what Take learns about the cluster before backing it up.
@@ -27,6 +28,10 @@ type Cluster struct {
 	// ArchiveFailing is set when the archiver's last attempt failed
 	// (pg_stat_archiver), with the file it failed on.
 	ArchiveFailing string
+	// RecoverySettings are recovery settings (recovery_target*,
+	// restore_command, ...) the cluster carries, "name = value": left by
+	// an earlier recovery, they travel in every base backup.
+	RecoverySettings []string
 }
 
 // Major is the major version (15 for 150018).
@@ -65,6 +70,15 @@ func Inspect(ctx context.Context, conninfo string) (Cluster, error) {
 	if failing != nil {
 		c.ArchiveFailing = *failing
 	}
+	rs, err := conn.Query(ctx, `SELECT name || ' = ' || setting FROM pg_settings
+		WHERE (name LIKE 'recovery_target%' AND name NOT IN ('recovery_target_timeline', 'recovery_target_inclusive', 'recovery_target_action') AND setting <> '')
+		   OR (name IN ('restore_command', 'recovery_end_command', 'archive_cleanup_command') AND setting <> '') ORDER BY 1`)
+	if err != nil {
+		return Cluster{}, fmt.Errorf("read pg_settings: %w", err)
+	}
+	if c.RecoverySettings, err = pgx.CollectRows(rs, pgx.RowTo[string]); err != nil {
+		return Cluster{}, err
+	}
 	rows, err := conn.Query(ctx, `SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1`)
 	if err != nil {
 		return Cluster{}, err
@@ -87,7 +101,35 @@ func parsePGSize(s string) (int64, error) {
 	return strconv.ParseInt(s, 10, 64)
 }
 
-var archiveFlag = regexp.MustCompile(`--archive[= ]+("?)([A-Za-z0-9._-]+)`)
+var (
+	archiveFlag = regexp.MustCompile(`--archive[= ]+["']?([A-Za-z0-9._-]+)`)
+	configFlag  = regexp.MustCompile(`--config[= ]+["']?([^"' ]+)`)
+)
+
+// CommandArchive reads the archive an archive_command pushes to: its
+// --archive flag; else the archive of the config file its --config
+// names, when that file can be read here; else the default. known is
+// false when it cannot tell (the file is elsewhere, or the archive comes
+// from the environment).
+func CommandArchive(command string) (name string, known bool, why string) {
+	if m := archiveFlag.FindStringSubmatch(command); m != nil {
+		return m[1], true, ""
+	}
+	if m := configFlag.FindStringSubmatch(command); m != nil {
+		lines, err := conffile.Read(m[1])
+		if err != nil {
+			return "", false, fmt.Sprintf("its config file cannot be read here (%v)", err)
+		}
+		if v, ok := conffile.Value(lines, "walpush", "archive"); ok {
+			return v, true, ""
+		}
+		return archive.DefaultArchive, true, ""
+	}
+	if strings.Contains(command, "WALSTORE_") {
+		return "", false, "it takes its settings from the environment"
+	}
+	return archive.DefaultArchive, true, ""
+}
 
 // Check refuses a cluster that a backup into archive a could not restore:
 // WAL not kept for archive recovery, WAL not archived (or archived
@@ -106,12 +148,12 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 		if !strings.Contains(c.ArchiveCommand, "walpush") {
 			return fmt.Errorf("%w: archive_command is %q: it does not push to walstore, so the backup's WAL would not be in archive %s", archive.ErrInvalid, c.ArchiveCommand, archiveName)
 		}
-		got := archive.DefaultArchive
-		if m := archiveFlag.FindStringSubmatch(c.ArchiveCommand); m != nil {
-			got = m[2]
+		got, known, why := CommandArchive(c.ArchiveCommand)
+		if !known {
+			return fmt.Errorf("%w: cannot tell which archive archive_command (%s) pushes to: %s; if it is %s, give --skip-archive-command-check", archive.ErrInvalid, c.ArchiveCommand, why, archiveName)
 		}
 		if got != archiveName {
-			return fmt.Errorf("%w: archive_command pushes to archive %q, not %q (%s)", archive.ErrInvalid, got, archiveName, c.ArchiveCommand)
+			return fmt.Errorf("%w: archive_command pushes to archive %q, not %q (%s); if it really pushes to %s (settings from its environment), give --skip-archive-command-check", archive.ErrInvalid, got, archiveName, c.ArchiveCommand, archiveName)
 		}
 	}
 	if c.ArchiveFailing != "" {

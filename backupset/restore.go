@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -42,10 +43,16 @@ type RestoreOptions struct {
 
 // RestoreResult says what Restore did (or would do).
 type RestoreResult struct {
-	Backup       archive.Record
-	Settings     []string // lines added to postgresql.auto.conf
-	Signal       string   // recovery.signal or standby.signal
-	StartCommand string
+	Backup   archive.Record `json:"backup"`
+	PGData   string         `json:"pgdata"`
+	Timeline string         `json:"recovery_target_timeline"`
+	Settings []string       `json:"settings"` // lines added to postgresql.auto.conf
+	// Removed are the recovery settings an earlier restore or recovery
+	// left in the backup's postgresql.auto.conf, taken out.
+	Removed      []string `json:"removed_settings"`
+	Warnings     []string `json:"warnings"`
+	Signal       string   `json:"signal_file"` // recovery.signal or standby.signal
+	StartCommand string   `json:"start_command"`
 }
 
 // Restore lays a backup into an empty PGDATA, ready to recover.
@@ -56,13 +63,27 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if opt.Out == nil {
 		opt.Out = io.Discard
 	}
-	var res RestoreResult
+	res := RestoreResult{PGData: opt.PGData, Removed: []string{}, Warnings: []string{}}
 	targetLines, err := opt.Target.Settings()
 	if err != nil {
 		return res, err
 	}
 	if res.Backup, err = chooseBackup(ctx, opt); err != nil {
 		return res, err
+	}
+	if _, err := opt.Archive.CheckRecord(ctx, res.Backup); err != nil {
+		return res, fmt.Errorf("%w (nothing restored)", err)
+	}
+	tlLine, warn, err := chooseTimeline(ctx, opt, res.Backup)
+	if err != nil {
+		return res, err
+	}
+	if tlLine != "" {
+		res.Timeline = strings.Trim(strings.TrimPrefix(tlLine, "recovery_target_timeline = "), "'")
+		targetLines = append(targetLines, tlLine)
+	}
+	if warn != "" {
+		res.Warnings = append(res.Warnings, warn)
 	}
 	uid, gid, err := owner(opt)
 	if err != nil {
@@ -72,7 +93,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		return res, err
 	}
 	res.Settings = append([]string{
-		fmt.Sprintf("# added by walfetch restore of backup %s (archive %s) on %s", res.Backup.ID, opt.Archive.Name, time.Now().UTC().Format(time.RFC3339)),
+		fmt.Sprintf("%s of backup %s (archive %s) on %s", restoreMark, res.Backup.ID, opt.Archive.Name, time.Now().UTC().Format(time.RFC3339)),
 		"restore_command = " + quoteConf(opt.RestoreCommand),
 	}, targetLines...)
 	res.Signal = "recovery.signal"
@@ -106,6 +127,13 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		cleanup(opt.PGData, created)
 		return res, fmt.Errorf("restore backup %s into %s: %w", res.Backup.ID, opt.PGData, err)
 	}
+	removed, err := cleanAutoConf(opt.PGData)
+	if err != nil {
+		cleanup(opt.PGData, created)
+		return res, fmt.Errorf("clean postgresql.auto.conf: %w", err)
+	}
+	res.Removed = append(res.Removed, removed...)
+	res.Warnings = append(res.Warnings, confWarnings(opt.PGData)...)
 	if err := finish(opt.PGData, res); err != nil {
 		cleanup(opt.PGData, created)
 		return res, err
@@ -115,9 +143,46 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 			return res, err
 		}
 	}
-	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf\nstart PostgreSQL to recover: %s\n",
-		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.StartCommand)
+	for _, l := range res.Removed {
+		fmt.Fprintf(opt.Out, "removed from postgresql.auto.conf (left by an earlier recovery): %s\n", l)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(opt.Out, "WARNING %s\n", w)
+	}
+	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf (timeline %s)\nstart PostgreSQL to recover: %s\n",
+		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.Timeline, res.StartCommand)
 	return res, nil
+}
+
+// chooseTimeline decides the recovery_target_timeline line: the user's,
+// else the timeline the archive's history files say recovery from rec
+// must follow (catalog.ChooseTimeline), named explicitly so that a dead
+// branch cannot take recovery elsewhere. A standby gets 'latest' when
+// PostgreSQL's own choice is that same timeline (so that it follows a
+// later promotion); an ambiguous choice is refused, naming the branches.
+func chooseTimeline(ctx context.Context, opt RestoreOptions, rec archive.Record) (line, warning string, err error) {
+	if opt.Target.Timeline != "" {
+		return "", "", nil // Settings wrote the user's
+	}
+	inv, err := catalog.Load(ctx, opt.Archive)
+	if err != nil {
+		return "", "", err
+	}
+	tl, ambiguous, err := inv.ChooseTimeline(rec)
+	if err != nil {
+		return "", "", err
+	}
+	if len(ambiguous) > 0 {
+		return "", "", fmt.Errorf("%w: recovery from backup %s could follow timelines %v, separate branches of archive %s's history: give --target-timeline N, or retire the dead branch (walstored timeline retire)", archive.ErrInvalid, rec.ID, ambiguous, opt.Archive.Name)
+	}
+	latest, ok := inv.PostgresLatest(rec)
+	if opt.Standby && ok && latest == tl {
+		return "recovery_target_timeline = 'latest'", "", nil
+	}
+	if opt.Standby {
+		warning = fmt.Sprintf("this standby follows timeline %d and will not follow a later promotion by itself: PostgreSQL's 'latest' would pick timeline %d, a dead branch; retire it, then set recovery_target_timeline = 'latest'", tl, latest)
+	}
+	return fmt.Sprintf("recovery_target_timeline = '%d'", tl), warning, nil
 }
 
 // chooseBackup resolves "latest" (the newest backup that ended before the
@@ -406,7 +471,9 @@ func startCommand(opt RestoreOptions, rec archive.Record) string {
 	if err != nil {
 		abs = opt.PGData
 	}
-	cmd := fmt.Sprintf("%s -D %s -l %s start", pgctl, ShellQuote(abs), ShellQuote(filepath.Join(abs, "postgresql.log")))
+	// The log goes next to PGDATA, not into it: a later base backup of
+	// the cluster would carry it.
+	cmd := fmt.Sprintf("%s -D %s -l %s start", pgctl, ShellQuote(abs), ShellQuote(abs+".log"))
 	if opt.Owner != "" {
 		cmd = "runuser -u " + opt.Owner + " -- " + cmd
 	}

@@ -35,6 +35,7 @@ type TakeOptions struct {
 	PartSize                int64         // raw bytes per part (default 32 MiB)
 	WALTimeout              time.Duration // wait for the backup's WAL to be archived (default 5 min)
 	Progress                io.Writer     // progress bar (terminal) or one summary line
+	Warn                    io.Writer     // warnings (one line each)
 	Terminal                bool
 	Log                     *slog.Logger
 }
@@ -51,6 +52,9 @@ func (o *TakeOptions) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.Warn == nil {
+		o.Warn = io.Discard
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -74,6 +78,9 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	}
 	if cl.InRecovery {
 		return archive.Record{}, fmt.Errorf("%w: the cluster is in recovery (a standby); take backups from the primary", archive.ErrInvalid)
+	}
+	for _, st := range cl.RecoverySettings {
+		fmt.Fprintf(opt.Warn, "WARNING the cluster carries a recovery setting (%s) that goes into this backup: walfetch restore removes it from postgresql.auto.conf, but remove it from the cluster (ALTER SYSTEM RESET, or postgresql.conf)\n", st)
 	}
 	if bound == 0 {
 		// A new cluster's first backup may come before its first archived
@@ -347,7 +354,7 @@ func waitBackupFile(ctx context.Context, a *archive.Archive, bl wal.BackupLabel,
 	name := backupFileName(bl, segSize)
 	deadline := time.Now().Add(timeout)
 	for {
-		l, err := ReadBackupFile(ctx, a, name)
+		l, err := a.ReadBackupFile(ctx, name)
 		if err == nil {
 			if l.StartLSN != bl.StartLSN {
 				return name, l, fmt.Errorf("%w: %s starts at %s, the backup at %s", archive.ErrCorrupt, name, l.StartLSN, bl.StartLSN)
@@ -364,30 +371,6 @@ func waitBackupFile(ctx context.Context, a *archive.Archive, bl wal.BackupLabel,
 			return name, l, err
 		}
 	}
-}
-
-// ReadBackupFile reads and parses a .backup history file from the archive.
-func ReadBackupFile(ctx context.Context, a *archive.Archive, name wal.Name) (wal.BackupLabel, error) {
-	_, rc, err := a.OpenWAL(ctx, name)
-	if err != nil {
-		return wal.BackupLabel{}, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, wal.MaxBackupLabelSize+1))
-	if err != nil {
-		return wal.BackupLabel{}, err
-	}
-	l, err := wal.ParseBackupLabel(b)
-	if err == nil {
-		err = wal.CheckBackupFile(name, l)
-	}
-	if err == nil && l.StopLSN == 0 {
-		err = fmt.Errorf("%w: no STOP WAL LOCATION", archive.ErrInvalid)
-	}
-	if err != nil {
-		return l, fmt.Errorf("backup history file %s in archive %s: %w", name, a.Name, err)
-	}
-	return l, nil
 }
 
 // waitWAL waits until every segment from first to last is archived.

@@ -28,6 +28,9 @@ var timeLayouts = []string{
 	"2006-01-02 15:04:05.999999999 MST",
 }
 
+// Set reports whether a recovery target is given.
+func (t Target) Set() bool { return t.Time != "" || t.LSN != "" || t.XID != "" || t.Name != "" }
+
 // parsedTime returns the target time, if any.
 func (t Target) parsedTime() (time.Time, bool, error) {
 	if t.Time == "" {

@@ -1,0 +1,404 @@
+package backupset
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/catalog"
+	"github.com/walstore/walstore/wal"
+)
+
+// DrillOptions configure Drill.
+type DrillOptions struct {
+	Archive *archive.Archive
+	Backup  string // "latest" or an id
+	Target  Target // optional: recover to this target instead of the end
+	// Scratch is where the scratch data directory goes (default the
+	// system's temporary directory); it needs room for the backup.
+	Scratch string
+	// OSUser runs PostgreSQL (default postgres when run as root).
+	OSUser string
+	// DBUser is a superuser role of the cluster, to ask it how far it got
+	// (default postgres).
+	DBUser string
+	// Command reaches the archive from the drill's restore_command; the
+	// secret files it names are copied into the scratch directory, for the
+	// OS user, for the drill's duration.
+	Command CommandSettings
+	// PGBin is where pg_ctl is (default: the backup's major version's).
+	PGBin string
+	Out   io.Writer
+}
+
+// Drill proves that an archive restores: it restores a backup into a
+// scratch directory, runs PostgreSQL recovery on it (a free local port,
+// socket only, archiving off, as the cluster's OS user) to the end of the
+// archive or to a target, checks that it reached consistency and the
+// newest archived position on its path, stops it and removes the scratch
+// copy. The returned record says how long each part took and how far
+// recovery got; an error says which link broke.
+func Drill(ctx context.Context, opt DrillOptions) (archive.Drill, error) {
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	start := time.Now()
+	d := archive.Drill{ID: archive.NewBackupID(start), Archive: opt.Archive.Name, Started: start.UTC()}
+	err := drill(ctx, opt, &d)
+	d.Seconds = time.Since(start).Seconds()
+	d.OK = err == nil
+	if err != nil {
+		d.Error = err.Error()
+	}
+	return d, err
+}
+
+func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
+	a := opt.Archive
+	uid, gid, err := drillUser(&opt)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(opt.Scratch, "walstore-drill-")
+	if err != nil {
+		return fmt.Errorf("%w: scratch directory: %v", archive.ErrInvalid, err)
+	}
+	defer os.RemoveAll(dir)
+	// The server writes its log and socket here: the OS user owns it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if uid >= 0 {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return err
+		}
+	}
+	cmd, err := copySecrets(opt.Command, filepath.Join(dir, "secrets"), uid, gid)
+	if err != nil {
+		return err
+	}
+	pgdata := filepath.Join(dir, "data")
+	t0 := time.Now()
+	res, err := Restore(ctx, RestoreOptions{
+		Archive: a, Backup: opt.Backup, PGData: pgdata, Target: opt.Target, Owner: opt.OSUser,
+		RestoreCommand: RestoreCommand(cmd), Out: io.Discard,
+	})
+	d.Backup = res.Backup.ID // known once the backup was chosen
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	d.Backup, d.RestoreSeconds = res.Backup.ID, time.Since(t0).Seconds()
+	fmt.Fprintf(opt.Out, "drill: restored backup %s in %.1fs; recovering\n", d.Backup, d.RestoreSeconds)
+	inv, err := catalog.Load(ctx, a)
+	if err != nil {
+		return err
+	}
+	tl, _, err := inv.ChooseTimeline(res.Backup)
+	if err != nil {
+		return err
+	}
+	d.Timeline = tl
+	expected, ok := newestOnPath(inv, res.Backup, tl)
+	if ok {
+		d.Expected = expected.String()
+	}
+	pgbin := opt.PGBin
+	if pgbin == "" {
+		pgbin = fmt.Sprintf("/usr/lib/postgresql/%d/bin", res.Backup.PGVersion/10000)
+	}
+	srv := &drillServer{dir: dir, pgdata: pgdata, bin: pgbin, osUser: opt.OSUser, dbUser: opt.DBUser}
+	if err := srv.prepare(uid, gid); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	if err := srv.start(ctx); err != nil {
+		return err
+	}
+	defer srv.stop()
+	replayed, err := srv.waitRecovered(ctx)
+	d.RecoverySeconds = time.Since(t1).Seconds()
+	d.ReplayedTo = replayed
+	if start, perr := res.Backup.Start(); perr == nil && replayed > start {
+		d.WALBytes = int64(replayed - start)
+	}
+	if err != nil {
+		return err
+	}
+	if !opt.Target.Set() && ok && replayed < expected.StartLSN(inv.SegSize) {
+		return fmt.Errorf("%w: recovery ended at %s, but the archive holds WAL of that path up to %s: %s", catalog.ErrGap, replayed, expected, whyStopped(inv, tl, replayed, expected))
+	}
+	return nil
+}
+
+// whyStopped names the first segment recovery needed after replayed and
+// the archive lacks, or says the next one could not be used.
+func whyStopped(inv *catalog.Inventory, tl uint32, replayed wal.LSN, expected wal.Name) string {
+	size := inv.SegSize
+	first := uint64(replayed) / uint64(size)
+	if first > 0 && uint64(replayed)%uint64(size) == 0 {
+		first-- // a switch record ends exactly at the boundary
+	}
+	for seg := first; seg <= expected.SegNo(size); seg++ {
+		n := wal.SegmentName(inv.Histories.TimelineFor(tl, seg, size), seg, size)
+		if !inv.Has(n) {
+			return fmt.Sprintf("segment %s is missing from the archive", n)
+		}
+	}
+	next := wal.SegmentName(inv.Histories.TimelineFor(tl, first+1, size), first+1, size)
+	return fmt.Sprintf("segment %s is in the archive but recovery could not use it (walstored verify checks it)", next)
+}
+
+// newestOnPath is the newest segment the archive holds on the path
+// recovery from r follows.
+func newestOnPath(inv *catalog.Inventory, r archive.Record, tl uint32) (wal.Name, bool) {
+	var best wal.Name
+	found := false
+	for tli, segs := range inv.Segments {
+		for _, s := range segs {
+			if inv.Histories.TimelineFor(tl, s, inv.SegSize) != tli {
+				continue
+			}
+			n := wal.SegmentName(tli, s, inv.SegSize)
+			if !found || s > best.SegNo(inv.SegSize) {
+				best, found = n, true
+			}
+		}
+	}
+	return best, found
+}
+
+// drillUser resolves who runs PostgreSQL.
+func drillUser(opt *DrillOptions) (int, int, error) {
+	if opt.DBUser == "" {
+		opt.DBUser = "postgres"
+	}
+	if os.Geteuid() != 0 {
+		opt.OSUser = ""
+		return -1, -1, nil
+	}
+	if opt.OSUser == "" {
+		opt.OSUser = "postgres"
+	}
+	u, err := user.Lookup(opt.OSUser)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: --os-user %s: %v", archive.ErrInvalid, opt.OSUser, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}
+
+// copySecrets copies the secret files the restore_command names into
+// dir, readable by the OS user only, and returns the settings that name
+// the copies.
+func copySecrets(s CommandSettings, dir string, uid, gid int) (CommandSettings, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return s, err
+	}
+	if uid >= 0 {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return s, err
+		}
+	}
+	n := 0
+	cp := func(p string) (string, error) {
+		if p == "" {
+			return "", nil
+		}
+		var out []string
+		for _, f := range strings.Split(p, ",") {
+			b, err := os.ReadFile(strings.TrimSpace(f))
+			if err != nil {
+				return "", fmt.Errorf("%w: %v", archive.ErrConfig, err)
+			}
+			n++
+			dst := filepath.Join(dir, fmt.Sprintf("secret-%d", n))
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				return "", err
+			}
+			if uid >= 0 {
+				if err := os.Chown(dst, uid, gid); err != nil {
+					return "", err
+				}
+			}
+			out = append(out, dst)
+		}
+		return strings.Join(out, ","), nil
+	}
+	var err error
+	for _, f := range []*string{&s.TokenFile, &s.ClientKey, &s.KeyFile, &s.PassphraseFile, &s.OldKeyFiles} {
+		if *f, err = cp(*f); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// drillServer is the PostgreSQL server a drill runs.
+type drillServer struct {
+	dir, pgdata, bin string
+	osUser, dbUser   string
+	port             int
+}
+
+func (s *drillServer) command(name string, args ...string) *exec.Cmd {
+	bin := filepath.Join(s.bin, name)
+	if s.osUser != "" {
+		return exec.Command("runuser", append([]string{"-u", s.osUser, "--", bin}, args...)...)
+	}
+	return exec.Command(bin, args...)
+}
+
+// prepare writes what the drill's server needs besides the backup: an
+// hba file that lets the drill in through its own socket only, and a
+// postgresql.conf if the backup has none (Debian keeps it in /etc).
+func (s *drillServer) prepare(uid, gid int) error {
+	if _, err := os.Stat(filepath.Join(s.bin, "pg_ctl")); err != nil {
+		return fmt.Errorf("%w: no PostgreSQL server binaries in %s (install the server package of the backup's major version, or give --pg-bin)", archive.ErrConfig, s.bin)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.port = port
+	files := map[string]string{
+		filepath.Join(s.dir, "drill_hba.conf"): "local all all trust\n",
+	}
+	if _, err := os.Stat(filepath.Join(s.pgdata, "postgresql.conf")); os.IsNotExist(err) {
+		files[filepath.Join(s.pgdata, "postgresql.conf")] = "# written by walstored drill: the backup had none\n"
+	}
+	for p, text := range files {
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			return err
+		}
+		if uid >= 0 {
+			if err := os.Chown(p, uid, gid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *drillServer) start(ctx context.Context) error {
+	opts := []string{
+		"-c port=" + strconv.Itoa(s.port),
+		"-c listen_addresses=''",
+		"-c unix_socket_directories='" + s.dir + "'",
+		"-c hba_file='" + filepath.Join(s.dir, "drill_hba.conf") + "'",
+		"-c archive_mode=off",
+		"-c hot_standby=on",
+		"-c ssl=off",
+		"-c logging_collector=off",
+		"-c shared_preload_libraries=''",
+		"-c cluster_name='walstore-drill'",
+	}
+	out, err := s.command("pg_ctl", "start", "-W", "-D", s.pgdata, "-l", filepath.Join(s.dir, "postgresql.log"), "-o", strings.Join(opts, " ")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl start: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// waitRecovered waits until recovery ended (the server promoted, or
+// paused or shut down at a target) and returns how far it replayed. A
+// server that died on the way is an error quoting its log.
+func (s *drillServer) waitRecovered(ctx context.Context) (wal.LSN, error) {
+	var last wal.LSN
+	// pg_ctl start -W returns before the postmaster writes its pid file.
+	sawPID, startBy := false, time.Now().Add(time.Minute)
+	for {
+		if err := ctx.Err(); err != nil {
+			return last, fmt.Errorf("recovery did not finish in time (replayed to %s): %w", last, err)
+		}
+		alive, pidFile := s.alive()
+		sawPID = sawPID || pidFile
+		if !alive && (sawPID || time.Now().After(startBy) || strings.Contains(s.logFatal(), "FATAL")) {
+			return last, fmt.Errorf("PostgreSQL stopped during recovery: %s", s.logFatal())
+		}
+		inRecovery, lsn, paused, err := s.status(ctx)
+		if err == nil {
+			last = lsn
+			if !inRecovery || paused {
+				return last, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *drillServer) status(ctx context.Context) (inRecovery bool, lsn wal.LSN, paused bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", s.dir, s.port, s.dbUser))
+	if err != nil {
+		return false, 0, false, err
+	}
+	defer conn.Close(context.Background())
+	var text string
+	err = conn.QueryRow(cctx, `SELECT pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn()::text, '0/0'),
+		CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END`).Scan(&inRecovery, &text, &paused)
+	if err != nil {
+		return false, 0, false, err
+	}
+	lsn, err = wal.ParseLSN(text)
+	return inRecovery, lsn, paused, err
+}
+
+// alive reports whether the postmaster runs, and whether its pid file
+// was there to tell.
+func (s *drillServer) alive() (alive, pidFile bool) {
+	b, err := os.ReadFile(filepath.Join(s.pgdata, "postmaster.pid"))
+	if err != nil {
+		return false, false
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid > 0 && syscall.Kill(pid, 0) == nil, true
+}
+
+// logFatal is the server log's first FATAL or PANIC line (else its tail).
+func (s *drillServer) logFatal() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "postgresql.log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, l := range lines {
+		if strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	if n := len(lines); n > 0 {
+		return strings.TrimSpace(lines[n-1])
+	}
+	return "no log"
+}
+
+func (s *drillServer) stop() {
+	if alive, _ := s.alive(); alive {
+		s.command("pg_ctl", "stop", "-w", "-t", "60", "-m", "immediate", "-D", s.pgdata).Run()
+	}
+}
+
+// freePort returns a TCP port that was free a moment ago (the drill's
+// server listens on its socket only, but the port names the socket).
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
