@@ -24,6 +24,7 @@ import (
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/errkind"
 	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/retrystore"
 	"github.com/walstore/walstore/store/storeurl"
 )
@@ -48,6 +49,14 @@ type Common struct {
 	// Cache, when set, remembers what a repository proved once (its
 	// marker, conditional writes, bindings) between calls.
 	Cache *RepoCache
+	// FailFast: a walstored that refuses connections fails the call at
+	// once instead of being retried until the timeout (archive_command:
+	// PostgreSQL calls again anyway).
+	FailFast bool
+	// FailFastFirst: a walstored that refuses the first connection fails
+	// the command at once (it is not running); once it answered, a
+	// restart during a long job is waited for (admin commands).
+	FailFastFirst bool
 }
 
 // Bind adds the shared flags to fs.
@@ -178,7 +187,14 @@ func (c *Common) OpenStore(ctx context.Context) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return retrystore.New(s, retrystore.Options{}), nil
+	opt := retrystore.Options{}
+	unreachable := func(err error) bool { return errors.Is(err, httpstore.ErrUnreachable) }
+	if c.FailFast {
+		opt.FailFast = unreachable
+	} else if c.FailFastFirst {
+		opt.FailFastFirst = unreachable
+	}
+	return retrystore.New(s, opt), nil
 }
 
 // OpenRaw opens the repository's store as it is; checkMarker refuses a

@@ -46,6 +46,9 @@ func TestConfigFileMistakes(t *testing.T) {
 		"binary setting at the top":  "jobs = 4\n",
 		"no equals sign":             "repo http://x\n",
 		"bad value for a known flag": "[walpush]\njobs = many\n",
+		"misspelled section":         "[walpsuh]\njobs = 4\n",
+		"a key set twice":            "[walpush]\njobs = 4\njobs = 5\n",
+		"unterminated quote":         "repo = \"http://x\n",
 	} {
 		cfg := filepath.Join(t.TempDir(), "c.conf")
 		os.WriteFile(cfg, []byte(text), 0o600)
@@ -103,5 +106,67 @@ func TestSizesAndDurations(t *testing.T) {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
+	}
+}
+
+// Comments: '#' or ';' at the start of a line or after white space, not
+// inside double quotes; a value with a '#' glued to it keeps it.
+func TestConfigComments(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.conf")
+	os.WriteFile(cfg, []byte("repo = http://h:7480   # the storage host\narchive = \"a#b\" ; quoted\n[walpush]\n  ; indented comment\njobs = 3#4\n"), 0o600)
+	fs, c, jobs := flags()
+	err := Parse(fs, []string{"--config", cfg}, func(string) string { return "" }, "walpush")
+	if err == nil || !strings.Contains(err.Error(), "jobs") {
+		t.Fatalf("jobs = 3#4: %v, want an error (3#4 is not a number)", err)
+	}
+	os.WriteFile(cfg, []byte("repo = http://h:7480   # the storage host\narchive = \"a#b\" ; quoted\n[walpush]\n  ; indented comment\njobs = 3 # three\n"), 0o600)
+	fs, c, jobs = flags()
+	if err := Parse(fs, []string{"--config", cfg}, func(string) string { return "" }, "walpush"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Repo != "http://h:7480" || c.Archive != "a#b" || *jobs != 3 {
+		t.Fatalf("repo %q archive %q jobs %d", c.Repo, c.Archive, *jobs)
+	}
+}
+
+// One file serves every binary and subcommand: a setting of walfetch
+// (prefetch) is no mistake for walfetch restore, which has no such flag.
+func TestConfigSectionSharedBySubcommands(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.conf")
+	os.WriteFile(cfg, []byte("archive = billing\n[walfetch]\nprefetch = 8\njobs = 2\n[walpush]\njobs = 4\n"), 0o600)
+	restore := pflag.NewFlagSet("walfetch restore", pflag.ContinueOnError)
+	c := &Common{}
+	c.Bind(restore)
+	jobs := restore.Int("jobs", 4, "")
+	main := pflag.NewFlagSet("walfetch", pflag.ContinueOnError)
+	(&Common{}).Bind(main)
+	main.Int("prefetch", 8, "")
+	if err := Parse(restore, []string{"--config", cfg}, func(string) string { return "" }, "walfetch", main); err != nil {
+		t.Fatal(err)
+	}
+	if c.Archive != "billing" || *jobs != 2 {
+		t.Fatalf("archive %q jobs %d", c.Archive, *jobs)
+	}
+}
+
+// Secret files readable by every user are refused, at once.
+func TestSecretFilesMustNotBeWorldReadable(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(p, []byte("wst_x\n"), 0o644)
+	c := Common{TokenFile: p}
+	if _, err := c.Token(); err == nil || ExitCode(err) != ExitUsage || !strings.Contains(err.Error(), "chmod o-r") {
+		t.Fatalf("world-readable token file: %v", err)
+	}
+	os.Chmod(p, 0o640)
+	if tok, err := c.Token(); err != nil || tok != "wst_x" {
+		t.Fatalf("token: %q %v", tok, err)
+	}
+	os.WriteFile(p, nil, 0o600)
+	if _, err := c.Token(); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty token file: %v", err)
+	}
+	c.TokenFile = p + "-missing"
+	if _, err := c.Token(); err == nil || ExitCode(err) != ExitUsage {
+		t.Fatalf("missing token file: %v", err)
 	}
 }

@@ -1,17 +1,13 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"github.com/walstore/walstore/internal/conffile"
 )
-
-// Sections of a config file, one per binary.
-var sections = map[string]bool{"walpush": true, "walfetch": true, "walstored": true}
 
 // sharedKeys may appear at the top of a config file, before any section.
 var sharedKeys = map[string]bool{"repo": true, "archive": true, "token-file": true, "cacert": true, "client-cert": true, "client-key": true, "verbose": true,
@@ -83,11 +79,10 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // readConfig reads the file's shared settings and the section's.
 func readConfig(path, section string, fs *pflag.FlagSet, also []*pflag.FlagSet) (map[string][]string, error) {
-	f, err := os.Open(path)
+	lines, err := conffile.Read(path)
 	if err != nil {
-		return nil, fmt.Errorf("config file: %v", unwrapPath(err))
+		return nil, err
 	}
-	defer f.Close()
 	known := func(k string) (inThis, elsewhere bool) {
 		if k == "config" {
 			return false, false
@@ -103,73 +98,24 @@ func readConfig(path, section string, fs *pflag.FlagSet, also []*pflag.FlagSet) 
 		return false, false
 	}
 	out := map[string][]string{}
-	cur := ""
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		s, err := stripComment(sc.Text())
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %v", path, line, err)
-		}
-		if s == "" {
-			continue
-		}
-		if s[0] == '[' {
-			if s[len(s)-1] != ']' {
-				return nil, fmt.Errorf("%s:%d: want [section]", path, line)
-			}
-			cur = strings.TrimSpace(s[1 : len(s)-1])
-			if !sections[cur] {
-				return nil, fmt.Errorf("%s:%d: unknown section [%s]; the sections are [walpush], [walfetch] and [walstored]", path, line, cur)
-			}
-			continue
-		}
-		k, v, ok := strings.Cut(s, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s:%d: want key = value", path, line)
-		}
-		k, v = strings.TrimSpace(k), unquote(strings.TrimSpace(v))
+	for _, l := range lines {
 		switch {
-		case cur == "" && !sharedKeys[k]:
-			return nil, fmt.Errorf("%s:%d: %q is not a shared setting; put it under [%s] or the section of the binary it is for", path, line, k, section)
-		case cur != "" && cur != section:
+		case l.Section == "" && !sharedKeys[l.Key]:
+			return nil, fmt.Errorf("%s:%d: %q is not a shared setting; put it under [%s] or the section of the binary it is for", path, l.N, l.Key, section)
+		case l.Section != "" && l.Section != section:
 			continue
 		}
-		inThis, elsewhere := known(k)
+		inThis, elsewhere := known(l.Key)
 		switch {
 		case !elsewhere:
-			return nil, fmt.Errorf("%s:%d: unknown setting %q for %s", path, line, k, section)
+			return nil, fmt.Errorf("%s:%d: unknown setting %q for %s", path, l.N, l.Key, section)
 		case !inThis:
 			continue // another subcommand's setting
 		}
-		if len(out[k]) > 0 && fs.Lookup(k).Value.Type() != "stringArray" {
-			return nil, fmt.Errorf("%s:%d: %q is set twice", path, line, k)
+		if len(out[l.Key]) > 0 && fs.Lookup(l.Key).Value.Type() != "stringArray" {
+			return nil, fmt.Errorf("%s:%d: %q is set twice", path, l.N, l.Key)
 		}
-		out[k] = append(out[k], v)
+		out[l.Key] = append(out[l.Key], l.Value)
 	}
-	return out, sc.Err()
-}
-
-// stripComment removes a comment: '#' or ';' at the start of the line or
-// after white space, outside double quotes.
-func stripComment(line string) (string, error) {
-	inQuote := false
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case c == '"':
-			inQuote = !inQuote
-		case (c == '#' || c == ';') && !inQuote && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
-			return strings.TrimSpace(line[:i]), nil
-		}
-	}
-	if inQuote {
-		return "", errors.New("unterminated double quote")
-	}
-	return strings.TrimSpace(line), nil
-}
-
-func unquote(v string) string {
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		return v[1 : len(v)-1]
-	}
-	return v
+	return out, nil
 }
