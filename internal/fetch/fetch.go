@@ -36,9 +36,10 @@ type Config struct {
 	// Prefetch is how many segments past the one asked for are fetched
 	// ahead into the spool; 0 disables prefetching.
 	Prefetch int
-	// Spawn starts a detached prefetcher for the spool directory (main
-	// re-executes itself); nil disables prefetching.
-	Spawn func(spoolDir string) error
+	// Spawn starts a detached prefetcher for the spool directory of the
+	// cluster in pgdata (main re-executes itself); nil disables
+	// prefetching.
+	Spawn func(spoolDir, pgdata string) error
 	// Wait, when the server supports it and PGDATA has standby.signal, is
 	// how long to wait for a segment that is not archived yet.
 	Wait time.Duration
@@ -89,7 +90,7 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 	// rewriting, and nothing of walfetch's there either.
 	var sp *spool
 	if pgdata := cfg.pgdata(dest); cfg.Prefetch > 0 && DetectMode(pgdata) != NoRecovery && worker.PostmasterAlive(pgdata) {
-		sp = spoolFor(dest)
+		sp = spoolFor(dest, pgdata)
 	}
 	if sp != nil && n.Kind == wal.Segment {
 		size, ok := sp.take(n, dest)
@@ -111,6 +112,9 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 	if cfg.Wait > 0 && n.Kind == wal.Segment && DetectMode(cfg.pgdata(dest)) == Standby {
 		wait = cfg.Wait
 	}
+	// A corrupt object is read once more (another store may serve a
+	// good copy, a network may have damaged it), then reported: store.Retry
+	// does not retry it for the whole timeout.
 	err = store.Retry(ctx, store.Backoff{Initial: 200 * time.Millisecond, Max: 3 * time.Second}, func(ctx context.Context) error {
 		a, err := cfg.Open(ctx)
 		if err != nil {

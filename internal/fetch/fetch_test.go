@@ -17,6 +17,7 @@ import (
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/fetch"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
@@ -56,11 +57,11 @@ func setupCounting(t *testing.T, segs []string) (fetch.Config, *archive.Archive,
 		Timeout:  time.Minute,
 	}
 	running := &atomic.Int32{}
-	cfg.Spawn = func(dir string) error {
+	cfg.Spawn = func(dir, pgdata string) error {
 		running.Add(1)
 		wg.Go(func() {
 			defer running.Add(-1)
-			fetch.RunPrefetcher(ctx, cfg, dir)
+			fetch.RunPrefetcher(ctx, cfg, dir, pgdata)
 		})
 		return nil
 	}
@@ -105,7 +106,7 @@ func putFile(t *testing.T, a *archive.Archive, name string, data []byte) {
 }
 
 func spoolFiles(pgdata string) []string {
-	m, _ := filepath.Glob(filepath.Join(pgdata, "pg_wal", "walstore", "prefetch", "0*"))
+	m, _ := filepath.Glob(filepath.Join(worker.StateDir(pgdata), "prefetch", "0*"))
 	for i := range m {
 		m[i] = filepath.Base(m[i])
 	}
@@ -113,7 +114,7 @@ func spoolFiles(pgdata string) []string {
 }
 
 func spoolFile(t *testing.T, pgdata, name string) string {
-	m, _ := filepath.Glob(filepath.Join(pgdata, "pg_wal", "walstore", "prefetch", name+".*"))
+	m, _ := filepath.Glob(filepath.Join(worker.StateDir(pgdata), "prefetch", name+".*"))
 	if len(m) != 1 {
 		t.Fatalf("spool has %v for %s", m, name)
 	}

@@ -34,9 +34,9 @@ const notFoundBackoff = time.Second
 // segment, once a second. It exits once idle, when its PostgreSQL is
 // gone, or when every fetch failed for a minute. PostgreSQL never waits
 // for it.
-func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
+func RunPrefetcher(ctx context.Context, cfg Config, spoolDir, pgdata string) error {
 	cfg.defaults()
-	s := &spool{dir: spoolDir}
+	s := &spool{dir: spoolDir, pgdata: pgdata}
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return err
 	}
@@ -46,7 +46,6 @@ func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 	}
 	defer lock.Unlock(false)
 	s.removeTemps()
-	pgdata := filepath.Dir(filepath.Dir(filepath.Dir(spoolDir)))
 	var (
 		mu       sync.Mutex
 		missing  = map[wal.Name]time.Time{}
@@ -108,7 +107,9 @@ func RunPrefetcher(ctx context.Context, cfg Config, spoolDir string) error {
 	}.Run(ctx)
 	cfg.Log.Debug("prefetcher stopped", "why", stop.String())
 	// A server out of recovery will never ask again: leave nothing behind.
-	if DetectMode(pgdata) == NoRecovery || stop == worker.StopGone {
+	// (Once its PostgreSQL is gone, nothing is touched any more: what is
+	// left is checked before use, and cleared then.)
+	if stop != worker.StopGone && DetectMode(pgdata) == NoRecovery {
 		s.clear()
 	}
 	return nil
@@ -134,8 +135,9 @@ func prefetchOne(ctx context.Context, cfg Config, s *spool, n wal.Name) error {
 		return err
 	}
 	// Publish only what can still be asked for: walfetch may have moved to
-	// another timeline or past n while this fetch ran.
-	if _, served, ok := s.readWant(); !ok || served.TLI != n.TLI || wal.Compare(n, served) <= 0 {
+	// another timeline or past n while this fetch ran, or PostgreSQL may
+	// be gone.
+	if _, served, ok := s.readWant(); !ok || served.TLI != n.TLI || wal.Compare(n, served) <= 0 || !worker.PostmasterAlive(s.pgdata) {
 		os.Remove(tmp)
 		return nil
 	}

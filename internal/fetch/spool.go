@@ -9,15 +9,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/walstore/walstore/internal/flock"
+	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/wal"
 )
 
-// The spool is pg_wal/walstore/prefetch/: on the same file system as
-// restore_command's destination, so serving from it is one rename, and
-// inside pg_wal, so base backups never copy it.
+// The spool is the prefetch/ directory of the cluster's state directory
+// (worker.StateDir: next to the data directory, outside it, so that
+// pg_rewind and pg_basebackup never meet a file the prefetcher is
+// changing). Serving from it is one rename when it is on the file system
+// of pg_wal, a copy otherwise.
 //
 // A spooled segment is named "<segment>.<crc32c>": the prefetcher writes it
 // under a dot name while the archive's SHA-256 is verified and renames it to
@@ -32,7 +36,7 @@ import (
 // fetched again; a segment handed to PostgreSQL is made durable by
 // PostgreSQL, like one restore_command writes directly. Flushing 16 MiB per
 // segment to disk held the prefetcher's workers idle for most of their time.
-const spoolSubdir = "walstore/prefetch"
+const spoolSubdir = "prefetch"
 
 const (
 	lockFile = ".lock"
@@ -45,16 +49,17 @@ const (
 //	.want           the segment walfetch served last (JSON)
 //	.<name>.claim   flock held while <name> is being fetched
 
-type spool struct{ dir string }
+type spool struct{ dir, pgdata string }
 
-// spoolFor returns the spool for a restore_command destination inside
-// pg_wal, or nil when DEST is elsewhere.
-func spoolFor(dest string) *spool {
+// spoolFor returns the spool of the cluster in pgdata for a
+// restore_command destination inside its pg_wal, or nil when DEST is
+// elsewhere.
+func spoolFor(dest, pgdata string) *spool {
 	abs, err := filepath.Abs(dest)
 	if err != nil || filepath.Base(filepath.Dir(abs)) != "pg_wal" {
 		return nil
 	}
-	return &spool{dir: filepath.Join(filepath.Dir(abs), spoolSubdir)}
+	return &spool{dir: filepath.Join(worker.StateDir(pgdata), spoolSubdir), pgdata: pgdata}
 }
 
 // entry is one finished spool file.
@@ -108,7 +113,7 @@ func (s *spool) take(n wal.Name, dest string) (int64, bool) {
 			os.Remove(e.file)
 			return 0, false
 		}
-		if err := os.Rename(e.file, dest); err != nil {
+		if err := moveFile(e.file, dest); err != nil {
 			os.Remove(e.file)
 			return 0, false
 		}
@@ -230,7 +235,38 @@ func (c *Config) announce(s *spool, n wal.Name, size int64) {
 	if flock.Held(s.lockPath()) {
 		return // a prefetcher is running and will read the new want
 	}
-	if err := c.Spawn(s.dir); err != nil {
+	if err := c.Spawn(s.dir, s.pgdata); err != nil {
 		c.Log.Info("cannot start the prefetcher", "error", err.Error())
 	}
+}
+
+// moveFile renames src to dest, or copies it when they are on different
+// file systems (pg_wal on a volume of its own); dest appears whole or not
+// at all.
+func moveFile(src, dest string) error {
+	err := os.Rename(src, dest)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".walfetch-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, in)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return err
+	}
+	return os.Remove(src)
 }

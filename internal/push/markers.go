@@ -6,16 +6,19 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/walstore/walstore/internal/worker"
 )
 
-// Push-ahead state lives in pg_wal/walstore/pushed/: inside pg_wal, so base
-// backups (which skip pg_wal's contents) never carry it to another cluster,
-// and on the same file system as the WAL it describes.
+// Push-ahead state lives in the pushed/ directory of the cluster's state
+// directory (worker.StateDir: next to the data directory, outside it, so
+// that base backups never carry it to another cluster and pg_rewind never
+// meets a file the pusher is changing).
 //
 //	<name>          marker: <name> was stored, and this is the file that was
 //	.<name>.claim   flock held by whoever is uploading <name> right now
 //	.lock           flock held by the running pusher
-const markerDir = "walstore/pushed"
+const markerDir = "pushed"
 
 // identity is what makes "the file on disk is still the file we pushed" a
 // stat away: a replaced or rewritten file changes inode, size or mtime.
@@ -57,7 +60,7 @@ type markers struct {
 }
 
 func markersFor(walDir string) markers {
-	return markers{walDir: walDir, dir: filepath.Join(walDir, markerDir)}
+	return markers{walDir: walDir, dir: filepath.Join(worker.StateDir(filepath.Dir(walDir)), markerDir)}
 }
 
 func (m markers) path(name string) string  { return filepath.Join(m.dir, name) }

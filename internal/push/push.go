@@ -59,7 +59,7 @@ type Result struct {
 }
 
 // DefaultTimeout bounds one walpush call.
-const DefaultTimeout = 60 * time.Second
+const DefaultTimeout = 30 * time.Second
 
 func (c *Config) defaults() {
 	if c.Timeout <= 0 {
@@ -113,6 +113,8 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 		return res, err
 	}
 	res.RawSize, res.StoredSize, res.Digest = obj.Header.RawSize, obj.Size(), obj.Header.Digest
+	// walstored refuses a body that does not verify (damaged on the way):
+	// store.Retry sends it once more, not forever.
 	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
 		a, err := cfg.Open(ctx)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/push"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
@@ -85,7 +86,7 @@ func TestPushAheadThenReplacedFileIsPushedAgain(t *testing.T) {
 	done := make(chan struct{})
 	go func() { push.RunPusher(ctx, cfg, walDir); close(done) }()
 	testenv.WaitFor(t, time.Minute, "three push-ahead markers", func() bool {
-		m, _ := filepath.Glob(filepath.Join(walDir, "walstore", "pushed", "0*"))
+		m, _ := filepath.Glob(filepath.Join(worker.StateDir(filepath.Dir(walDir)), "pushed", "0*"))
 		return len(m) == 3
 	})
 	cancel()

@@ -218,3 +218,28 @@ func PostmasterAlive(pgdata string) bool {
 	err = syscall.Kill(pid, 0)
 	return err == nil || err == syscall.EPERM
 }
+
+// StateDir is where walstore's helpers keep what they know about the
+// cluster in pgdata (the prefetch spool, push-ahead markers, the
+// repository cache): next to the data directory, in
+// "<parent>/.<name>.walstore", so that pg_rewind and pg_basebackup, which
+// walk the data directory, never meet a file a helper is changing. When
+// that directory cannot be made (a parent the cluster's user may not
+// write), it is pg_wal/walstore inside the data directory, where base
+// backups do not look but pg_rewind does: then the helpers stop the
+// moment their PostgreSQL is gone.
+func StateDir(pgdata string) string {
+	abs, err := filepath.Abs(pgdata)
+	if err != nil {
+		abs = pgdata
+	}
+	abs = filepath.Clean(abs)
+	outside := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".walstore")
+	if fi, err := os.Stat(outside); err == nil && fi.IsDir() {
+		return outside
+	}
+	if syscall.Access(filepath.Dir(abs), 2 /* W_OK */) == nil {
+		return outside
+	}
+	return filepath.Join(abs, "pg_wal", "walstore")
+}
