@@ -138,6 +138,9 @@ func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k
 		if k.Kind == archive.KindWAL {
 			s.metrics.pushed(k.Archive, k.WAL, hdr.RawSize)
 		}
+		if changesSummary(k) {
+			s.scan.poke()
+		}
 		s.waiting.stored(key)
 		w.Header().Set(wire.HeaderOutcome, out.String())
 		w.WriteHeader(http.StatusCreated)
@@ -279,6 +282,9 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	if k.Kind == archive.KindRetiredRecord || k.Kind == archive.KindSystem {
 		s.door.Forget(k.Archive)
 	}
+	if changesSummary(k) {
+		s.scan.poke()
+	}
 	note(r, "outcome", "deleted")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -365,4 +371,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// changesSummary: a write or delete of k changes an archive's summary
+// enough to scan it again soon (backups, drills, retired timelines).
+func changesSummary(k archive.Key) bool {
+	switch k.Kind {
+	case archive.KindDrill, archive.KindRetiredRecord, archive.KindRestoredRecord:
+		return true
+	case archive.KindBackup:
+		return k.File == archive.RecordFile
+	}
+	return false
 }

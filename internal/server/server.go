@@ -55,6 +55,14 @@ type Config struct {
 	// Passthrough serves the store as tier 1, without the archive's rules
 	// (for transport tests of the byte-level checker only).
 	Passthrough bool
+	// ScanInterval is how often Watch scans every archive's catalog for
+	// the metrics of backups and recoverability (default 5 minutes; a
+	// backup, drill or retirement written through this server triggers a
+	// scan sooner).
+	ScanInterval time.Duration
+	// LateAfter: an archive without a new segment for this long is "late"
+	// in its summary (default 1 hour).
+	LateAfter time.Duration
 }
 
 // Server is an http.Handler serving one repository.
@@ -67,6 +75,7 @@ type Server struct {
 	waiting *waiters
 	budget  *budget
 	door    *archive.Door
+	scan    *scanner
 }
 
 // New returns a server for cfg.
@@ -89,6 +98,12 @@ func New(cfg Config) *Server {
 	if cfg.MaxPerClient <= 0 {
 		cfg.MaxPerClient = 32
 	}
+	if cfg.ScanInterval <= 0 {
+		cfg.ScanInterval = 5 * time.Minute
+	}
+	if cfg.LateAfter <= 0 {
+		cfg.LateAfter = time.Hour
+	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log,
 		metrics: newMetrics(cfg.Store),
@@ -96,7 +111,9 @@ func New(cfg Config) *Server {
 		waiting: newWaiters(),
 		budget:  &budget{limit: cfg.MemoryLimit},
 		door:    archive.NewDoor(cfg.Store),
+		scan:    newScanner(cfg.Store, cfg.ScanInterval, cfg.LateAfter),
 	}
+	s.metrics.reg.MustRegister(s.scan)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))
@@ -112,6 +129,9 @@ func New(cfg Config) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Watch scans the repository's catalog until ctx ends (see scanner).
+func (s *Server) Watch(ctx context.Context) { s.scan.run(ctx) }
 
 // Door is the server's door, for the admin operations that change what it
 // remembers (a retired timeline).

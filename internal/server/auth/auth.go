@@ -11,10 +11,12 @@
 // Scopes, least first:
 //
 //   - push: put WAL files (segments, .partial, .history, .backup) and
-//     nothing else; get and stat (what archive_command needs). A push
-//     client can add WAL but never delete, replace, or write what
-//     retention and restore trust (backup records, bindings, retired
-//     timelines): those are admin-only.
+//     nothing else; get, stat and list (what archive_command needs, and
+//     restore_command and walfetch restore on the same database server:
+//     one config file serves all of them). A push client can add WAL but
+//     never delete, replace, or write what retention and restore trust
+//     (backup records, bindings, retired timelines): those are
+//     admin-only.
 //   - fetch: get, stat, list (what a standby or a restore needs).
 //   - metrics: /metrics and /v1/stores only, no object at all.
 //   - admin: everything, including delete, backups, retention and retire.
@@ -91,7 +93,7 @@ const (
 )
 
 var allowed = map[Scope]map[Op]bool{
-	Push:    {OpPutWAL: true, OpGet: true, OpStat: true},
+	Push:    {OpPutWAL: true, OpGet: true, OpStat: true, OpList: true},
 	Fetch:   {OpGet: true, OpStat: true, OpList: true},
 	Metrics: {OpMetrics: true},
 	Admin:   {OpPut: true, OpPutWAL: true, OpGet: true, OpStat: true, OpList: true, OpDelete: true, OpMetrics: true},

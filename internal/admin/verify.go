@@ -1,0 +1,25 @@
+package admin
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/walstore/walstore/catalog"
+)
+
+// PrintVerify prints a verify report for people.
+func PrintVerify(w io.Writer, rep catalog.Report) {
+	fmt.Fprintf(w, "verify archive %s: %s, %s checked\n", rep.Archive, Count(rep.Objects, "object", "objects"), Size(rep.Bytes))
+	for _, p := range rep.Paths {
+		fmt.Fprintf(w, "  backup %s: WAL continuous from %s to %s (%s, timeline %d)\n", p.Backup, p.From, p.To, Count(p.Segments, "segment", "segments"), p.Target)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "  PROBLEM %s\n", p)
+	}
+	for _, warn := range rep.Warnings {
+		fmt.Fprintf(w, "  WARNING %s\n", warn)
+	}
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(w, "  skipped (give --encryption-key-file to check): %s\n", s)
+	}
+}

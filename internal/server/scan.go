@@ -1,0 +1,222 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/catalog"
+	"github.com/walstore/walstore/store"
+)
+
+// The scanner is what walstored knows of every archive beyond the requests
+// it serves: a catalog scan of the repository (catalog.Summarize) every
+// interval, and soon after a backup, drill or retirement record is written.
+// The metrics of backup age, recoverability and dead branches come from
+// it, so that "no backup for 26 hours" can be alerted on.
+type scanner struct {
+	store    store.Store
+	interval time.Duration
+	late     time.Duration
+	poked    chan struct{}
+
+	mu       sync.Mutex
+	at       time.Time // end of the last scan
+	took     time.Duration
+	failures int
+	archives map[string]scanned
+}
+
+// scanned is one archive as the last scan saw it.
+type scanned struct {
+	Summary catalog.Summary
+	Drill   *archive.Drill // the newest drill, nil if none ran
+	Err     error          // the scan of this archive failed
+}
+
+func newScanner(s store.Store, interval, late time.Duration) *scanner {
+	return &scanner{store: s, interval: interval, late: late, poked: make(chan struct{}, 1), archives: map[string]scanned{}}
+}
+
+// poke asks for a scan soon (a record that changes the summary was
+// written).
+func (sc *scanner) poke() {
+	select {
+	case sc.poked <- struct{}{}:
+	default:
+	}
+}
+
+// run scans at once, then every interval or when poked, until ctx ends.
+func (sc *scanner) run(ctx context.Context) {
+	for {
+		sc.scan(ctx)
+		t := time.NewTimer(sc.interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-sc.poked:
+			t.Stop()
+			// Several records come together (a backup's record, then its
+			// .backup label): one scan for all of them.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (sc *scanner) scan(ctx context.Context) {
+	start := time.Now()
+	names, err := archive.Archives(ctx, sc.store)
+	out := map[string]scanned{}
+	failed := err != nil
+	for _, name := range names {
+		st := sc.scanArchive(ctx, name)
+		failed = failed || st.Err != nil
+		out[name] = st
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if err == nil {
+		sc.archives = out
+	}
+	if failed {
+		sc.failures++
+	}
+	sc.at, sc.took = time.Now(), time.Since(start)
+}
+
+func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
+	a, err := archive.New(sc.store, name)
+	if err != nil {
+		return scanned{Err: err}
+	}
+	inv, err := catalog.Load(ctx, a)
+	if err != nil {
+		return scanned{Err: err}
+	}
+	sysid, _ := a.SystemID(ctx)
+	st := scanned{Summary: catalog.Summarize(inv, sysid, time.Now(), sc.late)}
+	d, err := a.LastDrill(ctx)
+	switch {
+	case err == nil:
+		st.Drill = &d
+	case !errors.Is(err, archive.ErrNotFound) && !errors.Is(err, archive.ErrKey):
+		st.Err = err
+	}
+	return st
+}
+
+// snapshot returns the archives as last scanned, by name.
+func (sc *scanner) snapshot() (at time.Time, out []scanned) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for _, st := range sc.archives {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Summary.Archive < out[j].Summary.Archive })
+	return sc.at, out
+}
+
+var (
+	descBackups = prometheus.NewDesc("walstore_archive_backups",
+		"Completed backups in the archive (catalog scan).", []string{"archive"}, nil)
+	descNewestBackup = prometheus.NewDesc("walstore_archive_newest_backup_timestamp_seconds",
+		"When the newest completed backup ended (Unix time; absent without one).", []string{"archive"}, nil)
+	descNewestBackupAge = prometheus.NewDesc("walstore_archive_newest_backup_age_seconds",
+		"Seconds since the newest completed backup ended (absent without one).", []string{"archive"}, nil)
+	descRecFrom = prometheus.NewDesc("walstore_archive_recoverable_from_timestamp_seconds",
+		"The oldest time a restore can reach: the end of the oldest backup with continuous WAL (Unix time; absent when nothing is recoverable).", []string{"archive"}, nil)
+	descRecTo = prometheus.NewDesc("walstore_archive_recoverable_to_timestamp_seconds",
+		"The newest time a restore can reach: when the newest segment on a backup's continuous path was archived (Unix time).", []string{"archive"}, nil)
+	descNewestWAL = prometheus.NewDesc("walstore_archive_newest_segment_timestamp_seconds",
+		"When the archive's newest segment was stored (Unix time, catalog scan).", []string{"archive"}, nil)
+	descGaps = prometheus.NewDesc("walstore_archive_wal_gaps",
+		"Gaps in the archive's WAL, over all timelines.", []string{"archive"}, nil)
+	descDead = prometheus.NewDesc("walstore_archive_dead_branches",
+		"Dead timeline branches in recovery's view (walstored verify names them; walstored timeline retire takes one out).", []string{"archive"}, nil)
+	descScanNewestTLI = prometheus.NewDesc("walstore_archive_catalog_newest_timeline",
+		"Timeline of the archive's newest segment (catalog scan, retired timelines left out).", []string{"archive"}, nil)
+	descDrillAt = prometheus.NewDesc("walstore_archive_last_drill_timestamp_seconds",
+		"When the last restore drill started (Unix time; absent if none ran).", []string{"archive"}, nil)
+	descDrillOK = prometheus.NewDesc("walstore_archive_last_drill_success",
+		"1 if the last restore drill recovered to the end of the archive, else 0.", []string{"archive"}, nil)
+	descDrillSecs = prometheus.NewDesc("walstore_archive_last_drill_duration_seconds",
+		"How long the last restore drill took, restore and recovery.", []string{"archive"}, nil)
+	descScanErr = prometheus.NewDesc("walstore_archive_scan_error",
+		"1 if the last catalog scan of the archive failed (see walstored's log).", []string{"archive"}, nil)
+	descScanAt = prometheus.NewDesc("walstore_catalog_scan_timestamp_seconds",
+		"When the last catalog scan of the repository ended (Unix time).", nil, nil)
+	descScanFailures = prometheus.NewDesc("walstore_catalog_scan_failures_total",
+		"Catalog scans in which some archive could not be read.", nil, nil)
+)
+
+// Describe and Collect make the scanner a collector.
+func (sc *scanner) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBackups, descNewestBackup, descNewestBackupAge, descRecFrom, descRecTo, descNewestWAL,
+		descGaps, descDead, descScanNewestTLI, descDrillAt, descDrillOK, descDrillSecs, descScanErr, descScanAt, descScanFailures} {
+		ch <- d
+	}
+}
+
+func (sc *scanner) Collect(ch chan<- prometheus.Metric) {
+	at, all := sc.snapshot()
+	sc.mu.Lock()
+	failures := sc.failures
+	sc.mu.Unlock()
+	if at.IsZero() {
+		return
+	}
+	now := time.Now()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	unix := func(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+	ch <- prometheus.MustNewConstMetric(descScanAt, prometheus.GaugeValue, unix(at))
+	ch <- prometheus.MustNewConstMetric(descScanFailures, prometheus.CounterValue, float64(failures))
+	for _, st := range all {
+		s := st.Summary
+		name := s.Archive
+		if st.Err != nil {
+			gauge(descScanErr, 1, name)
+			continue
+		}
+		gauge(descScanErr, 0, name)
+		gauge(descBackups, float64(s.Backups), name)
+		if !s.NewestBackupTime.IsZero() {
+			gauge(descNewestBackup, unix(s.NewestBackupTime.Time), name)
+			gauge(descNewestBackupAge, now.Sub(s.NewestBackupTime.Time).Seconds(), name)
+		}
+		if !s.RecoverableFrom.IsZero() {
+			gauge(descRecFrom, unix(s.RecoverableFrom.Time), name)
+		}
+		if !s.RecoverableTo.IsZero() {
+			gauge(descRecTo, unix(s.RecoverableTo.Time), name)
+		}
+		if !s.NewestWALTime.IsZero() {
+			gauge(descNewestWAL, unix(s.NewestWALTime.Time), name)
+			gauge(descScanNewestTLI, float64(s.NewestTimeline), name)
+		}
+		gauge(descGaps, float64(s.Gaps), name)
+		gauge(descDead, float64(len(s.DeadBranches)), name)
+		if d := st.Drill; d != nil {
+			gauge(descDrillAt, unix(d.Started), name)
+			ok := 0.0
+			if d.OK {
+				ok = 1
+			}
+			gauge(descDrillOK, ok, name)
+			gauge(descDrillSecs, d.Seconds, name)
+		}
+	}
+}
