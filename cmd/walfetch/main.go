@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -23,23 +24,24 @@ import (
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/internal/fetch"
+	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 const synopsis = `walfetch [flags] NAME DEST
        walfetch restore --backup latest|ID --pgdata DIR [flags]`
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "restore":
-			return runRestore(ctx, args[1:], getenv, stderr)
+			return runRestore(ctx, args[1:], getenv, stdout, stderr)
 		case "prefetch":
 			return runPrefetcher(ctx, args[1:], getenv)
 		}
@@ -48,9 +50,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	c := cli.Common{Getenv: getenv, ReadOnly: true}
 	c.Bind(fs)
 	cfg := bindFetch(fs)
-	err := cli.Parse(fs, args, getenv, "walfetch")
+	rfs := pflag.NewFlagSet("walfetch restore", pflag.ContinueOnError)
+	bindRestore(rfs, getenv)
+	err := cli.Parse(fs, args, getenv, "walfetch", rfs)
 	if errors.Is(err, pflag.ErrHelp) {
-		cli.Usage(stderr, synopsis, fs)
+		cli.Usage(stdout, synopsis, fs)
 		return cli.ExitOK
 	}
 	if err == nil && fs.NArg() != 2 {
@@ -85,9 +89,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// The deadline covers opening the repository too: nothing may hang.
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	// Outside archive recovery, a walstored that refuses connections is
+	// reported at once: PostgreSQL (a standby) or the operator tries again.
+	// In archive recovery a failure stops PostgreSQL, so it is retried.
+	c.FailFast = mode != fetch.ArchiveRecovery
+	if filepath.Base(filepath.Dir(absPath(dest))) == "pg_wal" {
+		c.Cache = cli.OpenCache(worker.StateDir(filepath.Dir(filepath.Dir(absPath(dest)))))
+	}
 	cfg.Open = c.Opener()
 	cfg.Log = cli.Logger(stderr, c.Verbose)
-	cfg.Spawn = func(spoolDir string) error { return cli.SpawnDetached(fs, "prefetch", "--spool", spoolDir) }
+	cfg.Spawn = func(spoolDir, pgdata string) error {
+		return cli.SpawnDetached(fs, "prefetch", "--spool", spoolDir, "--pgdata", pgdata)
+	}
 	res, err := fetch.Fetch(ctx, *cfg, name, dest)
 	if errors.Is(err, archive.ErrNotFound) {
 		if mode == fetch.ArchiveRecovery {
@@ -122,6 +135,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // DefaultPrefetch is how many segments are fetched ahead by default.
 const DefaultPrefetch = 8
 
+// fetchFlagSet is a flag set with walfetch's own flags (for the config
+// file's [walfetch] section, shared with walfetch restore).
+func fetchFlagSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("walfetch", pflag.ContinueOnError)
+	(&cli.Common{}).Bind(fs)
+	bindFetch(fs)
+	return fs
+}
+
 func bindFetch(fs *pflag.FlagSet) *fetch.Config {
 	cfg := &fetch.Config{}
 	fs.DurationVar(&cfg.Timeout, "timeout", fetch.DefaultTimeout, "give up after this long, retries included")
@@ -143,7 +165,7 @@ func exitCode(err error, mode fetch.Mode) int {
 		return cli.ExitFailure
 	case mode == fetch.ArchiveRecovery:
 		return cli.ExitFatalRecovery
-	case errors.Is(err, cli.ErrUsage):
+	case errors.Is(err, cli.ErrUsage), errors.Is(err, archive.ErrConfig):
 		return cli.ExitUsage
 	}
 	return cli.ExitUnavailable
@@ -159,7 +181,7 @@ func runPrefetcher(ctx context.Context, args []string, getenv func(string) strin
 		return cli.ExitUsage
 	}
 	cfg.Open = c.Opener()
-	if err := fetch.RunPrefetcher(ctx, *cfg, *spool); err != nil {
+	if err := fetch.RunPrefetcher(ctx, *cfg, *spool, cfg.PGData); err != nil {
 		return cli.ExitUnavailable
 	}
 	return cli.ExitOK
@@ -170,4 +192,11 @@ func pgdata(cfg *fetch.Config, dest string) string {
 		return cfg.PGData
 	}
 	return fetch.PGDataOf(dest)
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -20,27 +20,12 @@ const restoreSynopsis = `walfetch restore --backup latest|ID --pgdata DIR [--tar
 
 // runRestore is "walfetch restore": a base backup laid into an empty
 // PGDATA, set up to recover from the same archive.
-func runRestore(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+func runRestore(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("walfetch restore", pflag.ContinueOnError)
-	c := cli.Common{Getenv: getenv, ReadOnly: true}
-	c.Bind(fs)
-	var opt backupset.RestoreOptions
-	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest (the newest that ended before the target)")
-	fs.StringVar(&opt.PGData, "pgdata", "", "data directory to restore into: must not exist or be empty")
-	fs.StringVar(&opt.Target.Time, "target-time", "", "recover up to this time (with its zone, e.g. \"2026-11-24 07:30:00+00\")")
-	fs.StringVar(&opt.Target.LSN, "target-lsn", "", "recover up to this WAL position")
-	fs.StringVar(&opt.Target.XID, "target-xid", "", "recover up to this transaction")
-	fs.StringVar(&opt.Target.Name, "target-name", "", "recover up to this restore point (pg_create_restore_point)")
-	fs.StringVar(&opt.Target.Action, "target-action", "promote", "at the target: promote, pause or shutdown")
-	fs.StringVar(&opt.Target.Timeline, "target-timeline", "", "timeline to follow: latest (PostgreSQL's default), current or a number")
-	fs.BoolVar(&opt.Standby, "standby", false, "create standby.signal: become an archive-fed standby instead of recovering and opening")
-	fs.DurationVar(&opt.Wait, "wait", 0, "with --standby: restore_command waits this long for a segment not archived yet (walfetch --wait), and PostgreSQL retries at once")
-	fs.StringVar(&opt.Owner, "owner", "", "when run as root: the user to own the files (e.g. postgres)")
-	fs.BoolVar(&opt.DryRun, "dry-run", false, "say what would be done, write nothing")
-	fs.IntVar(&opt.Jobs, "jobs", 4, "backup parts fetched and decompressed at once")
-	err := cli.Parse(fs, args, getenv, "walfetch")
+	c, opt, asJSON := bindRestore(fs, getenv)
+	err := cli.Parse(fs, args, getenv, "walfetch", fetchFlagSet())
 	if errors.Is(err, pflag.ErrHelp) {
-		cli.Usage(stderr, restoreSynopsis, fs)
+		cli.Usage(stdout, restoreSynopsis, fs)
 		return cli.ExitOK
 	}
 	if err == nil && fs.NArg() != 0 {
@@ -56,27 +41,60 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 		err = c.Check()
 	}
 	if err == nil {
-		opt.RestoreCommand, err = restoreCommand(fs, c)
+		opt.RestoreCommand, err = restoreCommand(fs, getenv, *c, opt.Wait)
 	}
 	if err == nil {
 		opt.Archive, err = c.OpenArchive(ctx)
 	}
+	var res backupset.RestoreResult
 	if err == nil {
-		opt.Out = os.Stdout
+		opt.Out = stdout
+		if *asJSON {
+			opt.Out = io.Discard
+		}
 		opt.Terminal = cli.IsTerminal(stderr)
-		_, err = backupset.Restore(ctx, opt)
+		res, err = backupset.Restore(ctx, *opt)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "walfetch restore: archive %s: %s\n", c.Archive, cli.OneLine(err))
 		return cli.ExitCode(err)
 	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	}
 	return cli.ExitOK
 }
 
+// bindRestore adds walfetch restore's flags to fs.
+func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *backupset.RestoreOptions, *bool) {
+	c := &cli.Common{Getenv: getenv, ReadOnly: true, FailFastFirst: true}
+	c.Bind(fs)
+	opt := &backupset.RestoreOptions{}
+	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest (the newest that ended before the target)")
+	fs.StringVar(&opt.PGData, "pgdata", "", "data directory to restore into: must not exist or be empty")
+	fs.StringVar(&opt.Target.Time, "target-time", "", "recover up to this time (with its zone, e.g. \"2026-11-24 07:30:00+00\")")
+	fs.StringVar(&opt.Target.LSN, "target-lsn", "", "recover up to this WAL position")
+	fs.StringVar(&opt.Target.XID, "target-xid", "", "recover up to this transaction")
+	fs.StringVar(&opt.Target.Name, "target-name", "", "recover up to this restore point (pg_create_restore_point)")
+	fs.StringVar(&opt.Target.Action, "target-action", "promote", "at the target: promote, pause or shutdown")
+	fs.StringVar(&opt.Target.Timeline, "target-timeline", "", "timeline to follow: latest (PostgreSQL's default), current or a number")
+	fs.BoolVar(&opt.Standby, "standby", false, "create standby.signal: become an archive-fed standby instead of recovering and opening")
+	fs.DurationVar(&opt.Wait, "wait", 0, "with --standby: restore_command waits this long for a segment not archived yet (walfetch --wait), and PostgreSQL retries at once")
+	fs.StringVar(&opt.Owner, "owner", "", "when run as root: the user to own the files (e.g. postgres)")
+	fs.BoolVar(&opt.DryRun, "dry-run", false, "say what would be done, write nothing")
+	fs.IntVar(&opt.Jobs, "jobs", 4, "backup parts fetched and decompressed at once")
+	asJSON := fs.Bool("json", false, "print what was done as JSON")
+	return c, opt, asJSON
+}
+
 // restoreCommand is the restore_command written into the restored
-// cluster: this walfetch binary, by absolute path, with the same
-// repository, archive and credentials files (never a token itself).
-func restoreCommand(fs *pflag.FlagSet, c cli.Common) (string, error) {
+// cluster: this walfetch binary, by absolute path, and either the config
+// file the restore used (so that a later change there reaches the
+// restored cluster) or the same repository, archive and credentials files
+// (never a token itself).
+func restoreCommand(fs *pflag.FlagSet, getenv func(string) string, c cli.Common, wait time.Duration) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
@@ -88,24 +106,19 @@ func restoreCommand(fs *pflag.FlagSet, c cli.Common) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	words := []string{exe, "--repo", repo, "--archive", c.Archive}
-	if w := fs.Lookup("wait").Value.String(); w != "0s" && fs.Changed("wait") {
-		words = append(words, "--wait", w)
+	s := backupset.CommandSettings{WalFetch: exe, Wait: wait}
+	cfg := c.Config
+	if cfg == "" {
+		cfg = getenv("WALSTORE_CONFIG")
 	}
-	for _, name := range []string{"token-file", "cacert", "client-cert", "client-key", "config", "encryption-key-file", "encryption-passphrase-file", "decryption-key-files"} {
-		if v := fs.Lookup(name).Value.String(); v != "" {
-			var files []string
-			for _, f := range strings.Split(v, ",") {
-				if abs, err := filepath.Abs(f); err == nil {
-					f = abs
-				}
-				files = append(files, f)
-			}
-			words = append(words, "--"+name, strings.Join(files, ","))
+	if cfg != "" {
+		s.Config = cfg
+		if fs.Changed("archive") {
+			s.Archive = c.Archive
 		}
+		return backupset.RestoreCommand(s), nil
 	}
-	for i, w := range words {
-		words[i] = backupset.ShellQuote(w)
-	}
-	return strings.Join(words, " ") + " %f %p", nil
+	s.Repo, s.Archive, s.TokenFile, s.CACert, s.ClientCert, s.ClientKey = repo, c.Archive, c.TokenFile, c.CACert, c.ClientCert, c.ClientKey
+	s.KeyFile, s.PassphraseFile, s.OldKeyFiles = c.KeyFile, c.PassphraseFile, c.OldKeyFiles
+	return backupset.RestoreCommand(s), nil
 }

@@ -22,12 +22,13 @@ import (
 
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/internal/push"
+	"github.com/walstore/walstore/internal/worker"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 const synopsis = "walpush [flags] PATH"
@@ -38,7 +39,7 @@ func bind(fs *pflag.FlagSet, c *cli.Common, cfg *push.Config) {
 	fs.IntVar(&cfg.Jobs, "jobs", DefaultJobs(), "files uploaded at once: this one plus other .ready files pushed ahead by a background pusher (1 disables push-ahead)")
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "push-ahead" {
 		return runPusher(ctx, args[1:], getenv)
 	}
@@ -48,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	bind(fs, &c, &cfg)
 	err := cli.Parse(fs, args, getenv, "walpush")
 	if errors.Is(err, pflag.ErrHelp) {
-		cli.Usage(stderr, synopsis, fs)
+		cli.Usage(stdout, synopsis, fs)
 		return cli.ExitOK
 	}
 	if err == nil && fs.NArg() != 1 {
@@ -74,6 +75,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s\n", filepath.Base(path), c.Archive, cli.OneLine(err))
 		return cli.ExitCode(err)
+	}
+	// PostgreSQL calls archive_command again after a failure: a walstored
+	// that refuses connections fails the call at once.
+	c.FailFast = true
+	if filepath.Base(filepath.Dir(absPath(path))) == "pg_wal" {
+		c.Cache = cli.OpenCache(worker.StateDir(filepath.Dir(filepath.Dir(absPath(path)))))
 	}
 	cfg.Open = c.Opener()
 	cfg.Repo, _ = c.RepoURL()
@@ -129,4 +136,11 @@ func runPusher(ctx context.Context, args []string, getenv func(string) string) i
 		return cli.ExitUnavailable
 	}
 	return cli.ExitOK
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -3,40 +3,49 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 )
 
-func runBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := pflag.NewFlagSet("walstored backup", pflag.ContinueOnError)
-	c := cli.Common{Getenv: getenv, NoCache: true}
+func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
+	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
 	c.Bind(fs)
 	opt := backupset.TakeOptions{}
 	fs.StringVar(&opt.ConnInfo, "pg", "", "connection to the cluster: libpq keyword/value or URL, a user allowed replication (env WALSTORE_PG)")
 	fs.StringVar(&opt.PGBaseBackup, "pg-basebackup", "", "pg_basebackup binary (default: the one of the server's major version)")
-	fs.BoolVar(&opt.SkipArchiveCommandCheck, "skip-archive-command-check", false, "accept an archive_command that does not name --archive itself (settings from env or config file)")
+	fs.BoolVar(&opt.SkipArchiveCommandCheck, "skip-archive-command-check", false, "accept an archive_command whose archive cannot be read from it (settings from the environment)")
 	fs.IntVar(&opt.Jobs, "jobs", 3, "parts compressed and uploaded at once")
 	fs.DurationVar(&opt.WALTimeout, "wal-timeout", 0, "how long to wait for the backup's WAL to be archived (default 5m)")
-	if err := parse(fs, args, getenv, stderr, "walstored backup --repo URL --archive A --pg CONNINFO [flags]"); err != nil {
-		return err
+	asJSON := fs.Bool("json", false, "print the completion record as JSON")
+	return func(ctx context.Context) error {
+		if opt.ConnInfo == "" {
+			return fmt.Errorf("%w: --pg is required (for example --pg \"host=db1 user=postgres\")", cli.ErrUsage)
+		}
+		// The first backup of a new cluster may come before its first
+		// segment: a typo in --archive is caught by the archive_command
+		// check, and failing that by the wait for the backup's WAL.
+		a, err := openArchive(ctx, &c, true)
+		if err != nil {
+			return err
+		}
+		opt.Archive = a
+		opt.Terminal = cli.IsTerminal(e.stderr)
+		opt.Progress = e.stdout
+		opt.Warn = e.stderr
+		if opt.Terminal || *asJSON {
+			opt.Progress = e.stderr
+		}
+		rec, err := backupset.Take(ctx, opt)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return admin.JSON(e.stdout, rec)
+		}
+		return nil
 	}
-	if opt.ConnInfo == "" {
-		return fmt.Errorf("%w: --pg is required (for example --pg \"host=db1 user=postgres\")", cli.ErrUsage)
-	}
-	a, err := openChecked(ctx, &c)
-	if err != nil {
-		return err
-	}
-	opt.Archive = a
-	opt.Terminal = cli.IsTerminal(stderr)
-	opt.Progress = stdout
-	if opt.Terminal {
-		opt.Progress = stderr
-	}
-	_, err = backupset.Take(ctx, opt)
-	return err
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -23,8 +21,7 @@ import (
 // DefaultStore is the embedded default: a directory next to the daemon.
 const DefaultStore = "file://./walstore-data"
 
-func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := pflag.NewFlagSet("walstored serve", pflag.ContinueOnError)
+func bindServe(fs *pflag.FlagSet, e env) func(context.Context) error {
 	var stores []string
 	fs.StringArrayVar(&stores, "store", nil, "store to serve: file:///dir or s3://bucket/prefix?endpoint=host:port (default "+DefaultStore+"); give it again to keep several stores in step")
 	var configFile string
@@ -41,9 +38,32 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	cacheSize := fs.String("cache-size", "256MiB", "memory for recently pushed and fetched objects (0 disables the cache)")
-	if err := parse(fs, args, getenv, stderr, "walstored serve [flags]"); err != nil {
-		return err
+	memoryLimit := fs.String("memory-limit", "512MiB", "memory for request bodies held at once; past it, pushes are told to retry (503)")
+	bufferLimit := fs.String("buffer-limit", "64MiB", "objects up to this size are held in memory and verified before they are stored; larger ones are verified as they stream through")
+	minRate := fs.String("min-body-rate", "256KiB", "the slowest a client may send a body, per second (after 10 s)")
+	scanEvery := fs.Duration("scan-interval", 5*time.Minute, "how often to scan every archive's backups and WAL for the metrics of backup age and recoverability")
+	lateAfter := fs.Duration("late-after", time.Hour, "an archive without a new segment for this long is reported late")
+	return func(ctx context.Context) error {
+		return serve(ctx, e, serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter})
 	}
+}
+
+type serveFlags struct {
+	stores                                                            []string
+	quorum                                                            int
+	syncEvery                                                         time.Duration
+	listen, tokens                                                    string
+	insecure                                                          bool
+	tlsCert, tlsKey, tlsClientCA                                      string
+	maxPerClient                                                      int
+	logFormat, logLevel, cacheSize, memoryLimit, bufferLimit, minRate string
+	scanEvery, lateAfter                                              time.Duration
+}
+
+func serve(ctx context.Context, e env, f serveFlags) error {
+	stores, quorum, syncEvery, listen, tokens, insecure := f.stores, &f.quorum, &f.syncEvery, &f.listen, &f.tokens, &f.insecure
+	tlsCert, tlsKey, tlsClientCA, maxPerClient, logFormat, logLevel, cacheSize := &f.tlsCert, &f.tlsKey, &f.tlsClientCA, &f.maxPerClient, &f.logFormat, &f.logLevel, &f.cacheSize
+	getenv, stderr := e.getenv, e.stderr
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q", cli.ErrUsage, *logLevel)
@@ -64,8 +84,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if *tokens == "" && !*insecure && !server.Loopback(*listen) {
 		return fmt.Errorf("%w: refusing to listen on %s without --tokens: anyone who can connect could read, overwrite-check and delete every archive; give --tokens FILE, or --insecure on a network you trust", cli.ErrUsage, *listen)
 	}
+	var sizes [3]int64
+	for i, v := range []struct{ flag, val string }{{"memory-limit", f.memoryLimit}, {"buffer-limit", f.bufferLimit}, {"min-body-rate", f.minRate}} {
+		n, err := cli.ParseSize(v.val)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: --%s %q: want a size like 512MiB", cli.ErrUsage, v.flag, v.val)
+		}
+		sizes[i] = n
+	}
 	log := cli.ServerLogger(stderr, *logFormat, level)
-	cfg := server.Config{Log: log, MaxPerClient: *maxPerClient}
+	cfg := server.Config{Log: log, MaxPerClient: *maxPerClient, MemoryLimit: sizes[0], BufferLimit: sizes[1], MinBodyRate: sizes[2]}
 	if *tokens != "" {
 		if cfg.Tokens, err = server.LoadTokens(*tokens); err != nil {
 			return fmt.Errorf("%w: --tokens: %v", cli.ErrUsage, err)
@@ -113,7 +141,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		log.Info("walstored listening", "addr", a.String(), "store", repo, "tls", listener.TLS != nil, "token_clients", clients, "auth", cfg.Tokens != nil)
 	}
+	if f.scanEvery <= 0 || f.lateAfter <= 0 {
+		return fmt.Errorf("%w: --scan-interval and --late-after must be positive", cli.ErrUsage)
+	}
+	cfg.ScanInterval, cfg.LateAfter = f.scanEvery, f.lateAfter
 	srv = server.New(cfg)
+	if !cfg.Passthrough {
+		go srv.Watch(ctx)
+	}
 	return server.Run(ctx, listener, srv)
 }
 
@@ -144,18 +179,4 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, tokens *server.Tokens, t
 			}
 		}
 	}
-}
-
-// parse is cli.Parse plus the help and usage handling every subcommand
-// shares.
-func parse(fs *pflag.FlagSet, args []string, getenv func(string) string, stderr io.Writer, synopsis string) error {
-	err := cli.Parse(fs, args, getenv, "walstored")
-	if errors.Is(err, pflag.ErrHelp) {
-		cli.Usage(stderr, synopsis, fs)
-		return errHelp
-	}
-	if err == nil && fs.NArg() != 0 {
-		err = fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
-	}
-	return err
 }

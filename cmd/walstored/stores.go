@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
@@ -141,58 +140,55 @@ func logSync(log *slog.Logger, rep multistore.SyncReport) {
 	}
 }
 
-// runSync is "walstored sync": one repair pass over the given stores.
-func runSync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := pflag.NewFlagSet("walstored sync", pflag.ContinueOnError)
+// bindSync is "walstored sync": one repair pass over the given stores.
+func bindSync(fs *pflag.FlagSet, e env) func(context.Context) error {
 	var stores []string
 	fs.StringArrayVar(&stores, "store", nil, "a store to keep in step (give --store at least twice, as for serve)")
-	var config string
-	fs.StringVar(&config, "config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
+	fs.String("config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
 	prefix := fs.String("prefix", "", "only objects under this prefix (e.g. an archive: main/)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parse(fs, args, getenv, stderr, "walstored sync --store URL --store URL [--prefix P] [--json]"); err != nil {
-		return err
-	}
-	if len(stores) < 2 {
-		return fmt.Errorf("%w: give --store at least twice", cli.ErrUsage)
-	}
-	if err := store.ValidPrefix(*prefix); err != nil {
-		return fmt.Errorf("%w: --prefix: %v", cli.ErrUsage, err)
-	}
-	_, ms, err := openStores(ctx, getenv, stores, 0, nil, nil)
-	if err != nil {
-		return err
-	}
-	rep, err := ms.Sync(ctx, *prefix)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+	return func(ctx context.Context) error {
+		if len(stores) < 2 {
+			return fmt.Errorf("%w: give --store at least twice", cli.ErrUsage)
+		}
+		if err := store.ValidPrefix(*prefix); err != nil {
+			return fmt.Errorf("%w: --prefix: %v", cli.ErrUsage, err)
+		}
+		_, ms, err := openStores(ctx, e.getenv, stores, 0, nil, nil)
+		if err != nil {
 			return err
 		}
-	} else {
-		var parts []string
-		for name, n := range rep.Copied {
-			parts = append(parts, fmt.Sprintf("%d into %s", n, name))
+		rep, err := ms.Sync(ctx, *prefix)
+		if err != nil {
+			return err
 		}
-		sort.Strings(parts)
-		if len(parts) == 0 {
-			parts = []string{"nothing to copy"}
+		if *asJSON {
+			if err := admin.JSON(e.stdout, rep); err != nil {
+				return err
+			}
+		} else {
+			var parts []string
+			for name, n := range rep.Copied {
+				parts = append(parts, fmt.Sprintf("%d into %s", n, name))
+			}
+			sort.Strings(parts)
+			if len(parts) == 0 {
+				parts = []string{"nothing to copy"}
+			}
+			fmt.Fprintf(e.stdout, "sync: %s; copied %s (%s)\n", admin.Count(rep.Objects, "object", "objects"), strings.Join(parts, ", "), admin.Size(rep.Bytes))
+			for _, c := range rep.Conflicts {
+				fmt.Fprintf(e.stdout, "  CONFLICT %s\n", c)
+			}
+			for _, c := range rep.Corrupt {
+				fmt.Fprintf(e.stdout, "  CORRUPT %s\n", c)
+			}
+			for _, f := range rep.Failed {
+				fmt.Fprintf(e.stdout, "  FAILED %s\n", f)
+			}
 		}
-		fmt.Fprintf(stdout, "sync: %d objects; copied %s (%s)\n", rep.Objects, strings.Join(parts, ", "), size(rep.Bytes))
-		for _, c := range rep.Conflicts {
-			fmt.Fprintf(stdout, "  CONFLICT %s\n", c)
+		if n := len(rep.Conflicts) + len(rep.Corrupt) + len(rep.Failed); n > 0 {
+			return &failedError{code: cli.ExitFailure, err: fmt.Errorf("%s between the stores (see above)", admin.Count(n, "problem", "problems"))}
 		}
-		for _, c := range rep.Corrupt {
-			fmt.Fprintf(stdout, "  CORRUPT %s\n", c)
-		}
-		for _, f := range rep.Failed {
-			fmt.Fprintf(stdout, "  FAILED %s\n", f)
-		}
+		return nil
 	}
-	if n := len(rep.Conflicts) + len(rep.Corrupt) + len(rep.Failed); n > 0 {
-		return &failedError{code: cli.ExitFailure, err: fmt.Errorf("%d problems between the stores (see above)", n)}
-	}
-	return nil
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/internal/admin"
+	"github.com/walstore/walstore/internal/cli"
+)
+
+// bindDrill is "walstored drill": restore a backup into a scratch
+// directory and let PostgreSQL recover it, to prove the archive restores.
+func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
+	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
+	c.Bind(fs)
+	opt := backupset.DrillOptions{}
+	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest")
+	fs.StringVar(&opt.Scratch, "scratch", "", "directory for the scratch copy (default the system's temporary directory); needs room for the backup")
+	fs.StringVar(&opt.OSUser, "os-user", "", "when run as root: the user PostgreSQL runs as (default postgres)")
+	fs.StringVar(&opt.DBUser, "db-user", "postgres", "a superuser role of the cluster, to ask how far recovery got")
+	fs.StringVar(&opt.PGBin, "pg-bin", "", "PostgreSQL server binaries (default /usr/lib/postgresql/MAJOR/bin)")
+	fs.StringVar(&opt.Target.Time, "target-time", "", "recover up to this time instead of the end of the archive")
+	fs.StringVar(&opt.Target.LSN, "target-lsn", "", "recover up to this WAL position instead")
+	walfetch := fs.String("walfetch", "", "the walfetch binary the drill's restore_command runs (default: next to walstored, else in PATH)")
+	asJSON := fs.Bool("json", false, "print the drill's record as JSON")
+	return func(ctx context.Context) error {
+		a, err := openArchive(ctx, &c, false)
+		if err != nil {
+			return err
+		}
+		wf, err := findWalfetch(*walfetch)
+		if err != nil {
+			return err
+		}
+		repo, _ := c.RepoURL()
+		opt.Archive = a
+		opt.Command = backupset.CommandSettings{WalFetch: wf, Repo: repo, Archive: a.Name, TokenFile: c.TokenFile, CACert: c.CACert,
+			ClientCert: c.ClientCert, ClientKey: c.ClientKey, KeyFile: c.KeyFile, PassphraseFile: c.PassphraseFile, OldKeyFiles: c.OldKeyFiles}
+		if opt.Target.Set() {
+			opt.Target.Action = "pause"
+		}
+		if !*asJSON {
+			opt.Out = e.stdout
+		}
+		d, err := backupset.Drill(ctx, opt)
+		if rerr := a.PutDrill(context.WithoutCancel(ctx), d); rerr != nil {
+			fmt.Fprintf(e.stderr, "walstored drill: the drill's record could not be stored: %s\n", cli.OneLine(rerr))
+		}
+		if *asJSON {
+			if jerr := admin.JSON(e.stdout, d); jerr != nil {
+				return jerr
+			}
+		} else if err == nil {
+			fmt.Fprintf(e.stdout, "drill of archive %s passed: backup %s restored in %.1fs, recovered to %s on timeline %d (%s of WAL) in %.1fs; %.1fs in all\n",
+				a.Name, d.Backup, d.RestoreSeconds, d.ReplayedTo, d.Timeline, admin.Size(d.WALBytes), d.RecoverySeconds, d.Seconds)
+		}
+		if err != nil {
+			return &failedError{code: cli.ExitCode(err), err: fmt.Errorf("drill of backup %s failed: %w", d.Backup, err)}
+		}
+		return nil
+	}
+}
+
+// findWalfetch is the walfetch next to this binary, else the one in PATH.
+func findWalfetch(given string) (string, error) {
+	if given != "" {
+		return filepath.Abs(given)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "walfetch")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("walfetch")
+	if err != nil {
+		return "", fmt.Errorf("%w: no walfetch next to walstored or in PATH (give --walfetch)", cli.ErrUsage)
+	}
+	return filepath.Abs(p)
+}
