@@ -220,8 +220,10 @@ func (inv *Inventory) DeadTimelines() []uint32 {
 
 // ChooseTimeline is the timeline recovery from backup r should follow:
 // the newest timeline whose history contains the backup's start, leaving
-// out dead branches. If several unrelated branches qualify, the choice is
-// not the program's to make: ambiguous names them.
+// out dead branches. Among several unrelated branches that qualify, the
+// only one a kept backup was taken on, else the one written last, is
+// live; when that does not decide (backups on several, or no difference)
+// the choice is not the program's to make: ambiguous names them.
 func (inv *Inventory) ChooseTimeline(r archive.Record) (target uint32, ambiguous []uint32, err error) {
 	start, err := r.Start()
 	if err != nil {
@@ -252,9 +254,51 @@ func (inv *Inventory) ChooseTimeline(r archive.Record) (target uint32, ambiguous
 	}
 	sort.Slice(leaves, func(i, j int) bool { return leaves[i] < leaves[j] })
 	if len(leaves) > 1 {
+		if t, ok := inv.liveLeaf(leaves); ok {
+			return t, nil, nil
+		}
 		return 0, leaves, nil
 	}
 	return leaves[0], nil, nil
+}
+
+// liveLeaf picks among sibling branches the way Forks decides a fork: the
+// only one a kept backup was taken on, else the only one written last.
+func (inv *Inventory) liveLeaf(leaves []uint32) (uint32, bool) {
+	var withBackup []uint32
+	for _, t := range leaves {
+		for _, b := range inv.Backups.Complete {
+			if inv.Histories.descends(b.StartTLI, t) {
+				withBackup = append(withBackup, t)
+				break
+			}
+		}
+	}
+	switch len(withBackup) {
+	case 1:
+		return withBackup[0], true
+	case 0:
+	default:
+		return 0, false
+	}
+	last := map[uint32]time.Time{}
+	for _, f := range inv.Files {
+		for _, t := range leaves {
+			if inv.Histories.descends(f.Name.TLI, t) {
+				last[t] = later(last[t], inv.written(f))
+			}
+		}
+	}
+	best, tie := leaves[0], false
+	for _, t := range leaves[1:] {
+		switch {
+		case last[t].After(last[best]):
+			best, tie = t, false
+		case last[t].Equal(last[best]):
+			tie = true
+		}
+	}
+	return best, !tie
 }
 
 // PostgresLatest is the timeline PostgreSQL picks for recovery from r with

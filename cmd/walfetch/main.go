@@ -147,7 +147,7 @@ func fetchFlagSet() *pflag.FlagSet {
 func bindFetch(fs *pflag.FlagSet) *fetch.Config {
 	cfg := &fetch.Config{}
 	fs.DurationVar(&cfg.Timeout, "timeout", fetch.DefaultTimeout, "give up after this long, retries included")
-	fs.IntVar(&cfg.Prefetch, "prefetch", DefaultPrefetch, "segments fetched ahead into pg_wal/walstore/prefetch (0 disables)")
+	fs.IntVar(&cfg.Prefetch, "prefetch", DefaultPrefetch, "segments fetched ahead while PostgreSQL recovers, into a spool beside PGDATA (0 disables)")
 	fs.DurationVar(&cfg.Wait, "wait", 0, "on a standby (standby.signal), wait this long for a segment not archived yet (walstored only)")
 	fs.StringVar(&cfg.PGData, "pgdata", "", "data directory whose signal files decide how failures are reported (default: DEST's, else the working directory)")
 	return cfg

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/store/httpstore"
 )
 
 // bindDrill is "walstored drill": restore a backup into a scratch
@@ -61,7 +63,14 @@ func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
 				a.Name, d.Backup, d.RestoreSeconds, d.ReplayedTo, d.Timeline, admin.Size(d.WALBytes), d.RecoverySeconds, d.Seconds)
 		}
 		if err != nil {
-			return &failedError{code: cli.ExitCode(err), err: fmt.Errorf("drill of backup %s failed: %w", d.Backup, err)}
+			// A drill that ran and failed (a gap, a corrupt part, a server
+			// that stopped) is a definite no: exit 1. Only a repository
+			// that could not be reached is "no answer" (3).
+			code := cli.ExitCode(err)
+			if code == cli.ExitUnavailable && !errors.Is(err, httpstore.ErrUnreachable) && !errors.Is(err, context.DeadlineExceeded) {
+				code = cli.ExitFailure
+			}
+			return &failedError{code: code, err: fmt.Errorf("drill of backup %s failed: %w", d.Backup, err)}
 		}
 		return nil
 	}

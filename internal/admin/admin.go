@@ -7,8 +7,9 @@ package admin
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
+
+	"github.com/walstore/walstore/internal/units"
 )
 
 // JSON writes v as one indented JSON document.
@@ -18,25 +19,8 @@ func JSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// Size formats a byte count.
-func Size(n int64) string {
-	switch {
-	case n >= 1<<40:
-		return fmt.Sprintf("%.2f TiB", float64(n)/(1<<40))
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// Count says "1 backup", "2 backups", "0 backups".
-func Count(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
-}
+// Size and Count are units.Size and units.Count, for the printers.
+var (
+	Size  = units.Size
+	Count = units.Count
+)
