@@ -23,12 +23,19 @@ import (
 func admin(t *testing.T, r repo, args ...string) testenv.Result {
 	t.Helper()
 	bins := testenv.Binaries(t)
-	full := append([]string{args[0], "--repo", r.url, "--archive", "main"}, args[1:]...)
+	full := append(append([]string{args[0], "--repo", r.url, "--archive", "main"}, r.authArgs()...), args[1:]...)
 	return testenv.Run(t, testenv.Dir(t), r.env, bins.WalStored, full...)
 }
 
 // takeBackup runs walstored backup and returns the new backup's id.
 func takeBackup(t *testing.T, r repo, c *testenv.Cluster) string {
+	t.Helper()
+	id, _ := takeBackupRes(t, r, c)
+	return id
+}
+
+// takeBackupRes is takeBackup that also returns the command's result.
+func takeBackupRes(t *testing.T, r repo, c *testenv.Cluster) (string, testenv.Result) {
 	t.Helper()
 	res := admin(t, r, "backup", "--pg", c.ConnString())
 	if res.Code != 0 {
@@ -38,12 +45,19 @@ func takeBackup(t *testing.T, r repo, c *testenv.Cluster) string {
 	if m == nil {
 		t.Fatalf("no summary line in %q", res.Stdout)
 	}
-	return m[1]
+	return m[1], res
 }
 
 // restore runs walfetch restore into a fresh directory and opens the
 // restored cluster (not started).
 func restore(t *testing.T, r repo, parent, name string, extra ...string) *testenv.Cluster {
+	t.Helper()
+	c, _ := restoreOut(t, r, parent, name, extra...)
+	return c
+}
+
+// restoreOut is restore that also returns what walfetch restore printed.
+func restoreOut(t *testing.T, r repo, parent, name string, extra ...string) (*testenv.Cluster, string) {
 	t.Helper()
 	bins := testenv.Binaries(t)
 	dir := filepath.Join(testenv.PostgresDir(t, parent, name+"-parent"), name)
@@ -58,7 +72,7 @@ func restore(t *testing.T, r repo, parent, name string, extra ...string) *testen
 	}
 	c := testenv.OpenCluster(t, dir)
 	c.Env = r.env
-	return c
+	return c, res.Stdout
 }
 
 // backupScenario: backup → more writes → crash → walfetch restore into an

@@ -50,6 +50,22 @@ func (r repo) keyArgs() []string {
 	return nil
 }
 
+// authArgs are the flags among r.extra that say who the client is and
+// how it reaches the repository (token, CA, client certificate), which
+// every command takes.
+func (r repo) authArgs() []string {
+	var out []string
+	for i, a := range r.extra {
+		switch a {
+		case "--token-file", "--cacert", "--client-cert", "--client-key":
+			if i+1 < len(r.extra) {
+				out = append(out, a, r.extra[i+1])
+			}
+		}
+	}
+	return out
+}
+
 // args is the argv form for a direct call.
 func (r repo) args(more ...string) []string {
 	return append(append([]string{"--repo", r.url, "--archive", "main"}, r.extra...), more...)
@@ -177,9 +193,14 @@ type site struct {
 }
 
 func newSite(t *testing.T, segMB int, extra ...string) site {
+	return newSiteServing(t, segMB, nil, extra...)
+}
+
+// newSiteServing is newSite with more walstored serve flags.
+func newSiteServing(t *testing.T, segMB int, serveFlags []string, extra ...string) site {
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
-	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
+	ws := testenv.StartWalstored(t, nil, append([]string{"--store", "file://" + repoDir}, serveFlags...)...)
 	r := repo{url: ws.URL}
 	p := archivingCluster(t, dir, "primary", r, segMB, extra...)
 	p.Start()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/wal"
 )
@@ -67,10 +68,10 @@ func TestBacklogArchivedWithJobs(t *testing.T) {
 		}
 	}
 	testenv.WaitFor(t, 30*time.Second, "push-ahead markers to be cleaned up", func() bool {
-		m, _ := filepath.Glob(filepath.Join(c.Dir, "pg_wal", "walstore", "pushed", "0*"))
+		m, _ := filepath.Glob(filepath.Join(worker.StateDir(c.Dir), "pushed", "0*"))
 		return len(m) == 0
 	})
-	if _, err := os.Stat(filepath.Join(c.Dir, "pg_wal", "walstore", "pushed")); err != nil {
+	if _, err := os.Stat(filepath.Join(worker.StateDir(c.Dir), "pushed")); err != nil {
 		t.Fatalf("the pusher never ran: %v", err)
 	}
 	_ = context.Background

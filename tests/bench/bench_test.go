@@ -4,7 +4,9 @@
 package bench
 
 import (
+	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +80,7 @@ type row struct {
 	clientCPU time.Duration // CPU of the commands (not of detached helpers)
 	serverCPU time.Duration // CPU of walstored
 	busy      float64       // share of the machine's cores busy meanwhile
+	requests  float64       // HTTP requests walstored served (-1: not through walstored)
 }
 
 func (r row) String() string {
@@ -96,8 +99,12 @@ func (r row) String() string {
 	if r.busy > 0 {
 		busy = fmt.Sprintf("%.0f%%", 100*r.busy)
 	}
-	return fmt.Sprintf("| %-56s | %7.1f | %7.1f | %6s | %17s | %20s | %6s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio,
-		perSeg(r.clientCPU), perSeg(r.serverCPU), busy, r.note)
+	reqs := "-"
+	if r.requests >= 0 {
+		reqs = fmt.Sprintf("%.2f", r.requests/float64(r.segs))
+	}
+	return fmt.Sprintf("| %-56s | %7.1f | %7.1f | %6s | %17s | %20s | %8s | %6s | %s", r.name, float64(r.segs)/r.elapsed.Seconds(), mbs, ratio,
+		perSeg(r.clientCPU), perSeg(r.serverCPU), reqs, busy, r.note)
 }
 
 // sh runs a command line the way PostgreSQL runs archive_command.
@@ -153,18 +160,45 @@ func busyDuring(f func()) float64 {
 // measure times f and the CPU spent by the commands it ran and by ws (nil:
 // none), and how busy the machine was meanwhile.
 func measure(ws *testenv.Walstored, f func()) row {
-	var r row
+	r := row{requests: -1}
 	c0 := testenv.ChildrenCPU()
 	var s0 time.Duration
+	var q0 float64
 	if ws != nil {
-		s0 = ws.CPU()
+		s0, q0 = ws.CPU(), requestsServed(ws)
 	}
 	r.busy = busyDuring(func() { r.elapsed = timeIt(f) })
 	r.clientCPU = testenv.ChildrenCPU() - c0
 	if ws != nil {
 		r.serverCPU = ws.CPU() - s0
+		r.requests = requestsServed(ws) - q0
 	}
 	return r
+}
+
+// requestsServed sums walstored's walstore_http_requests_total over
+// every operation but its own /metrics.
+func requestsServed(ws *testenv.Walstored) float64 {
+	resp, err := http.Get(ws.URL + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "walstore_http_requests_total{") || strings.Contains(line, `op="metrics"`) {
+			continue
+		}
+		var v float64
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			fmt.Sscanf(line[i+1:], "%g", &v)
+		}
+		total += v
+	}
+	return total
 }
 
 // as names a measured row and says what it compares to.
@@ -327,8 +361,8 @@ func BenchmarkWAL(b *testing.B) {
 	rows = append(rows, eight.as("fetch: 8 concurrent fetchers, same segments (total)", 8*n, 0))
 
 	fmt.Printf("\nwalstore WAL benchmark: %d real segments of 16 MiB (%d MiB), %d cores, walstored on a local directory\n\n", n, w.raw>>20, numCPU())
-	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %6s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "cpu ms/seg client", "cpu ms/seg walstored", "busy", "note")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22), strings.Repeat("-", 8))
+	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %8s | %6s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "cpu ms/seg client", "cpu ms/seg walstored", "req/seg", "busy", "note")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22), strings.Repeat("-", 10), strings.Repeat("-", 8))
 	for _, r := range rows {
 		fmt.Println(r)
 	}
