@@ -43,8 +43,10 @@ func bindServe(fs *pflag.FlagSet, e env) func(context.Context) error {
 	minRate := fs.String("min-body-rate", "256KiB", "the slowest a client may send a body, per second (after 10 s)")
 	scanEvery := fs.Duration("scan-interval", 5*time.Minute, "how often to scan every archive's backups and WAL for the metrics of backup age and recoverability")
 	lateAfter := fs.Duration("late-after", time.Hour, "an archive without a new segment for this long is reported late")
+	var recv receiveFlags
+	recv.bind(fs)
 	return func(ctx context.Context) error {
-		return serve(ctx, e, serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter})
+		return serve(ctx, e, serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter, recv})
 	}
 }
 
@@ -58,6 +60,7 @@ type serveFlags struct {
 	maxPerClient                                                      int
 	logFormat, logLevel, cacheSize, memoryLimit, bufferLimit, minRate string
 	scanEvery, lateAfter                                              time.Duration
+	receive                                                           receiveFlags
 }
 
 func serve(ctx context.Context, e env, f serveFlags) error {
@@ -145,10 +148,15 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		return fmt.Errorf("%w: --scan-interval and --late-after must be positive", cli.ErrUsage)
 	}
 	cfg.ScanInterval, cfg.LateAfter = f.scanEvery, f.lateAfter
+	if cfg.Receivers, err = f.receive.receivers(st, log, &srv); err != nil {
+		return err
+	}
 	srv = server.New(cfg)
 	if !cfg.Passthrough {
 		go srv.Watch(ctx)
 	}
+	wait := runReceivers(ctx, cfg.Receivers)
+	defer wait()
 	return server.Run(ctx, listener, srv)
 }
 

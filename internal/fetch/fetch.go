@@ -23,6 +23,7 @@ import (
 	"github.com/walstore/walstore/internal/flock"
 	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -111,6 +112,11 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 	wait := time.Duration(0)
 	if cfg.Wait > 0 && n.Kind == wal.Segment && DetectMode(cfg.pgdata(dest)) == Standby {
 		wait = cfg.Wait
+	}
+	if n.Kind == wal.Segment && DetectMode(cfg.pgdata(dest)) == ArchiveRecovery {
+		// The end of the archive, for recovery, is what walstored's WAL
+		// receiver flushed: the segment it is receiving is served too.
+		ctx = httpstore.AcceptPartial(ctx)
 	}
 	// A corrupt object is read once more (another store may serve a
 	// good copy, a network may have damaged it), then reported: store.Retry

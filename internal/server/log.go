@@ -98,6 +98,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		n.mu.Unlock()
 		level := slog.LevelDebug
 		switch {
+		case outcome == "identical":
+			// Already archived: the normal answer to a repeated push (and
+			// to walpush after the WAL receiver stored the segment).
+		case outcome == "received":
+			// A restore read WAL that only the receiver holds: worth a line.
+			level = slog.LevelInfo
 		case rec.status >= 500 && code != "busy":
 			level = slog.LevelError
 		case rec.status >= 400 && rec.status != http.StatusNotFound && code != "exists":

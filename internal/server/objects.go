@@ -195,6 +195,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	}
 	note(r, "key", key)
 	rc, err := s.getWaiting(r, s.store(r), key)
+	if errors.Is(err, store.ErrNotFound) && s.received(w, r, key) {
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

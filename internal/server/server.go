@@ -26,6 +26,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/server/auth"
+	"github.com/walstore/walstore/receiver"
 	"github.com/walstore/walstore/store"
 )
 
@@ -63,6 +64,9 @@ type Config struct {
 	// LateAfter: an archive without a new segment for this long is "late"
 	// in its summary (default 1 hour).
 	LateAfter time.Duration
+	// Receivers are the WAL receivers by archive: a GET of a segment the
+	// store lacks is answered from the receiver when it holds it.
+	Receivers map[string]*receiver.Receiver
 }
 
 // Server is an http.Handler serving one repository.
@@ -114,6 +118,9 @@ func New(cfg Config) *Server {
 		scan:    newScanner(cfg.Store, cfg.ScanInterval, cfg.LateAfter),
 	}
 	s.metrics.reg.MustRegister(s.scan)
+	if len(cfg.Receivers) > 0 {
+		s.metrics.reg.MustRegister(receiverMetrics{s})
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))

@@ -38,6 +38,12 @@ const (
 	// OutcomeRepaired: the PUT replaced a stored copy of the same content
 	// that failed verification.
 	OutcomeRepaired = "repaired"
+	// HeaderPartial = AcceptPartial on a GET of a segment: the segment
+	// walstored's WAL receiver is still receiving may be served,
+	// zero-padded (walfetch in archive recovery: the end of the archive
+	// is what the receiver flushed).
+	HeaderPartial = "Walstore-Partial"
+	AcceptPartial = "accept"
 )
 
 // ObjectPath is the URL path of a store key.

@@ -255,6 +255,15 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return s.GetWait(ctx, key, 0)
 }
 
+type acceptPartialKey struct{}
+
+// AcceptPartial marks a GET's context: a segment walstored's WAL receiver
+// is still receiving may be answered, zero-padded (walfetch in archive
+// recovery, whose end of the archive is what the receiver flushed).
+func AcceptPartial(ctx context.Context) context.Context {
+	return context.WithValue(ctx, acceptPartialKey{}, true)
+}
+
 // GetWait implements store.Waiter: the server waits up to wait for an
 // object that is not stored yet before answering "not found".
 func (s *Store) GetWait(ctx context.Context, key string, wait time.Duration) (io.ReadCloser, error) {
@@ -267,6 +276,9 @@ func (s *Store) GetWait(ctx context.Context, key string, wait time.Duration) (io
 	}
 	if wait > 0 {
 		req.Header.Set(wire.HeaderWait, wait.String())
+	}
+	if ctx.Value(acceptPartialKey{}) != nil {
+		req.Header.Set(wire.HeaderPartial, wire.AcceptPartial)
 	}
 	resp, err := s.do(req)
 	if err != nil {
