@@ -13,7 +13,7 @@ FUZZTIME      ?= 60s
 
 export WALSTORE_MINIO := $(MINIO)
 
-.PHONY: all build run test test-unit lint deps postgres systemd-analyze minio bench fuzz clean
+.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium minio bench fuzz clean
 
 all: build
 
@@ -32,13 +32,13 @@ test: deps lint
 
 ## test-unit: the tests that need neither PostgreSQL nor MinIO (seconds)
 test-unit:
-	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./backupset/... ./internal/...
+	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./backupset/... ./receiver/... ./internal/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-deps: postgres minio systemd-analyze
+deps: postgres minio systemd-analyze chromium
 
 postgres:
 	@test -x $(PG_BIN)/initdb || { \
@@ -51,6 +51,12 @@ systemd-analyze:
 	@command -v systemd-analyze >/dev/null || { \
 		echo "installing systemd (for systemd-analyze)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y systemd; }
+
+# chromium renders the status page in its test (headless).
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (for the status page's browser test)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 minio: $(MINIO)
 

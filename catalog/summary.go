@@ -142,7 +142,11 @@ func Summarize(inv *Inventory, sysid uint64, now time.Time, late time.Duration) 
 		if s.State == "ok" {
 			s.State = "gap"
 		}
-		s.Reasons = append(s.Reasons, fmt.Sprintf("%d gaps in the WAL (walstored list shows where)", s.Gaps))
+		gaps := "1 gap"
+		if s.Gaps != 1 {
+			gaps = fmt.Sprintf("%d gaps", s.Gaps)
+		}
+		s.Reasons = append(s.Reasons, gaps+" in the WAL (walstored list shows where)")
 	}
 	if s.Backups == 0 && s.WALFiles > 0 {
 		s.Reasons = append(s.Reasons, "no completed backup: nothing can be restored yet")

@@ -92,7 +92,7 @@ func List(inv *catalog.Inventory, sysid uint64, stores []store.Health) ListRepor
 		for i, rg := range rs {
 			tj.Ranges = append(tj.Ranges, Range{rg.First, rg.Last, rg.Count})
 			if i > 0 {
-				g := gapBetween(rs[i-1], rg, inv.SegSize)
+				g := catalog.GapBetween(rs[i-1], rg, inv.SegSize)
 				tj.Gaps = append(tj.Gaps, Range{g.First, g.Last, g.Count})
 			}
 		}
@@ -103,12 +103,6 @@ func List(inv *catalog.Inventory, sysid uint64, stores []store.Health) ListRepor
 	}
 	sort.Slice(r.Retired, func(i, j int) bool { return r.Retired[i].Timeline < r.Retired[j].Timeline })
 	return r
-}
-
-func gapBetween(a, b catalog.Range, segSize int64) catalog.Range {
-	first, last := a.Last.Next(segSize), b.First
-	last, _ = last.Prev(segSize)
-	return catalog.Range{TLI: a.TLI, First: first, Last: last, Count: int(b.First.SegNo(segSize) - a.Last.SegNo(segSize) - 1)}
 }
 
 // PrintList prints the report for people.

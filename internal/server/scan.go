@@ -35,6 +35,7 @@ type scanner struct {
 // scanned is one archive as the last scan saw it.
 type scanned struct {
 	Summary catalog.Summary
+	Picture catalog.Picture
 	Drill   *archive.Drill // the newest drill, nil if none ran
 	Err     error          // the scan of this archive failed
 }
@@ -97,16 +98,18 @@ func (sc *scanner) scan(ctx context.Context) {
 }
 
 func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
+	failed := func(err error) scanned { return scanned{Summary: catalog.Summary{Archive: name, State: "error", Reasons: []string{err.Error()}}, Err: err} }
 	a, err := archive.New(sc.store, name)
 	if err != nil {
-		return scanned{Err: err}
+		return failed(err)
 	}
 	inv, err := catalog.Load(ctx, a)
 	if err != nil {
-		return scanned{Err: err}
+		return failed(err)
 	}
 	sysid, _ := a.SystemID(ctx)
-	st := scanned{Summary: catalog.Summarize(inv, sysid, time.Now(), sc.late)}
+	now := time.Now()
+	st := scanned{Summary: catalog.Summarize(inv, sysid, now, sc.late), Picture: catalog.Draw(inv, now)}
 	d, err := a.LastDrill(ctx)
 	switch {
 	case err == nil:

@@ -123,6 +123,8 @@ func New(cfg Config) *Server {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /{$}", s.statusPage)
+	mux.HandleFunc("GET /v1/status", s.statusJSON)
 	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))
 	mux.Handle("GET /v1/stores", s.guardOp(auth.OpMetrics, http.HandlerFunc(s.stores)))
 	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))

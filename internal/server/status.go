@@ -1,0 +1,328 @@
+package server
+
+import (
+	"embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/walstore/walstore/catalog"
+	"github.com/walstore/walstore/internal/server/auth"
+	"github.com/walstore/walstore/internal/units"
+	"github.com/walstore/walstore/store"
+)
+
+// The status page (GET /) and its JSON (GET /v1/status): every archive
+// the client may see, from the scanner's last catalog scan, so a page
+// view costs no store call at all. Rendered on the server with
+// html/template (which escapes every name and label) and inline SVG: no
+// script, no external asset, an air-gapped storage host serves it whole.
+//
+// Access: without a token file, everything (walstored listens on
+// loopback, or was told --insecure). With one, a fetch or admin token,
+// given as HTTP basic authentication (the token as password: the browser
+// asks for it; never in a URL) or as a bearer token; the page shows only
+// the archives that token may read.
+
+//go:embed status.html
+var statusFS embed.FS
+
+var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMap{
+	"size": units.Size,
+	"ago":  ago,
+	"utc":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+}).ParseFS(statusFS, "status.html"))
+
+// statusReader returns which archives the request may see, or answers
+// 401 and returns false.
+func (s *Server) statusReader(w http.ResponseWriter, r *http.Request) (func(string) bool, bool) {
+	if s.cfg.Tokens == nil {
+		return func(string) bool { return true }, true
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		_, tok, ok = r.BasicAuth()
+	}
+	c, found := s.cfg.Tokens.set.Load().Authenticate(strings.TrimSpace(tok))
+	if !ok || !found || c.Scope != auth.Fetch && c.Scope != auth.Admin {
+		w.Header().Set("WWW-Authenticate", `Basic realm="walstored status: a fetch or admin token as the password", charset="UTF-8"`)
+		s.failStatus(w, r, http.StatusUnauthorized, "unauthorized", "the status page needs a fetch or admin token (as the password)")
+		return nil, false
+	}
+	note(r, "client", c.Name)
+	return func(a string) bool { return c.Allows(auth.OpGet, a) }, true
+}
+
+// statusView is what the page shows.
+type statusView struct {
+	Now      time.Time
+	Scanned  time.Time
+	Archives []archiveView
+	Stores   []store.Health
+}
+
+type archiveView struct {
+	S       catalog.Summary
+	P       catalog.Picture
+	Drill   *drillView
+	Chart   svgChart
+	Hourly  []svgBar
+	Sizes   []svgBar
+	MaxHour int64
+	Error   string
+}
+
+type drillView struct {
+	OK      bool
+	At      time.Time
+	Seconds float64
+	Backup  string
+	Error   string
+}
+
+func (s *Server) statusView(visible func(string) bool) statusView {
+	at, all := s.scan.snapshot()
+	v := statusView{Now: time.Now(), Scanned: at}
+	for _, st := range all {
+		if !visible(st.Summary.Archive) {
+			continue
+		}
+		av := archiveView{S: st.Summary, P: st.Picture}
+		if st.Err != nil {
+			av.Error = st.Err.Error()
+		}
+		if d := st.Drill; d != nil {
+			av.Drill = &drillView{OK: d.OK, At: d.Started, Seconds: d.Seconds, Backup: d.Backup, Error: d.Error}
+		}
+		av.Chart = timelineChart(st.Picture, st.Summary)
+		av.Hourly, av.MaxHour = hourBars(st.Picture)
+		av.Sizes = sizeBars(st.Picture)
+		v.Archives = append(v.Archives, av)
+	}
+	if rep, ok := store.As[store.Reporter](s.cfg.Store); ok {
+		v.Stores = rep.Health()
+	}
+	return v
+}
+
+func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
+	visible, ok := s.statusReader(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := statusTmpl.Execute(w, s.statusView(visible)); err != nil {
+		s.log.Warn("status page", "error", err.Error())
+	}
+}
+
+func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
+	visible, ok := s.statusReader(w, r)
+	if !ok {
+		return
+	}
+	v := s.statusView(visible)
+	type archiveJSON struct {
+		Summary catalog.Summary `json:"summary"`
+		Picture catalog.Picture `json:"picture"`
+		Drill   *drillView      `json:"last_drill"`
+	}
+	out := struct {
+		Scanned  catalog.NullTime `json:"scanned_at"`
+		Archives []archiveJSON    `json:"archives"`
+		Stores   []store.Health   `json:"stores"`
+	}{Scanned: catalog.NullTime{Time: v.Scanned}, Archives: []archiveJSON{}, Stores: v.Stores}
+	if out.Stores == nil {
+		out.Stores = []store.Health{}
+	}
+	for _, a := range v.Archives {
+		out.Archives = append(out.Archives, archiveJSON{a.S, a.P, a.Drill})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// ago says how long ago t was, for people.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	switch {
+	case d < 0:
+		return "now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%.1fh ago", d.Hours())
+	}
+	return fmt.Sprintf("%.1fd ago", d.Hours()/24)
+}
+
+// The time-line chart: a row of backups, a row per timeline, the
+// recovery window shaded, gaps and forks marked.
+const (
+	chartW     = 960
+	chartLeft  = 110
+	rowH       = 26
+	chartRight = 20
+)
+
+type svgChart struct {
+	W, H    int
+	Rows    []svgRow
+	Bars    []svgBar // backups
+	Runs    []svgBar // WAL runs
+	Gaps    []svgMark
+	Forks   []svgMark
+	Window  *svgBar
+	Ticks   []svgTick
+	AxisY   int
+	PlotW   int
+	PlotX   int
+	Nothing bool
+}
+
+type svgRow struct {
+	Y     int
+	Label string
+	Class string
+}
+
+type svgBar struct {
+	X, Y, W, H int
+	Class      string
+	Title      string
+	ID         string // data-id
+	Label      string
+}
+
+type svgMark struct {
+	X, Y1, Y2 int
+	Class     string
+	Title     string
+	ID        string
+}
+
+type svgTick struct {
+	X     int
+	Label string
+}
+
+func timelineChart(p catalog.Picture, s catalog.Summary) svgChart {
+	c := svgChart{W: chartW, PlotX: chartLeft, PlotW: chartW - chartLeft - chartRight}
+	from, to := p.From.Time, p.To.Time
+	if from.IsZero() || !to.After(from) || len(p.Backups) == 0 && len(p.Timelines) == 0 {
+		c.Nothing, c.H = true, rowH
+		return c
+	}
+	span := to.Sub(from)
+	from = from.Add(-span / 50) // a margin, so that the first bar is visible
+	span = to.Sub(from)
+	x := func(t time.Time) int {
+		if t.Before(from) {
+			t = from
+		}
+		return chartLeft + int(float64(c.PlotW)*float64(t.Sub(from))/float64(span))
+	}
+	y := 8
+	c.Rows = append(c.Rows, svgRow{Y: y, Label: "backups", Class: "row-backups"})
+	for _, b := range p.Backups {
+		x0, x1 := x(b.Start), x(b.Stop)
+		c.Bars = append(c.Bars, svgBar{X: x0, Y: y + 4, W: max(3, x1-x0), H: rowH - 8, Class: "backup", ID: b.ID,
+			Title: fmt.Sprintf("backup %s, timeline %d, %s → %s, %s (%s stored)", b.ID, b.Timeline, b.Start.UTC().Format(time.RFC3339), b.Stop.UTC().Format(time.RFC3339), units.Size(b.RawSize), units.Size(b.StoredSize))})
+	}
+	rowOf := map[uint32]int{}
+	for _, t := range p.Timelines {
+		y += rowH
+		rowOf[t.Timeline] = y
+		class := "row-timeline"
+		label := fmt.Sprintf("timeline %d", t.Timeline)
+		if t.Dead {
+			class, label = "row-timeline dead", label+" (dead)"
+		}
+		c.Rows = append(c.Rows, svgRow{Y: y, Label: label, Class: class})
+		for _, r := range t.Runs {
+			x0, x1 := x(r.From), x(r.To)
+			cls := "run"
+			if t.Dead {
+				cls = "run dead"
+			}
+			c.Runs = append(c.Runs, svgBar{X: x0, Y: y + 6, W: max(2, x1-x0), H: rowH - 12, Class: cls, ID: r.First,
+				Title: fmt.Sprintf("timeline %d: %s .. %s (%d segments), %s → %s", t.Timeline, r.First, r.Last, r.Segments, r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339))})
+		}
+		for _, g := range t.Gaps {
+			c.Gaps = append(c.Gaps, svgMark{X: x(g.At), Y1: y + 1, Y2: y + rowH - 1, Class: "gap", ID: g.First,
+				Title: fmt.Sprintf("gap on timeline %d: %s .. %s missing (%d segments)", t.Timeline, g.First, g.Last, g.Missing)})
+		}
+	}
+	for _, f := range p.Forks {
+		y1, y2 := rowOf[f.Parent], rowOf[f.Child]
+		if y2 < y1 {
+			y1, y2 = y2, y1
+		}
+		cls := "fork"
+		if f.DeadChild || f.Both {
+			cls = "fork dead"
+		}
+		c.Forks = append(c.Forks, svgMark{X: x(f.AtTime), Y1: y1 + rowH/2, Y2: y2 + rowH/2, Class: cls, ID: fmt.Sprint(f.Child), Title: f.Text})
+	}
+	c.AxisY = y + rowH + 4
+	c.H = c.AxisY + 22
+	if !s.RecoverableFrom.IsZero() && !s.RecoverableTo.IsZero() {
+		x0, x1 := x(s.RecoverableFrom.Time), x(s.RecoverableTo.Time)
+		c.Window = &svgBar{X: x0, Y: 4, W: max(2, x1-x0), H: c.AxisY - 4, Class: "window",
+			Title: fmt.Sprintf("recoverable from %s to %s", s.RecoverableFrom.UTC().Format(time.RFC3339), s.RecoverableTo.UTC().Format(time.RFC3339))}
+	}
+	layout := "01-02 15:04"
+	switch {
+	case span < 10*time.Minute:
+		layout = "15:04:05"
+	case span < 24*time.Hour:
+		layout = "15:04"
+	}
+	for i := 0; i <= 4; i++ {
+		t := from.Add(span * time.Duration(i) / 4)
+		c.Ticks = append(c.Ticks, svgTick{X: x(t), Label: t.UTC().Format(layout)})
+	}
+	return c
+}
+
+// hourBars is the WAL-per-hour chart (48 bars).
+func hourBars(p catalog.Picture) ([]svgBar, int64) {
+	var top int64 = 1
+	for _, h := range p.WALPerHour {
+		top = max(top, h.Bytes)
+	}
+	var out []svgBar
+	const w, h = 10, 60
+	for i, hb := range p.WALPerHour {
+		bh := int(float64(h) * float64(hb.Bytes) / float64(top))
+		out = append(out, svgBar{X: i * (w + 2), Y: h - bh, W: w, H: max(bh, 0), Class: "hour",
+			Title: fmt.Sprintf("%s: %s", hb.Hour.UTC().Format("01-02 15:00"), units.Size(hb.Bytes))})
+	}
+	return out, top
+}
+
+// sizeBars is the backup-size chart (raw and stored per backup).
+func sizeBars(p catalog.Picture) []svgBar {
+	var top int64 = 1
+	for _, b := range p.Backups {
+		top = max(top, b.RawSize)
+	}
+	var out []svgBar
+	const w, h = 16, 60
+	for i, b := range p.Backups {
+		rh := int(float64(h) * float64(b.RawSize) / float64(top))
+		sh := int(float64(h) * float64(b.StoredSize) / float64(top))
+		out = append(out, svgBar{X: i * (w + 4), Y: h - rh, W: w, H: rh, Class: "size-raw", ID: b.ID, Title: fmt.Sprintf("%s: %s raw", b.ID, units.Size(b.RawSize))})
+		out = append(out, svgBar{X: i * (w + 4), Y: h - sh, W: w, H: sh, Class: "size-stored", ID: b.ID, Title: fmt.Sprintf("%s: %s stored", b.ID, units.Size(b.StoredSize))})
+	}
+	return out
+}
