@@ -115,7 +115,7 @@ func TestReceiverAndArchiveCommandTogether(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		insertBatch(p, i, 8000)
 		if i == 5 {
-			ws.Kill9(t) // while it streams
+			ws.Kill9(t)             // while it streams
 			insertBatch(p, i, 8000) // written while walstored is down
 			ws.Start(t)
 		}

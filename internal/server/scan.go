@@ -98,7 +98,9 @@ func (sc *scanner) scan(ctx context.Context) {
 }
 
 func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
-	failed := func(err error) scanned { return scanned{Summary: catalog.Summary{Archive: name, State: "error", Reasons: []string{err.Error()}}, Err: err} }
+	failed := func(err error) scanned {
+		return scanned{Summary: catalog.Summary{Archive: name, State: "error", Reasons: []string{err.Error()}}, Err: err}
+	}
 	a, err := archive.New(sc.store, name)
 	if err != nil {
 		return failed(err)
