@@ -10,9 +10,11 @@ import (
 
 // RepoCache remembers, in a small file, what a repository proved once:
 // that it carries the walstore marker, that its S3 endpoint honours
-// conditional writes, and archives' system bindings. walpush and walfetch
-// keep it under pg_wal/walstore/, so that a direct push to S3 costs one
-// request instead of four. Entries expire after a day, so that a
+// conditional writes, archives' system bindings, and which walstored of
+// a list answered last. walpush and walfetch keep it in the cluster's
+// state directory (worker.StateDir), so that a direct push to S3 costs
+// one request instead of four, and a dead walstored of a list is not
+// tried first on every call. Entries expire after a day, so that a
 // repository that was replaced is noticed. A cache that cannot be read or
 // written is no cache; nothing fails because of it.
 type RepoCache struct {
@@ -22,8 +24,9 @@ type RepoCache struct {
 }
 
 type cacheData struct {
-	Proofs   map[string]time.Time `json:"proofs"`
-	Bindings map[string]uint64    `json:"bindings"`
+	Proofs    map[string]time.Time `json:"proofs"`
+	Bindings  map[string]uint64    `json:"bindings"`
+	Preferred map[string]int       `json:"preferred"` // repository list → index that answered last
 }
 
 // cacheTTL is how long a proof holds.
@@ -69,6 +72,27 @@ func (c *RepoCache) saveLocked() {
 	if os.WriteFile(tmp, b, 0o600) == nil {
 		os.Rename(tmp, c.path)
 	}
+}
+
+// Preferred is the index of the walstored of list that answered last.
+func (c *RepoCache) Preferred(list string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.data.Preferred[list]
+}
+
+// Prefer records that walstored i of list answered.
+func (c *RepoCache) Prefer(list string, i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.data.Preferred == nil {
+		c.data.Preferred = map[string]int{}
+	}
+	if c.data.Preferred[list] == i {
+		return
+	}
+	c.data.Preferred[list] = i
+	c.saveLocked()
 }
 
 // Bindings returns the archive binding cache of the repository at url.

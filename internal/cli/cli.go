@@ -61,7 +61,7 @@ type Common struct {
 
 // Bind adds the shared flags to fs.
 func (c *Common) Bind(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Repo, "repo", "", "repository: http(s)://host:7480, file:///dir or s3://bucket/prefix?endpoint=host:port (env WALSTORE_REPO)")
+	fs.StringVar(&c.Repo, "repo", "", "repository: http(s)://host:7480 (several walstored in front of one store: comma-separated), file:///dir or s3://bucket/prefix?endpoint=host:port (env WALSTORE_REPO)")
 	fs.StringVar(&c.Archive, "archive", archive.DefaultArchive, "archive name, one per PostgreSQL cluster (env WALSTORE_ARCHIVE)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the walstored token (env WALSTORE_TOKEN_FILE; or the token itself in WALSTORE_TOKEN)")
 	fs.StringVar(&c.CACert, "cacert", "", "CA certificate that signs walstored's TLS certificate (env WALSTORE_CACERT)")
@@ -175,6 +175,9 @@ func (c *Common) options(u string) (storeurl.Options, error) {
 	opt.File.ReadOnly = c.ReadOnly
 	if c.Cache != nil {
 		opt.S3.ConditionalKnown = c.Cache.Proven(u, "conditional")
+		opt.First = c.Cache.Preferred(u)
+		cache := c.Cache
+		opt.OnSwitch = func(i int) { cache.Prefer(u, i) }
 	}
 	return opt, nil
 }

@@ -190,7 +190,9 @@ func (s *Store) transportError(req *http.Request, err error) error {
 	case strings.Contains(msg, "malformed HTTP response") && strings.Contains(msg, "\\x15\\x03"):
 		return fmt.Errorf("%w: walstored at %s speaks TLS: use https:// in --repo", store.ErrConfig, s.base.Host)
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	var dialErr *net.OpError
+	dialTimeout := errors.As(err, &dialErr) && dialErr.Op == "dial" && dialErr.Timeout()
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) || dialTimeout {
 		return fmt.Errorf("%s %s: %w: %w", req.Method, s.base.Host, ErrUnreachable, err)
 	}
 	var dnsErr *net.DNSError
@@ -200,8 +202,9 @@ func (s *Store) transportError(req *http.Request, err error) error {
 	return fmt.Errorf("%s %s: %w", req.Method, s.base.Host, err)
 }
 
-// ErrUnreachable marks a walstored that refused the connection (not
-// running, wrong port): worth trying another instance at once rather than
+// ErrUnreachable marks a walstored that could not be connected to (not
+// running, wrong port, host down: refused, no route, or the connect
+// timeout passed): worth trying another instance at once rather than
 // waiting for this one.
 var ErrUnreachable = errors.New("walstored not reachable")
 

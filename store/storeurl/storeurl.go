@@ -10,10 +10,13 @@ package storeurl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/failover"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/s3store"
@@ -24,10 +27,41 @@ type Options struct {
 	HTTP httpstore.Options
 	S3   s3store.Options
 	File filestore.Options
+	// For a list of walstored URLs: the one to try first (the one that
+	// answered last time), and who to tell when another one answers.
+	First    int
+	OnSwitch func(i int)
 }
 
-// Open returns the store for rawURL.
+// ListDialTimeout is how long a client waits for a connection to one
+// walstored of a list before it tries the next.
+const ListDialTimeout = time.Second
+
+// Open returns the store for rawURL. Several walstored URLs separated by
+// commas are one repository through several instances: calls go to the
+// one that answered last, and to the next at once when it cannot be
+// reached (store/failover).
 func Open(ctx context.Context, rawURL string, opt Options) (store.Store, error) {
+	if urls, ok := list(rawURL); ok {
+		var members []store.Store
+		ho := opt.HTTP
+		if ho.DialTimeout == 0 {
+			ho.DialTimeout = ListDialTimeout
+		}
+		for _, u := range urls {
+			m, err := httpstore.New(u, ho)
+			if err != nil {
+				return nil, err
+			}
+			members = append(members, m)
+		}
+		f, err := failover.New(members, opt.First, func(err error) bool { return errors.Is(err, httpstore.ErrUnreachable) })
+		if err != nil {
+			return nil, err
+		}
+		f.OnSwitch = opt.OnSwitch
+		return f, nil
+	}
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, badURL(rawURL)
@@ -47,9 +81,37 @@ func Open(ctx context.Context, rawURL string, opt Options) (store.Store, error) 
 	return nil, badURL(rawURL)
 }
 
+// list splits a comma-separated list of repository URLs.
+func list(rawURL string) ([]string, bool) {
+	if !strings.Contains(rawURL, ",") {
+		return nil, false
+	}
+	var out []string
+	for _, u := range strings.Split(rawURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out, true
+}
+
 // Check parses rawURL without connecting to anything, so that a mistyped
 // repository is reported before any work is done.
 func Check(rawURL string) error {
+	if urls, ok := list(rawURL); ok {
+		if len(urls) < 2 {
+			return fmt.Errorf("%w: repository list %q: give two or more walstored URLs separated by commas", store.ErrInvalid, rawURL)
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("%w: repository list %q: %q: a list names walstored instances (http:// or https://) in front of one store", store.ErrInvalid, rawURL, u)
+			}
+			if err := Check(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return badURL(rawURL)
