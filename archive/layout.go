@@ -15,12 +15,14 @@ import (
 //	<archive>/wal/<WAL file name>              segments, .partial, .history, .backup files
 //	<archive>/meta/system                      the system identifier the archive is bound to
 //	<archive>/meta/drills/<id>                 restore drills and how they went (walstored drill)
+//	<archive>/meta/leases/<job>                a job running on the archive (retention), until it expires
 //	<archive>/backups/<id>/<file>              base backups: parts, manifest, completion record
 //	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
 //	<archive>/retired/<tli>/wal/<WAL name>     its files, still bound to their live names
 //	<archive>/retired/<tli>/restored.json      a retired timeline brought back (when, and how old its WAL was)
 //	_repo/marker                               this is a walstore repository
-//	_repo/...                                  repository-wide objects (health probe, leases)
+//	_repo/leases/<job>                         a repository-wide job running (walstored sync)
+//	_repo/...                                  other repository-wide objects (health probe)
 //
 // Archive names start with a letter or a digit, so "_repo" is never one.
 const (
@@ -40,6 +42,8 @@ const (
 	// HealthKey is a key that never exists: a Stat of it proves a store
 	// answers.
 	HealthKey = repoDir + "/health-probe"
+	// SyncLeaseKey is the lease of walstored sync.
+	SyncLeaseKey = repoDir + "/leases/sync"
 )
 
 // DefaultArchive is the archive name used when none is given.
@@ -76,6 +80,9 @@ func (l Layout) System() string { return l.Archive + "/" + metaDir + "/system" }
 
 // DrillsPrefix is the prefix of the records of restore drills.
 func (l Layout) DrillsPrefix() string { return l.Archive + "/" + metaDir + "/drills/" }
+
+// Lease is the key of the lease of a job on the archive (retention).
+func (l Layout) Lease(job string) string { return l.Archive + "/" + metaDir + "/leases/" + job }
 
 // Drill is the key of the record of drill id.
 func (l Layout) Drill(id string) string { return l.DrillsPrefix() + id }
@@ -118,6 +125,7 @@ const (
 	KindRetiredWAL
 	KindRestoredRecord
 	KindRepo
+	KindLease
 )
 
 func (k KeyKind) String() string {
@@ -134,6 +142,8 @@ func (k KeyKind) String() string {
 		return "retired timeline"
 	case KindRepo:
 		return "repository object"
+	case KindLease:
+		return "lease"
 	}
 	return "unknown"
 }
@@ -178,6 +188,8 @@ func ParseKey(key string) (Key, error) {
 		k.Kind = KindSystem
 	case f[1] == metaDir && len(f) == 4 && f[2] == "drills":
 		k.Kind = KindDrill
+	case f[1] == metaDir && len(f) == 4 && f[2] == "leases":
+		k.Kind = KindLease
 	case f[1] == backupsDir && len(f) == 4:
 		if err := ValidBackupID(f[2]); err != nil {
 			return Key{}, err

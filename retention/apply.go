@@ -33,6 +33,18 @@ type Result struct {
 // anything is deleted.
 func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRun bool) (Result, error) {
 	res := Result{Archive: a.Name, DryRun: dryRun}
+	if !dryRun {
+		// Two runs (two timers, two walstored hosts) never interleave.
+		ttl := time.Hour
+		if dl, ok := ctx.Deadline(); ok {
+			ttl = time.Until(dl) + time.Minute
+		}
+		lease, err := archive.TakeLease(ctx, a.Store, a.Layout.Lease("retain"), "retention of archive "+a.Name, ttl)
+		if err != nil {
+			return res, err
+		}
+		defer lease.Release(context.WithoutCancel(ctx))
+	}
 	inv, err := catalog.Load(ctx, a)
 	if err != nil {
 		return res, err

@@ -5,9 +5,11 @@
 // often not at all because the push just put it in the cache.
 //
 // Objects are write-once, so a cached copy cannot go stale by an update;
-// Delete and Replace evict, and entries expire after MaxAge so that a
-// delete made through another walstored sharing the same bucket is
-// noticed. A body held in memory is cached by reference, not copied.
+// Delete and Replace evict. A delete made through another walstored
+// sharing the same store is noticed too: an entry older than Revalidate
+// is served only after a Stat of the store says the object is still
+// there (a stat costs far less than a read), and entries expire after
+// MaxAge. A body held in memory is cached by reference, not copied.
 package cachestore
 
 import (
@@ -30,6 +32,10 @@ type Options struct {
 	MaxBytes  int64         // total cached bytes (default 256 MiB)
 	MaxObject int64         // larger objects pass through uncached (default 32 MiB)
 	MaxAge    time.Duration // entry lifetime (default 10 minutes)
+	// Revalidate: an entry older than this is served only once a Stat
+	// says the object is still in the store (default 2 s; the fresh
+	// segment many standbys ask for at once is served from memory alone).
+	Revalidate time.Duration
 }
 
 // Stats counts cache activity (for metrics).
@@ -68,6 +74,9 @@ func New(inner store.Store, opt Options) *Store {
 	}
 	if opt.MaxAge <= 0 {
 		opt.MaxAge = 10 * time.Minute
+	}
+	if opt.Revalidate <= 0 {
+		opt.Revalidate = 2 * time.Second
 	}
 	return &Store{inner: inner, opt: opt, lru: list.New(), entries: map[string]*list.Element{}}
 }
@@ -180,8 +189,20 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	if e, ok := s.lookup(key); ok {
-		s.count(func(st *Stats) { st.Hits++ })
-		return reader(e.data), nil
+		if time.Since(e.added) <= s.opt.Revalidate {
+			s.count(func(st *Stats) { st.Hits++ })
+			return reader(e.data), nil
+		}
+		_, err := s.inner.Stat(ctx, key)
+		switch {
+		case err == nil:
+			s.count(func(st *Stats) { st.Hits++ })
+			return reader(e.data), nil
+		case errors.Is(err, store.ErrNotFound):
+			s.Evict(key) // deleted behind this cache (another walstored)
+			return nil, err
+		}
+		// The store did not answer: read it the ordinary way below.
 	}
 	ch := s.group.DoChan(key, func() (any, error) {
 		// Detached from the first caller's context: one caller giving up

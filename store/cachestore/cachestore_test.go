@@ -120,3 +120,24 @@ func TestPutPopulatesAndDeleteEvicts(t *testing.T) {
 		t.Fatal("deleted object still served from the cache")
 	}
 }
+
+// An object deleted behind the cache (through another walstored sharing
+// the store) is not served once its entry is older than Revalidate.
+func TestDeletedBehindTheCache(t *testing.T) {
+	ctx := context.Background()
+	inner := memstore.New()
+	c := cachestore.New(inner, cachestore.Options{Revalidate: 20 * time.Millisecond})
+	if err := c.Put(ctx, "a/k", store.Bytes([]byte("v"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Delete(ctx, "a/k"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if _, err := c.Get(ctx, "a/k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a deleted object served from the cache: %v", err)
+	}
+	if c.Stats().Bytes != 0 {
+		t.Fatal("the entry was kept")
+	}
+}

@@ -1,0 +1,93 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/store"
+)
+
+// A lease keeps a job from running twice at once on one repository
+// (retention of an archive, a sync of stores), from any host and through
+// any walstored: a write-once object naming its holder and when it
+// expires. Taking it is a put-if-absent; an expired lease is removed and
+// taken again; releasing it deletes it if it is still the holder's. The
+// expiry is the job's own deadline, so a holder that died blocks the job
+// no longer than it could have run.
+type Lease struct {
+	Job      string    `json:"job"`
+	Holder   string    `json:"holder"`
+	Acquired time.Time `json:"acquired"`
+	Expires  time.Time `json:"expires"`
+
+	s   store.Store
+	key string
+}
+
+// ErrBusy: another run of the job holds the lease.
+var ErrBusy = fmt.Errorf("%w: already running", ErrConflict)
+
+// TakeLease takes the lease at key for job until ttl from now.
+func TakeLease(ctx context.Context, s store.Store, key, job string, ttl time.Duration) (*Lease, error) {
+	host, _ := os.Hostname()
+	l := &Lease{Job: job, Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Acquired: time.Now().UTC().Truncate(time.Millisecond), s: s, key: key}
+	l.Expires = l.Acquired.Add(ttl)
+	b, _ := json.Marshal(l)
+	obj, err := envelope.NewEncoder().EncodeBytes(b, key)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		err = s.Put(ctx, key, store.Bytes(obj.Bytes()))
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return nil, fmt.Errorf("take the lease of %s: %w", job, err)
+		}
+		other, rerr := readLease(ctx, s, key)
+		if rerr != nil {
+			return nil, fmt.Errorf("read the lease of %s: %w", job, rerr)
+		}
+		if time.Now().Before(other.Expires) {
+			return nil, fmt.Errorf("%w: %s is held by %s since %s (until %s)", ErrBusy, job, other.Holder, other.Acquired.Format(time.RFC3339), other.Expires.Format(time.RFC3339))
+		}
+		// Expired: its holder died. Remove it and take it.
+		if derr := s.Delete(ctx, key); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+			return nil, derr
+		}
+	}
+	return nil, fmt.Errorf("%w: %s: the lease was taken again meanwhile", ErrBusy, job)
+}
+
+func readLease(ctx context.Context, s store.Store, key string) (Lease, error) {
+	var l Lease
+	_, rc, err := OpenObject(ctx, s, key, nil)
+	if err != nil {
+		return l, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 64<<10))
+	if err != nil {
+		return l, err
+	}
+	return l, json.Unmarshal(b, &l)
+}
+
+// Release gives the lease back if it is still this holder's.
+func (l *Lease) Release(ctx context.Context) error {
+	cur, err := readLease(ctx, l.s, l.key)
+	if err != nil {
+		return err
+	}
+	if cur.Holder != l.Holder || !cur.Acquired.Equal(l.Acquired) {
+		return nil // expired and taken by another run: not ours to remove
+	}
+	return l.s.Delete(ctx, l.key)
+}
