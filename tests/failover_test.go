@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,5 +78,37 @@ func TestClientsFailOverBetweenInstances(t *testing.T) {
 	s.WaitArchived(s.SwitchWAL(), time.Minute)
 	if n := s.QueryInt("SELECT failed_count FROM pg_stat_archiver"); n != 0 {
 		t.Fatalf("the promoted standby's archiving through [A, B] with B down failed %d times", n)
+	}
+}
+
+// Instances that are each other's --peer: a --wait standby reading
+// through B is answered as soon as the primary's push lands through A,
+// not when B next looks at the store.
+func TestPeersWakeWaitingStandbys(t *testing.T) {
+	dir := testenv.Dir(t)
+	repoDir := filepath.Join(dir, "repo")
+	a := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
+	b := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir, "--peer", a.URL)
+	a.Restart(t, "--peer", b.URL)
+	p := archivingCluster(t, dir, "primary", repo{url: a.URL}, 1)
+	p.Start()
+	p.Exec(ledgerDDL)
+	insertBatch(p, 0, 1000)
+	takeBackup(t, repo{url: a.URL}, p)
+	s := restore(t, repo{url: b.URL}, dir, "standby", "--standby", "--wait", "5s")
+	s.Start()
+	var lat []time.Duration
+	for i := 1; i <= 5; i++ {
+		insertBatch(p, i, 500)
+		end := p.QueryString("SELECT pg_switch_wal()::text")
+		start := time.Now()
+		waitReplayed(t, s, end, time.Minute)
+		lat = append(lat, time.Since(start))
+	}
+	t.Logf("a standby reading through B replayed segments pushed through A after %v", lat)
+	var notes float64
+	fmt.Sscanf(metric(t, b, "walstore_peer_notifications_total"), "%g", &notes)
+	if notes < 5 {
+		t.Fatalf("B was told of %v stored WAL files, want at least the 5 switched segments", notes)
 	}
 }

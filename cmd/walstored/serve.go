@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/walstore/walstore/internal/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/cachestore"
+	"github.com/walstore/walstore/store/storeurl"
 )
 
 // DefaultStore is the embedded default: a directory next to the daemon.
@@ -45,8 +47,10 @@ func bindServe(fs *pflag.FlagSet, e env) func(context.Context) error {
 	lateAfter := fs.Duration("late-after", time.Hour, "an archive without a new segment for this long is reported late")
 	var recv receiveFlags
 	recv.bind(fs)
+	var peers []string
+	fs.StringArrayVar(&peers, "peer", nil, "another walstored in front of the same store (http://host:port): told of every WAL file stored here, so that its --wait readers are answered at once; give it once per peer")
 	return func(ctx context.Context) error {
-		return serve(ctx, e, serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter, recv})
+		return serve(ctx, e, serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter, recv, peers})
 	}
 }
 
@@ -61,6 +65,7 @@ type serveFlags struct {
 	logFormat, logLevel, cacheSize, memoryLimit, bufferLimit, minRate string
 	scanEvery, lateAfter                                              time.Duration
 	receive                                                           receiveFlags
+	peers                                                             []string
 }
 
 func serve(ctx context.Context, e env, f serveFlags) error {
@@ -148,6 +153,12 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		return fmt.Errorf("%w: --scan-interval and --late-after must be positive", cli.ErrUsage)
 	}
 	cfg.ScanInterval, cfg.LateAfter = f.scanEvery, f.lateAfter
+	for _, p := range f.peers {
+		if err := storeurl.Check(p); err != nil || !strings.HasPrefix(p, "http") || strings.Contains(p, ",") {
+			return fmt.Errorf("%w: --peer %q: want the URL of one walstored (http://host:port)", cli.ErrUsage, p)
+		}
+		cfg.Peers = append(cfg.Peers, strings.TrimSuffix(p, "/"))
+	}
 	if cfg.Receivers, err = f.receive.receivers(st, log, &srv); err != nil {
 		return err
 	}

@@ -31,6 +31,8 @@ type metrics struct {
 	repaired  *prometheus.CounterVec
 	damaged   prometheus.Counter
 
+	peerNotes, peerFailures prometheus.Counter
+
 	mu       sync.Mutex
 	archives map[string]*archiveState
 }

@@ -142,6 +142,9 @@ func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k
 			s.scan.poke()
 		}
 		s.waiting.stored(key)
+		if k.Kind == archive.KindWAL {
+			s.notifyPeers(key)
+		}
 		w.Header().Set(wire.HeaderOutcome, out.String())
 		w.WriteHeader(http.StatusCreated)
 	case err == nil && out == archive.AlreadyStored:

@@ -67,6 +67,10 @@ type Config struct {
 	// Receivers are the WAL receivers by archive: a GET of a segment the
 	// store lacks is answered from the receiver when it holds it.
 	Receivers map[string]*receiver.Receiver
+	// Peers are the other walstored instances in front of the same store
+	// (their base URLs): each WAL file stored here is announced to them,
+	// to wake their --wait readers at once (peers.go).
+	Peers []string
 }
 
 // Server is an http.Handler serving one repository.
@@ -118,6 +122,7 @@ func New(cfg Config) *Server {
 		scan:    newScanner(cfg.Store, cfg.ScanInterval, cfg.LateAfter),
 	}
 	s.metrics.reg.MustRegister(s.scan)
+	s.metrics.peerNotes, s.metrics.peerFailures = newPeerMetrics(s.metrics.reg)
 	if len(cfg.Receivers) > 0 {
 		s.metrics.reg.MustRegister(receiverMetrics{s})
 	}
@@ -125,6 +130,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	mux.HandleFunc("GET /v1/status", s.statusJSON)
+	mux.HandleFunc("POST /v1/notify", s.notified)
 	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))
 	mux.Handle("GET /v1/stores", s.guardOp(auth.OpMetrics, http.HandlerFunc(s.stores)))
 	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))

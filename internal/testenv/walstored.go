@@ -117,6 +117,15 @@ func (w *Walstored) Start(t testing.TB) {
 	}
 }
 
+// Restart stops the daemon and starts it again, on the same address,
+// with more flags.
+func (w *Walstored) Restart(t testing.TB, more ...string) {
+	t.Helper()
+	w.Stop(t)
+	w.args = append(w.args, more...)
+	w.Start(t)
+}
+
 // Stop sends SIGTERM and waits for a graceful exit.
 func (w *Walstored) Stop(t testing.TB) { w.signal(syscall.SIGTERM) }
 
