@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,7 +23,7 @@ import (
 //	<archive>/retired/<tli>/restored.json      a retired timeline brought back (when, and how old its WAL was)
 //	_repo/marker                               this is a walstore repository
 //	_repo/leases/<job>                         a repository-wide job running (walstored sync)
-//	_repo/...                                  other repository-wide objects (health probe)
+//	_repo/probes/<random>                      a write probe (/healthz), deleted at once
 //
 // Archive names start with a letter or a digit, so "_repo" is never one.
 const (
@@ -45,6 +46,19 @@ const (
 	// SyncLeaseKey is the lease of walstored sync.
 	SyncLeaseKey = repoDir + "/leases/sync"
 )
+
+// StoreLocal reports the keys that belong to the one store they are in
+// and are never copied between stores: repository-wide leases (taken in
+// one store, see TakeLeaseInFirst) and write probes.
+func StoreLocal(key string) bool {
+	return strings.HasPrefix(key, repoDir+"/leases/") || strings.HasPrefix(key, repoDir+"/probes/")
+}
+
+// ProbeKey is a fresh key for a write probe (store.Probe): random, so
+// that probes from several instances never meet.
+func ProbeKey() string {
+	return repoDir + "/probes/" + rand.Text()
+}
 
 // DefaultArchive is the archive name used when none is given.
 const DefaultArchive = "main"

@@ -66,6 +66,22 @@ func TakeLease(ctx context.Context, s store.Store, key, job string, ttl time.Dur
 	return nil, fmt.Errorf("%w: %s: the lease was taken again meanwhile", ErrBusy, job)
 }
 
+// TakeLeaseInFirst takes the lease at key in the first of stores that
+// answers (taken or busy). A job over several stores (walstored sync)
+// cannot need all of them, since it runs to repair one that was missing;
+// runs that see the same stores answer agree on where the lease is.
+func TakeLeaseInFirst(ctx context.Context, stores []store.Store, key, job string, ttl time.Duration) (*Lease, error) {
+	var errs []error
+	for _, s := range stores {
+		l, err := TakeLease(ctx, s, key, job, ttl)
+		if err == nil || errors.Is(err, ErrBusy) {
+			return l, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
 func readLease(ctx context.Context, s store.Store, key string) (Lease, error) {
 	var l Lease
 	_, rc, err := OpenObject(ctx, s, key, nil)

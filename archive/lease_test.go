@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 )
 
@@ -46,5 +47,45 @@ func TestLease(t *testing.T) {
 	l3.Release(ctx)
 	if k, err := archive.ParseKey(key); err != nil || k.Kind != archive.KindLease {
 		t.Fatalf("ParseKey(%s) = %v, %v", key, k, err)
+	}
+}
+
+// unreachable is a store that does not answer.
+type unreachable struct{ store.Store }
+
+func (unreachable) Put(context.Context, string, store.Body) error {
+	return errors.New("dial tcp: connection refused")
+}
+
+// A repository-wide lease over several stores is taken in the first that
+// answers: a run that finds it taken there is told so, and a run that
+// finds the first store down takes it in the next.
+func TestLeaseInFirstStoreThatAnswers(t *testing.T) {
+	ctx := context.Background()
+	a, b := memstore.New(), memstore.New()
+	l, err := archive.TakeLeaseInFirst(ctx, []store.Store{a, b}, archive.SyncLeaseKey, "store sync", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat(ctx, archive.SyncLeaseKey); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the lease was taken in the second store too: %v", err)
+	}
+	if _, err := archive.TakeLeaseInFirst(ctx, []store.Store{a, b}, archive.SyncLeaseKey, "store sync", time.Hour); !errors.Is(err, archive.ErrBusy) {
+		t.Fatalf("a second sync: %v", err)
+	}
+	l.Release(ctx)
+	l, err = archive.TakeLeaseInFirst(ctx, []store.Store{unreachable{a}, b}, archive.SyncLeaseKey, "store sync", time.Hour)
+	if err != nil {
+		t.Fatalf("with the first store down: %v", err)
+	}
+	if _, err := b.Stat(ctx, archive.SyncLeaseKey); err != nil {
+		t.Fatalf("with the first store down, the lease is not in the second: %v", err)
+	}
+	l.Release(ctx)
+	if _, err := archive.TakeLeaseInFirst(ctx, []store.Store{unreachable{a}, unreachable{b}}, archive.SyncLeaseKey, "store sync", time.Hour); err == nil || errors.Is(err, archive.ErrBusy) {
+		t.Fatalf("no store answers: %v", err)
+	}
+	if !archive.StoreLocal(archive.SyncLeaseKey) || !archive.StoreLocal(archive.ProbeKey()) || archive.StoreLocal(archive.Layout{Archive: "main"}.Lease("retain")) {
+		t.Fatal("StoreLocal: the sync lease and probes are local to a store, an archive's lease is not")
 	}
 }

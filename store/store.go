@@ -32,6 +32,7 @@ var (
 	ErrInvalid      = errkind.ErrInvalid
 	ErrCorrupt      = errkind.ErrCorrupt
 	ErrNoSpace      = errkind.ErrNoSpace
+	ErrReadOnly     = errkind.ErrReadOnly
 	ErrUnauthorized = errkind.ErrUnauthorized
 	ErrForbidden    = errkind.ErrForbidden
 	ErrConfig       = errkind.ErrConfig

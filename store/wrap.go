@@ -61,10 +61,25 @@ type Replacer interface {
 	Replace(ctx context.Context, key string, old Info, body Body) error
 }
 
-// Checker is implemented by stores that can tell whether they work:
-// Check returns nil when the store answers and accepts writes.
+// Checker is implemented by stores made of several (multistore): Check
+// returns nil when enough of them answer and accept writes, each checked
+// with Probe(probe).
 type Checker interface {
-	Check(ctx context.Context) error
+	Check(ctx context.Context, probe string) error
+}
+
+// Probe checks that s answers and accepts writes: it stores a small
+// object under probe and deletes it again. probe must be a key that
+// exists nowhere and that no one else uses (a fresh random name). A
+// store with a Checker (several stores behind one) checks each.
+func Probe(ctx context.Context, s Store, probe string) error {
+	if c, ok := As[Checker](s); ok {
+		return c.Check(ctx, probe)
+	}
+	if err := s.Put(ctx, probe, Bytes([]byte("walstore write probe\n"))); err != nil {
+		return err
+	}
+	return s.Delete(ctx, probe)
 }
 
 // Health is what is known of one store behind a wrapper.

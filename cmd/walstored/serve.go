@@ -133,7 +133,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	go reloadOnHUP(ctx, log, cfg.Tokens, tlsFiles)
 	if multi != nil && *syncEvery > 0 {
 		go func() {
-			if rep, err := multi.Sync(ctx, ""); err == nil {
+			if rep, err := leasedSync(ctx, multi, "", *syncEvery); err == nil {
 				logSync(log, rep)
 			} else {
 				log.Warn("store sync at start failed", "error", err.Error())

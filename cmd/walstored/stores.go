@@ -74,7 +74,7 @@ func openStores(ctx context.Context, getenv func(string) string, urls []string, 
 	}
 	ms, err := multistore.New(members, multistore.Options{
 		Quorum: quorum, Log: log, OnCorrupt: onCorrupt,
-		Identity: archive.Identify, Verify: archive.VerifyCopy,
+		Identity: archive.Identify, Verify: archive.VerifyCopy, Local: archive.StoreLocal,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
@@ -112,13 +112,33 @@ func syncLoop(ctx context.Context, ms *multistore.Store, every time.Duration, lo
 			return
 		case <-t.C:
 		}
-		rep, err := ms.Sync(ctx, "")
+		rep, err := leasedSync(ctx, ms, "", every)
 		if err != nil {
-			log.Warn("store sync failed; next try in one interval", "error", err.Error())
+			log.Warn("store sync failed or skipped; next try in one interval", "error", err.Error())
 			continue
 		}
 		logSync(log, rep)
 	}
+}
+
+// leasedSync is one sync pass under the repository's sync lease (in the
+// first store that answers), so that the syncs of several walstored
+// instances and of walstored sync never run at once. The lease expires
+// after ttl (or at ctx's deadline) should this process die holding it.
+func leasedSync(ctx context.Context, ms *multistore.Store, prefix string, ttl time.Duration) (multistore.SyncReport, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		ttl = time.Until(dl)
+	}
+	var stores []store.Store
+	for _, m := range ms.Members() {
+		stores = append(stores, m.Store)
+	}
+	lease, err := archive.TakeLeaseInFirst(ctx, stores, archive.SyncLeaseKey, "store sync", max(ttl, time.Minute))
+	if err != nil {
+		return multistore.SyncReport{}, err
+	}
+	defer lease.Release(context.WithoutCancel(ctx))
+	return ms.Sync(ctx, prefix)
 }
 
 func logSync(log *slog.Logger, rep multistore.SyncReport) {
@@ -158,7 +178,7 @@ func bindSync(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		rep, err := ms.Sync(ctx, *prefix)
+		rep, err := leasedSync(ctx, ms, *prefix, time.Hour)
 		if err != nil {
 			return err
 		}

@@ -28,6 +28,10 @@ var (
 	ErrCorrupt = errors.New("corrupt object")
 	// ErrNoSpace: the store is out of space or quota.
 	ErrNoSpace = errors.New("no space left in store")
+	// ErrReadOnly: the store answers but refuses writes (a distributed
+	// store that lost its write quorum, a file system remounted read-only).
+	// Not permanent: it may come back.
+	ErrReadOnly = errors.New("the store refuses writes")
 	// ErrUnauthorized: no valid credentials.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: credentials valid, but not for this operation or key.

@@ -20,8 +20,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/walstore/walstore/archive"
@@ -84,6 +86,7 @@ type Server struct {
 	budget  *budget
 	door    *archive.Door
 	scan    *scanner
+	health  *healthProbe
 }
 
 // New returns a server for cfg.
@@ -117,6 +120,7 @@ func New(cfg Config) *Server {
 		metrics: newMetrics(cfg.Store),
 		limits:  newLimiter(cfg.MaxPerClient),
 		waiting: newWaiters(),
+		health:  &healthProbe{},
 		budget:  &budget{limit: cfg.MemoryLimit},
 		door:    archive.NewDoor(cfg.Store),
 		scan:    newScanner(cfg.Store, cfg.ScanInterval, cfg.LateAfter),
@@ -168,22 +172,44 @@ func (s *Server) CorruptCopy(storeName, key string, err error) {
 	s.metrics.corrupt.WithLabelValues(storeName).Inc()
 }
 
-// healthz answers 200 when the store works: it answers and (when it can
-// tell) accepts writes. A load balancer takes an instance out on anything
-// else, and the body says why.
+// healthz answers 200 when the store works: it answers and accepts
+// writes (a write probe, stored and deleted: a store that lost its write
+// quorum still answers reads). A load balancer takes an instance out on
+// anything else, and the body says why. One probe serves every health
+// check for probeEvery, so that frequent checks cost the store little.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	var err error
-	if c, ok := store.As[store.Checker](s.cfg.Store); ok {
-		err = c.Check(ctx)
-	} else if _, serr := s.cfg.Store.Stat(ctx, archive.HealthKey); serr != nil && !isNotFound(serr) {
-		err = serr
-	}
-	if err != nil {
+	if err := s.health.check(r.Context(), s.cfg.Store); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
-	w.Write([]byte("ok\n"))
+	w.Write([]byte("ok: the store answers and accepts writes\n"))
+}
+
+const probeEvery = 5 * time.Second
+
+// healthProbe is the last write probe and what it found.
+type healthProbe struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+func (h *healthProbe) check(ctx context.Context, st store.Store) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.at) < probeEvery {
+		return h.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	if c, ok := store.As[store.Cache](st); ok {
+		st = c.Uncached()
+	}
+	err := store.Probe(ctx, st, archive.ProbeKey())
+	if err != nil {
+		err = fmt.Errorf("write probe: %w", err)
+	}
+	h.at, h.err = time.Now(), err
+	return err
 }

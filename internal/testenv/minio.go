@@ -24,6 +24,7 @@ type MinIO struct {
 	Bucket    string
 	bin       string
 	dataDir   string
+	drives    int // >1: erasure coded over dataDir/d1 ... dN
 	logFile   string
 	port      int
 	console   int
@@ -65,7 +66,7 @@ func SharedMinIO(t testing.TB) *MinIO {
 			sharedErr = err
 			return
 		}
-		m, err := startMinIO(dir)
+		m, err := startMinIO(dir, 1)
 		if err != nil {
 			os.RemoveAll(dir)
 			sharedErr = err
@@ -84,7 +85,16 @@ func SharedMinIO(t testing.TB) *MinIO {
 // and restart it).
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	m, err := startMinIO(Dir(t))
+	return StartMinIODrives(t, 1)
+}
+
+// StartMinIODrives starts a MinIO server owned by the test, erasure coded
+// over n drives (directories; see Drive) when n > 1, the way a
+// distributed deployment keeps data: with 4 drives it reads with any 2
+// and writes with any 3.
+func StartMinIODrives(t testing.TB, n int) *MinIO {
+	t.Helper()
+	m, err := startMinIO(Dir(t), n)
 	if err != nil {
 		t.Fatalf("MinIO: %v", err)
 	}
@@ -92,7 +102,7 @@ func StartMinIO(t testing.TB) *MinIO {
 	return m
 }
 
-func startMinIO(dir string) (*MinIO, error) {
+func startMinIO(dir string, drives int) (*MinIO, error) {
 	bin, err := MinIOBinary()
 	if err != nil {
 		return nil, err
@@ -103,10 +113,16 @@ func startMinIO(dir string) (*MinIO, error) {
 		Bucket:    "walstore",
 		bin:       bin,
 		dataDir:   filepath.Join(dir, "data"),
+		drives:    drives,
 		logFile:   filepath.Join(dir, "minio.log"),
 	}
 	if err := os.MkdirAll(m.dataDir, 0o755); err != nil {
 		return nil, err
+	}
+	for i := 1; i <= drives && drives > 1; i++ {
+		if err := os.MkdirAll(m.Drive(i), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	if m.port, err = freePort(); err != nil {
 		return nil, err
@@ -133,14 +149,23 @@ func (m *MinIO) start() error {
 		return err
 	}
 	defer log.Close()
+	data := m.dataDir
+	if m.drives > 1 {
+		data = fmt.Sprintf("%s/d{1...%d}", m.dataDir, m.drives)
+	}
 	cmd := exec.Command(m.bin, "server", "--quiet", "--address", m.Endpoint,
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", m.console), m.dataDir)
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", m.console), data)
 	cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+m.AccessKey,
 		"MINIO_ROOT_PASSWORD="+m.SecretKey,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 	)
+	if m.drives > 1 {
+		// Several drives on one disk (the root disk, here) are refused
+		// outside CI/CD mode.
+		cmd.Env = append(cmd.Env, "MINIO_CI_CD=1")
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -174,6 +199,9 @@ func (m *MinIO) start() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Drive is the directory of drive i (1 to n) of an erasure-coded server.
+func (m *MinIO) Drive(i int) string { return filepath.Join(m.dataDir, fmt.Sprintf("d%d", i)) }
 
 // Stop stops the server (by its PID), keeping its data.
 func (m *MinIO) Stop(t testing.TB) { m.stop() }

@@ -91,6 +91,9 @@ var codes = []struct {
 	// retry may get through) or by the client. Never stored.
 	{"damaged", http.StatusUnprocessableEntity, errkind.ErrCorrupt},
 	{"key", http.StatusBadRequest, errkind.ErrKey},
+	// The store behind walstored refuses writes: worth retrying, but
+	// said as what it is, not as "unavailable".
+	{"read_only", http.StatusServiceUnavailable, errkind.ErrReadOnly},
 }
 
 // CodeUnavailable is the code of every error not in the table: the store
@@ -137,7 +140,7 @@ func (e *RemoteError) Unwrap() error {
 func StatusError(status int, msg string) *RemoteError {
 	msg = strings.TrimSpace(msg)
 	for _, c := range codes {
-		if c.status == status {
+		if c.status == status && status != http.StatusServiceUnavailable {
 			return &RemoteError{Status: status, Code: c.code, Msg: msg}
 		}
 	}

@@ -568,7 +568,9 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %v", store.ErrNotFound, strip(err))
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w: %v", store.ErrNoSpace, strip(err))
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %v (the file system is mounted read-only)", store.ErrReadOnly, strip(err))
+	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%w: %v", store.ErrForbidden, strip(err))
 	}
 	return err

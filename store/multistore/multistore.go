@@ -66,6 +66,9 @@ type Options struct {
 	Log     *slog.Logger
 	// OnCorrupt is called for every corrupt copy found on read.
 	OnCorrupt func(store, key string, err error)
+	// Local reports keys that belong to one store and are never copied
+	// by Sync (a lease held in one store, a write probe).
+	Local func(key string) bool
 }
 
 type member struct {
@@ -163,19 +166,11 @@ func (s *Store) Members() []Member {
 
 // Check implements store.Checker: enough stores answer and accept writes
 // to take a push (the quorum; all of them by default).
-func (s *Store) Check(ctx context.Context) error {
+func (s *Store) Check(ctx context.Context, probe string) error {
 	ok := 0
 	var errs []string
 	for _, m := range s.members {
-		var err error
-		if c, isChecker := store.As[store.Checker](m.Store); isChecker {
-			err = c.Check(ctx)
-		} else {
-			_, err = m.Store.Stat(ctx, "health-probe-absent")
-			if errors.Is(err, store.ErrNotFound) {
-				err = nil
-			}
-		}
+		err := store.Probe(ctx, m.Store, probe)
 		m.report(err)
 		if err == nil {
 			ok++

@@ -169,3 +169,27 @@ func TestCorruptCopyAndConflict(t *testing.T) {
 		t.Fatalf("put over a split store: %v, want ErrExists", err)
 	}
 }
+
+// Sync leaves the keys Options.Local claims where they are (a lease held
+// in one store must not appear in another).
+func TestSyncLeavesLocalKeys(t *testing.T) {
+	ctx := context.Background()
+	a, b := memstore.New(), memstore.New()
+	m, err := multistore.New([]multistore.Member{{Name: "a", Store: a}, {Name: "b", Store: b}},
+		multistore.Options{Local: func(k string) bool { return strings.HasPrefix(k, "local/") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Put(ctx, "local/lease", store.Bytes([]byte("held in a")))
+	a.Put(ctx, "shared/x", store.Bytes([]byte("copied")))
+	rep, err := m.Sync(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat(ctx, "local/lease"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a local key was copied: %v (report %+v)", err, rep)
+	}
+	if _, err := b.Stat(ctx, "shared/x"); err != nil {
+		t.Fatalf("a shared key was not copied: %v", err)
+	}
+}

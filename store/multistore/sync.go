@@ -42,7 +42,8 @@ type SyncReport struct {
 // Sync copies every object a store is missing from a store that holds a
 // verified copy, under prefix, in key order, the stores in the order they
 // were given. Objects present in several stores with different sizes are
-// compared by identity; a conflict is reported, never resolved.
+// compared by identity; a conflict is reported, never resolved. Keys that
+// Options.Local claims are left alone.
 func (s *Store) Sync(ctx context.Context, prefix string) (SyncReport, error) {
 	rep := SyncReport{Copied: map[string]int{}, Corrupt: []string{}, Conflicts: []Conflict{}, Failed: []string{}}
 	have := make([]map[string]int64, len(s.members))
@@ -51,6 +52,9 @@ func (s *Store) Sync(ctx context.Context, prefix string) (SyncReport, error) {
 	for i, m := range s.members {
 		have[i] = map[string]int64{}
 		err := m.Store.List(ctx, prefix, func(info store.Info) error {
+			if s.opt.Local != nil && s.opt.Local(info.Key) {
+				return nil
+			}
 			have[i][info.Key] = info.Size
 			if !union[info.Key] {
 				union[info.Key] = true

@@ -506,6 +506,10 @@ func (s *Store) classify(err error) error {
 		sentinel = store.ErrInvalid
 	case "XMinioStorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded":
 		sentinel = store.ErrNoSpace
+	case "SlowDownWrite":
+		// MinIO's answer when too few of its drives accept writes (its
+		// write quorum is lost): reads still work.
+		return fmt.Errorf("%w: %s answers %d %s: %v (too few of its drives accept writes?)", store.ErrReadOnly, s.cfg.Endpoint, resp.StatusCode, resp.Code, err)
 	}
 	if sentinel == nil && resp.StatusCode == http.StatusNotFound && resp.Code == "" {
 		sentinel = store.ErrNotFound
