@@ -61,7 +61,7 @@ type Common struct {
 
 // Bind adds the shared flags to fs.
 func (c *Common) Bind(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Repo, "repo", "", "repository: http(s)://host:7480 (several walstored in front of one store: comma-separated), file:///dir or s3://bucket/prefix?endpoint=host:port (env WALSTORE_REPO)")
+	fs.Var(&repoValue{s: &c.Repo}, "repo", "repository `URL`: http(s)://host:7480 (several walstored in front of one store: give it again, or comma-separated), file:///dir or s3://bucket/prefix?endpoint=host:port (env WALSTORE_REPO)")
 	fs.StringVar(&c.Archive, "archive", archive.DefaultArchive, "archive name, one per PostgreSQL cluster (env WALSTORE_ARCHIVE)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the walstored token (env WALSTORE_TOKEN_FILE; or the token itself in WALSTORE_TOKEN)")
 	fs.StringVar(&c.CACert, "cacert", "", "CA certificate that signs walstored's TLS certificate (env WALSTORE_CACERT)")
@@ -73,6 +73,31 @@ func (c *Common) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.OldKeyFiles, "decryption-key-files", "", "comma-separated older key files, still used to read what they encrypted (key rotation)")
 	fs.BoolVarP(&c.Verbose, "verbose", "v", false, "say what was done on success")
 }
+
+// repoValue is --repo. Given again (or on several repo lines of a config
+// file), the walstored URLs add up to one list, in order: the
+// comma-separated form that store/storeurl opens as one repository
+// through several instances.
+type repoValue struct {
+	s   *string
+	set bool
+}
+
+func (v *repoValue) Set(x string) error {
+	if v.set && *v.s != "" {
+		*v.s += "," + x
+	} else {
+		*v.s = x
+	}
+	v.set = true
+	return nil
+}
+
+func (v *repoValue) String() string { return *v.s }
+
+// Type says "a list" to Parse and readConfig, which repeat list settings
+// (like --store) instead of refusing them twice.
+func (v *repoValue) Type() string { return "stringArray" }
 
 // ErrUsage marks command-line and configuration mistakes (exit 2).
 var ErrUsage = errors.New("usage")

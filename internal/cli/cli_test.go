@@ -170,3 +170,32 @@ func TestSecretFilesMustNotBeWorldReadable(t *testing.T) {
 		t.Fatalf("missing token file: %v", err)
 	}
 }
+
+// --repo given again, or on several repo lines of a config file, lists
+// walstored instances in order; the command line replaces the file.
+func TestRepoListFromFlagsAndConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "walstore.conf")
+	os.WriteFile(cfg, []byte("repo = http://a:7480\nrepo = http://b:7480\n"), 0o600)
+	getenv := func(string) string { return "" }
+	fs, c, _ := flags()
+	if err := Parse(fs, []string{"--config", cfg}, getenv, "walpush"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Repo != "http://a:7480,http://b:7480" {
+		t.Fatalf("two repo lines: %q", c.Repo)
+	}
+	fs, c, _ = flags()
+	if err := Parse(fs, []string{"--config", cfg, "--repo", "http://c:7480", "--repo", "http://d:7480"}, getenv, "walpush"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Repo != "http://c:7480,http://d:7480" {
+		t.Fatalf("--repo twice over a config file: %q", c.Repo)
+	}
+	fs, c, _ = flags()
+	if err := Parse(fs, []string{"--repo", "http://c:7480"}, func(k string) string { return map[string]string{"WALSTORE_REPO": "http://e:7480,http://f:7480"}[k] }, "walpush"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Repo != "http://c:7480" {
+		t.Fatalf("--repo over WALSTORE_REPO: %q", c.Repo)
+	}
+}
