@@ -123,9 +123,9 @@ var (
 	descTLI = prometheus.NewDesc("walstore_archive_newest_timeline",
 		"Timeline of the newest segment pushed to the archive through this instance.", []string{"archive"}, nil)
 	descLast = prometheus.NewDesc("walstore_archive_last_push_timestamp_seconds",
-		"When the archive last received a segment through this instance (Unix time).", []string{"archive"}, nil)
+		"When the archive last received a segment through this instance or one of its --peer instances (Unix time).", []string{"archive"}, nil)
 	descSince = prometheus.NewDesc("walstore_archive_seconds_since_last_push",
-		"Seconds since the archive last received a segment through this instance.", []string{"archive"}, nil)
+		"Seconds since the archive last received a segment through this instance or one of its --peer instances.", []string{"archive"}, nil)
 )
 
 // Describe and Collect make metrics a collector of the per-archive gauges.
@@ -153,6 +153,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // in the WAL (a segment of an old timeline pushed late does not count as
 // newest, nor does one of a new timeline that starts behind).
 func (m *metrics) pushed(archiveName string, n wal.Name, segSize int64) {
+	m.pushedAt(archiveName, n, segSize, time.Now())
+}
+
+// pushedAt records a segment stored at a given time (through a peer: the
+// time the store gives the object). The last push only moves forward.
+func (m *metrics) pushedAt(archiveName string, n wal.Name, segSize int64, at time.Time) {
 	if n.Kind != wal.Segment || !wal.ValidSegmentSize(segSize) {
 		return
 	}
@@ -163,7 +169,9 @@ func (m *metrics) pushed(archiveName string, n wal.Name, segSize int64) {
 		st = &archiveState{}
 		m.archives[archiveName] = st
 	}
-	st.lastPush = time.Now()
+	if at.After(st.lastPush) {
+		st.lastPush = at
+	}
 	if st.segSize == 0 || n.SegNo(segSize) > st.newest.SegNo(segSize) || n.SegNo(segSize) == st.newest.SegNo(segSize) && n.TLI > st.newest.TLI {
 		st.newest, st.segSize = n, segSize
 	}

@@ -143,7 +143,7 @@ func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k
 		}
 		s.waiting.stored(key)
 		if k.Kind == archive.KindWAL {
-			s.notifyPeers(key)
+			s.notifyPeers(key, hdr.RawSize)
 		}
 		w.Header().Set(wire.HeaderOutcome, out.String())
 		w.WriteHeader(http.StatusCreated)

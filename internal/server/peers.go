@@ -4,31 +4,38 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
 // Several walstored instances in front of one store tell each other of
 // every WAL file they store (--peer), so that a --wait standby reading
 // through one is answered the moment a push lands through another,
-// instead of when its instance next looks at the store (once a second).
-// A notification only wakes waiting readers, which then read the store
-// themselves: it proves nothing and needs no token, and a forged one
-// costs a store read per waiting request, nothing more.
+// instead of when its instance next looks at the store (once a second),
+// and so that each instance's last-push metrics count the pushes through
+// all of them. A notification proves nothing and needs no token: it wakes
+// waiting readers, which then read the store themselves, and it counts as
+// a push only once a stat of the store finds the object, at the time the
+// store gives it. A forged one costs a store stat and a read per waiting
+// request, nothing more.
 
 var peerClient = &http.Client{Timeout: 2 * time.Second}
 
-// notifyPeers tells the peers that key was stored (best effort, in the
-// background).
-func (s *Server) notifyPeers(key string) {
+// notifyPeers tells the peers that the WAL file key, of rawSize bytes,
+// was stored (best effort, in the background).
+func (s *Server) notifyPeers(key string, rawSize int64) {
 	for _, p := range s.cfg.Peers {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, p+"/v1/notify?key="+url.QueryEscape(key), nil)
+			q := url.Values{"key": {key}, "size": {strconv.FormatInt(rawSize, 10)}}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, p+"/v1/notify?"+q.Encode(), nil)
 			if err != nil {
 				return
 			}
@@ -42,8 +49,8 @@ func (s *Server) notifyPeers(key string) {
 	}
 }
 
-// notified is POST /v1/notify?key=K from a peer: wake the readers
-// waiting for K.
+// notified is POST /v1/notify?key=K&size=N from a peer: wake the readers
+// waiting for K, and count it as a push once the store has it.
 func (s *Server) notified(w http.ResponseWriter, r *http.Request) {
 	key := r.URL.Query().Get("key")
 	k, err := archive.ParseKey(key)
@@ -51,9 +58,23 @@ func (s *Server) notified(w http.ResponseWriter, r *http.Request) {
 		s.failStatus(w, r, http.StatusBadRequest, "invalid", "a notification names a WAL file's key")
 		return
 	}
+	size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
 	note(r, "key", key)
 	s.metrics.peerNotes.Inc()
 	s.waiting.stored(key)
+	if k.WAL.Kind == wal.Segment && wal.ValidSegmentSize(size) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st := s.cfg.Store
+			if c, ok := store.As[store.Cache](st); ok {
+				st = c.Uncached()
+			}
+			if info, err := st.Stat(ctx, key); err == nil {
+				s.metrics.pushedAt(k.Archive, k.WAL, size, info.ModTime)
+			}
+		}()
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -44,7 +44,7 @@ func (s *Server) Publish(ctx context.Context, archiveName string, n wal.Name, ob
 	case err == nil && out != archive.AlreadyStored:
 		s.metrics.pushed(archiveName, n, obj.Header.RawSize)
 		s.waiting.stored(key)
-		s.notifyPeers(key)
+		s.notifyPeers(key, obj.Header.RawSize)
 	case err == nil:
 		s.waiting.stored(key)
 	}
