@@ -10,6 +10,7 @@ import (
 // Sentinel errors, the same values every layer uses (see internal/errkind).
 var (
 	ErrNotFound     = errkind.ErrNotFound
+	ErrExpired      = errkind.ErrExpired
 	ErrExists       = errkind.ErrExists
 	ErrConflict     = errkind.ErrConflict
 	ErrInvalid      = errkind.ErrInvalid

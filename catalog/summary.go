@@ -16,6 +16,7 @@ type Summary struct {
 	SystemID       string   `json:"system_identifier"`
 	SegmentSize    int64    `json:"wal_segment_size"`
 	Encrypted      bool     `json:"encrypted"`
+	OldestSegment  string   `json:"oldest_segment"`
 	NewestSegment  string   `json:"newest_segment"`
 	NewestTimeline uint32   `json:"newest_timeline"`
 	NewestLSN      wal.LSN  `json:"newest_lsn"`
@@ -59,17 +60,23 @@ func Summarize(inv *Inventory, sysid uint64, now time.Time, late time.Duration) 
 	if sysid != 0 {
 		s.SystemID = fmt.Sprint(sysid)
 	}
-	var newest File
+	var newest, oldest File
 	for _, f := range inv.Files {
 		s.WALFiles++
 		s.WALBytes += f.Info.Size
 		if f.Name.Kind != wal.Segment || inv.SegSize == 0 {
 			continue
 		}
+		if oldest.Name.Kind == 0 || f.Name.SegNo(inv.SegSize) < oldest.Name.SegNo(inv.SegSize) {
+			oldest = f
+		}
 		if newest.Name.Kind == 0 || f.Name.SegNo(inv.SegSize) > newest.Name.SegNo(inv.SegSize) ||
 			f.Name.SegNo(inv.SegSize) == newest.Name.SegNo(inv.SegSize) && f.Name.TLI > newest.Name.TLI {
 			newest = f
 		}
+	}
+	if oldest.Name.Kind != 0 {
+		s.OldestSegment = oldest.Name.String()
 	}
 	if newest.Name.Kind != 0 {
 		s.NewestSegment, s.NewestTimeline = newest.Name.String(), newest.Name.TLI

@@ -135,7 +135,8 @@ func TestPeersWakeWaitingStandbys(t *testing.T) {
 // quorum lost, reads still work): both /healthz answer 503 saying that
 // the store refuses writes, and so does walpush in PostgreSQL's log; once
 // writable, the backlog drains. Retention through A: a segment it
-// deleted is not found through B, which had it cached.
+// deleted is not found through B, which had it cached, and walfetch says
+// that retention removed it.
 func TestDistributedMinIOBehindTwoInstances(t *testing.T) {
 	dir := testenv.Dir(t)
 	m := testenv.StartMinIODrives(t, 4)
@@ -228,6 +229,17 @@ func TestDistributedMinIOBehindTwoInstances(t *testing.T) {
 	if res := fetch(b.URL); res.Code != 1 {
 		t.Fatalf("fetch through B of %s, deleted by retention through A (backups %s then %s): exit %d, want 1 (not found)", oldest, first, second, res.Code)
 	}
+	// Once A has scanned the archive again (retention's deletion of a
+	// backup asks for a scan), a restore_command that asks for the deleted
+	// segment is told why, in the line PostgreSQL logs.
+	testenv.WaitFor(t, 30*time.Second, "walfetch to say that retention removed "+oldest, func() bool {
+		res := fetch(a.URL)
+		if res.Code == 1 && strings.Contains(res.Stderr, "retention removed it") {
+			t.Logf("walfetch said: %s", res.Stderr)
+			return true
+		}
+		return false
+	})
 }
 
 // wipe empties a directory, the way a replaced disk comes back.

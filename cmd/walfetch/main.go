@@ -114,7 +114,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, store.Describe(a.Store)))
 			}
 		}
-		if c.Verbose {
+		if errors.Is(err, archive.ErrExpired) {
+			// Said every time: PostgreSQL's own line does not say why.
+			fmt.Fprintf(stderr, "walfetch: %s\n", cli.OneLine(err))
+		} else if c.Verbose {
 			fmt.Fprintf(stderr, "walfetch: %s: archive %s: not found\n", name, c.Archive)
 		}
 		return cli.ExitFailure

@@ -15,6 +15,10 @@ import (
 var (
 	// ErrNotFound: no object (or WAL file, backup, archive) of that name.
 	ErrNotFound = errors.New("not found")
+	// ErrExpired: not found (errors.Is ErrNotFound too), and older than
+	// everything the archive still holds (removed by retention): no
+	// waiting will bring it.
+	ErrExpired error = expired{}
 	// ErrExists: a write-once put found the name taken; nothing was written.
 	ErrExists = errors.New("already exists")
 	// ErrConflict: the name is stored with other content.
@@ -46,6 +50,11 @@ var (
 	// (walstored check: archiving does not reach the archive).
 	ErrBroken = errors.New("broken link")
 )
+
+type expired struct{}
+
+func (expired) Error() string { return "expired" }
+func (expired) Unwrap() error { return ErrNotFound }
 
 // Permanent reports whether retrying err cannot help: the answer was
 // definite (not found, refused, invalid, corrupt input, bad local

@@ -201,6 +201,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrNotFound) && s.received(w, r, key) {
 		return
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		err = s.scan.expired(key, err)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

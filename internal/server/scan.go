@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/catalog"
+	"github.com/walstore/walstore/internal/errkind"
 	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/wal"
 )
 
 // The scanner is what walstored knows of every archive beyond the requests
@@ -120,6 +123,31 @@ func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
 		st.Err = err
 	}
 	return st
+}
+
+// expired turns the not-found err of key into ErrExpired when key names a
+// segment older than the archive's oldest at the last scan: retention
+// removed it, and no wait will bring it (a lagging standby's log then
+// says so). Segments only ever leave the bottom of an archive, so a scan
+// that is minutes old cannot mislabel one.
+func (sc *scanner) expired(key string, err error) error {
+	k, kerr := archive.ParseKey(key)
+	if kerr != nil || k.Kind != archive.KindWAL || k.WAL.Kind != wal.Segment {
+		return err
+	}
+	sc.mu.Lock()
+	st, ok := sc.archives[k.Archive]
+	sc.mu.Unlock()
+	size := st.Summary.SegmentSize
+	if !ok || st.Summary.OldestSegment == "" || !wal.ValidSegmentSize(size) {
+		return err
+	}
+	oldest, perr := wal.ParseName(st.Summary.OldestSegment)
+	if perr != nil || k.WAL.SegNo(size) >= oldest.SegNo(size) {
+		return err
+	}
+	return fmt.Errorf("%w: %s is not in archive %s, whose WAL begins at %s: retention removed it; a cluster that needs it must be restored from a newer backup (or fed by streaming replication)",
+		errkind.ErrExpired, k.WAL, k.Archive, st.Summary.OldestSegment)
 }
 
 // snapshot returns the archives as last scanned, by name.

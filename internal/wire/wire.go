@@ -78,6 +78,9 @@ var codes = []struct {
 	status int
 	err    error
 }{
+	// Before not_found, which it is a kind of: a WAL file older than the
+	// archive's oldest (retention removed it).
+	{"expired", http.StatusNotFound, errkind.ErrExpired},
 	{"not_found", http.StatusNotFound, errkind.ErrNotFound},
 	{"exists", http.StatusConflict, errkind.ErrExists},
 	{"conflict", http.StatusConflict, errkind.ErrConflict},
@@ -140,7 +143,7 @@ func (e *RemoteError) Unwrap() error {
 func StatusError(status int, msg string) *RemoteError {
 	msg = strings.TrimSpace(msg)
 	for _, c := range codes {
-		if c.status == status && status != http.StatusServiceUnavailable {
+		if c.status == status && c.code != "expired" && c.code != "read_only" {
 			return &RemoteError{Status: status, Code: c.code, Msg: msg}
 		}
 	}
