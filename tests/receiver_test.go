@@ -2,7 +2,10 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -220,5 +223,66 @@ func TestReceiverStoppedQuorumGoesOn(t *testing.T) {
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, `INSERT INTO ledger (batch) SELECT 9 FROM generate_series(1, 100)`); err != nil {
 		t.Fatalf("commit with walstored stopped and a quorum of one: %v", err)
+	}
+}
+
+// A slot that PostgreSQL invalidated (max_slot_wal_keep_size) while
+// walstored was down: the receiver does not start again from a later
+// position, which would leave a gap; it says so in its log, in a metric
+// and in /v1/status, and the archive stays as it was.
+func TestReceiverSlotInvalidatedSaysSo(t *testing.T) {
+	dir := testenv.Dir(t)
+	p := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{WalSegSizeMB: 1, Conf: []string{"max_slot_wal_keep_size = '2MB'"}})
+	p.Start()
+	ws := receiving(t, dir, conninfo(p))
+	p.Exec(ledgerDDL)
+	insertBatch(p, 0, 100)
+	flushedTo(t, ws, p.QueryString("SELECT pg_current_wal_flush_lsn()::text"))
+	ws.Stop(t)
+	testenv.WaitFor(t, time.Minute, "PostgreSQL to invalidate the slot", func() bool {
+		insertBatch(p, 1, 2000)
+		p.SwitchWAL()
+		p.Exec("CHECKPOINT")
+		return p.QueryString("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = 'walstore_main'") == "lost"
+	})
+	ws.Start(t)
+	testenv.WaitFor(t, time.Minute, "the receiver to report the invalidated slot", func() bool {
+		return metric(t, ws, `walstore_receiver_slot_invalidated{archive="main"}`) == "1"
+	})
+	if !strings.Contains(ws.Log(), "no longer holds WAL") {
+		t.Fatalf("walstored's log does not say the slot lost WAL:\n%s", ws.Log())
+	}
+	if metric(t, ws, `walstore_receiver_connected{archive="main"}`) != "0" {
+		t.Fatal("the receiver streams again from an invalidated slot")
+	}
+	page, err := http.Get(ws.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if page.StatusCode != 200 || !strings.Contains(string(body), "not streaming") || !strings.Contains(string(body), "slot invalidated") {
+		t.Fatalf("the status page does not show the receiver's invalidated slot: %d\n%s", page.StatusCode, body)
+	}
+	resp, err := http.Get(ws.URL + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var status struct {
+		Archives []struct {
+			Receiver *struct {
+				Connected bool   `json:"connected"`
+				SlotState string `json:"slot_state"`
+				LastError string `json:"last_error"`
+			} `json:"receiver"`
+		} `json:"archives"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil {
+		t.Fatal(err)
+	}
+	if len(status.Archives) != 1 || status.Archives[0].Receiver == nil || status.Archives[0].Receiver.SlotState != "invalidated" ||
+		!strings.Contains(status.Archives[0].Receiver.LastError, "no longer holds WAL") {
+		t.Fatalf("/v1/status does not show the invalidated slot: %+v", status)
 	}
 }

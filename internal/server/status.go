@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/internal/server/auth"
 	"github.com/walstore/walstore/internal/units"
+	"github.com/walstore/walstore/receiver"
 	"github.com/walstore/walstore/store"
 )
 
@@ -72,6 +74,9 @@ type archiveView struct {
 	Sizes   []svgBar
 	MaxHour int64
 	Error   string
+	// Receiver is the archive's WAL receiver (walstored serve --receive),
+	// nil without one.
+	Receiver *receiver.Status
 }
 
 type drillView struct {
@@ -99,7 +104,23 @@ func (s *Server) statusView(visible func(string) bool) statusView {
 		av.Chart = timelineChart(st.Picture, st.Summary)
 		av.Hourly, av.MaxHour = hourBars(st.Picture)
 		av.Sizes = sizeBars(st.Picture)
+		if rc := s.cfg.Receivers[st.Summary.Archive]; rc != nil {
+			rs := rc.Status()
+			av.Receiver = &rs
+		}
 		v.Archives = append(v.Archives, av)
+	}
+	// A receiver whose archive holds nothing yet (or was not scanned yet)
+	// is shown too: its trouble is the reason the archive is empty.
+	for name, rc := range s.cfg.Receivers {
+		if !visible(name) || slices.ContainsFunc(v.Archives, func(a archiveView) bool { return a.S.Archive == name }) {
+			continue
+		}
+		rs := rc.Status()
+		v.Archives = append(v.Archives, archiveView{
+			S:        catalog.Summary{Archive: name, State: "empty", Reasons: []string{"nothing stored yet (or not scanned yet)"}, DeadBranches: []uint32{}, Retired: []uint32{}},
+			Receiver: &rs,
+		})
 	}
 	if rep, ok := store.As[store.Reporter](s.cfg.Store); ok {
 		v.Stores = rep.Health()
@@ -128,9 +149,10 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	v := s.statusView(visible)
 	type archiveJSON struct {
-		Summary catalog.Summary `json:"summary"`
-		Picture catalog.Picture `json:"picture"`
-		Drill   *drillView      `json:"last_drill"`
+		Summary  catalog.Summary  `json:"summary"`
+		Picture  catalog.Picture  `json:"picture"`
+		Drill    *drillView       `json:"last_drill"`
+		Receiver *receiver.Status `json:"receiver"`
 	}
 	out := struct {
 		Scanned  catalog.NullTime `json:"scanned_at"`
@@ -141,7 +163,7 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 		out.Stores = []store.Health{}
 	}
 	for _, a := range v.Archives {
-		out.Archives = append(out.Archives, archiveJSON{a.S, a.P, a.Drill})
+		out.Archives = append(out.Archives, archiveJSON{a.S, a.P, a.Drill, a.Receiver})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
