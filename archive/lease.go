@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
@@ -19,7 +21,8 @@ import (
 // expires. Taking it is a put-if-absent; an expired lease is removed and
 // taken again; releasing it deletes it if it is still the holder's. The
 // expiry is the job's own deadline, so a holder that died blocks the job
-// no longer than it could have run.
+// no longer than it could have run; one that died on the host that takes
+// the lease next (its process is gone) blocks it not at all.
 type Lease struct {
 	Job      string    `json:"job"`
 	Holder   string    `json:"holder"`
@@ -55,10 +58,10 @@ func TakeLease(ctx context.Context, s store.Store, key, job string, ttl time.Dur
 		if rerr != nil {
 			return nil, fmt.Errorf("read the lease of %s: %w", job, rerr)
 		}
-		if time.Now().Before(other.Expires) {
+		if time.Now().Before(other.Expires) && !holderDead(other.Holder) {
 			return nil, fmt.Errorf("%w: %s is held by %s since %s (until %s)", ErrBusy, job, other.Holder, other.Acquired.Format(time.RFC3339), other.Expires.Format(time.RFC3339))
 		}
-		// Expired: its holder died. Remove it and take it.
+		// Expired, or its holder died on this host: remove it and take it.
 		if derr := s.Delete(ctx, key); derr != nil && !errors.Is(derr, store.ErrNotFound) {
 			return nil, derr
 		}
@@ -80,6 +83,18 @@ func TakeLeaseInFirst(ctx context.Context, stores []store.Store, key, job string
 		errs = append(errs, err)
 	}
 	return nil, errors.Join(errs...)
+}
+
+// holderDead reports a holder on this host whose process is gone (killed
+// or crashed while holding the lease), so that the next run need not wait
+// for the expiry. A holder on another host is never judged.
+func holderDead(holder string) bool {
+	host, _ := os.Hostname()
+	var pid int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(holder, host+" "), "pid %d", &pid); err != nil || !strings.HasPrefix(holder, host+" pid ") || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 func readLease(ctx context.Context, s store.Store, key string) (Lease, error) {

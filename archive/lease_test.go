@@ -3,11 +3,15 @@ package archive_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 )
@@ -88,4 +92,28 @@ func TestLeaseInFirstStoreThatAnswers(t *testing.T) {
 	if !archive.StoreLocal(archive.SyncLeaseKey) || !archive.StoreLocal(archive.ProbeKey()) || archive.StoreLocal(archive.Layout{Archive: "main"}.Lease("retain")) {
 		t.Fatal("StoreLocal: the sync lease and probes are local to a store, an archive's lease is not")
 	}
+}
+
+// A lease whose holder died on this host is taken over at once; one held
+// by a live process is not.
+func TestLeaseOfADeadHolderOnThisHost(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New()
+	key := archive.Layout{Archive: "main"}.Lease("retain")
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	dead := fmt.Sprintf(`{"job":"retention of archive main","holder":"%s pid %d","acquired":"2026-01-01T00:00:00Z","expires":"2999-01-01T00:00:00Z"}`, host, cmd.Process.Pid)
+	obj, _ := envelope.NewEncoder().EncodeBytes([]byte(dead), key)
+	s.Put(ctx, key, store.Bytes(obj.Bytes()))
+	l, err := archive.TakeLease(ctx, s, key, "retention of archive main", time.Hour)
+	if err != nil {
+		t.Fatalf("the lease of a process that is gone: %v", err)
+	}
+	if _, err := archive.TakeLease(ctx, s, key, "retention of archive main", time.Hour); !errors.Is(err, archive.ErrBusy) {
+		t.Fatalf("the lease of a live process was taken: %v", err)
+	}
+	l.Release(ctx)
 }

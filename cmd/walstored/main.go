@@ -58,6 +58,7 @@ var commands = []command{
 	{"token", "walstored token --name NAME --scope push|fetch|metrics|admin --archives A[,B]|* [--json]", "mint a client token and print its token-file line", 0, bindToken},
 	{"key", "walstored key > /etc/walstore/ARCHIVE.key", "print a new archive encryption key (for --encryption-key-file)", 0, bindKey},
 	{"sync", "walstored sync --store URL --store URL [--prefix P] [--json]", "copy what one store is missing from another", 24 * time.Hour, bindSync},
+	{"recompress", "walstored recompress --store URL [--archive A] [--min-age 1h] [--rate 50MiB] [--dry-run] [--json]", "store old WAL and backups in a smaller encoding (idle-time pass)", 24 * time.Hour, bindRecompress},
 }
 
 func usage() string {

@@ -369,6 +369,11 @@ func (s *Store) Replace(ctx context.Context, key string, old store.Info, body st
 	if version(fi) != old.Version {
 		return fmt.Errorf("replace %s: %w: the stored copy changed meanwhile", key, store.ErrConflict)
 	}
+	// The same content keeps its time: listings date WAL by it (when it
+	// was archived), and a new encoding did not archive anything.
+	if err := os.Chtimes(tmp, time.Time{}, fi.ModTime()); err != nil {
+		return fmt.Errorf("replace %s: %w", key, classify(err))
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("replace %s: %w", key, classify(err))
 	}
