@@ -13,7 +13,7 @@ FUZZTIME      ?= 60s
 
 export WALSTORE_MINIO := $(MINIO)
 
-.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium minio bench fuzz clean
+.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium zstd minio bench fuzz clean
 
 all: build
 
@@ -32,7 +32,7 @@ test: deps lint
 
 ## test-unit: the tests that need neither PostgreSQL nor MinIO (seconds)
 test-unit:
-	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./backupset/... ./receiver/... ./internal/...
+	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./recompress/... ./backupset/... ./receiver/... ./internal/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -65,8 +65,14 @@ $(MINIO):
 	mkdir -p $(CACHE_DIR)/bin
 	GOBIN=$(CACHE_DIR)/bin $(GO) install $(MINIO_MODULE)
 
+# zstd: the bench compares the repository's size with the zstd command's.
+zstd:
+	@command -v zstd >/dev/null || { \
+		echo "installing zstd (for the benchmark's size comparison)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y zstd; }
+
 ## bench: throughput figures against plain cp, measured in the same run
-bench: deps
+bench: deps zstd
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./tests/bench/
 
 ## fuzz: each fuzz target for FUZZTIME

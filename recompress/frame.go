@@ -11,9 +11,17 @@ import "encoding/binary"
 // cannot parse is not called fast, so a damaged payload is left to
 // verify.
 func fastEncoded(p []byte) bool {
+	fast, _ := literalsCoding(p)
+	return fast
+}
+
+// literalsCoding is fastEncoded, and whether p decided it: a compressed
+// block was in it, or the frame ended. A beginning of incompressible data
+// (raw blocks only) decides nothing.
+func literalsCoding(p []byte) (fast, decided bool) {
 	const magic = 0xFD2FB528
 	if len(p) < 6 || binary.LittleEndian.Uint32(p) != magic {
-		return false
+		return false, true
 	}
 	fhd := p[4]
 	pos := 5
@@ -39,19 +47,19 @@ func fastEncoded(p []byte) bool {
 			pos++
 		case 2: // compressed: the literals section comes first
 			if pos >= len(p) {
-				return false
+				return compressed > 0, compressed > 0
 			}
 			if lit := p[pos] & 3; lit == 2 || lit == 3 {
-				return false // Huffman-coded literals: not Fast
+				return false, true // Huffman-coded literals: not Fast
 			}
 			compressed++
 			pos += size
 		default:
-			return false
+			return false, true
 		}
 		if last {
-			return compressed > 0
+			return compressed > 0, true
 		}
 	}
-	return compressed > 0 // p ended: judged by the blocks it holds
+	return compressed > 0, compressed > 0 // p ended: judged by the blocks it holds
 }

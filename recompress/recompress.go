@@ -20,7 +20,8 @@
 // encoding, both whole and verified.
 //
 // What a pass touches: WAL segments and backup parts older than MinAge
-// that were written at the Fast level (recognised from the zstd frame:
+// (and, with MaxAge, younger than that: a daily pass need not look at the
+// whole repository again) that were written at the Fast level (recognised from the zstd frame:
 // Fast writes every block's literals raw; see fastEncoded), never an
 // encrypted object (the storage host holds no key), never an archive's
 // newest segment (its time is the archive's "last archived" for the
@@ -55,6 +56,10 @@ type Options struct {
 	// MinAge: objects written more recently are left for a later pass
 	// (the ones standbys are reading now). Default 1 hour.
 	MinAge time.Duration
+	// MaxAge: objects written longer ago are left alone (0: none is), so
+	// that a daily pass looks at the last days' objects only instead of
+	// the whole repository every night; a pass without it catches up.
+	MaxAge time.Duration
 	// Rate bounds the bytes read per second (0: no bound).
 	Rate int64
 	// DryRun measures what a pass would save without replacing anything.
@@ -74,6 +79,7 @@ type Report struct {
 	AlreadySmall int      `json:"objects_already_small"`
 	Encrypted    int      `json:"objects_encrypted_skipped"`
 	TooYoung     int      `json:"objects_too_young"`
+	TooOld       int      `json:"objects_older_than_max_age"`
 	Changed      int      `json:"objects_changed_meanwhile"`
 	Corrupt      []string `json:"corrupt"` // stored copies that do not verify (left as is)
 	// BytesBefore and BytesAfter are the stored sizes of the objects
@@ -198,6 +204,10 @@ func (p *pass) archive(ctx context.Context, name string) error {
 			p.rep.TooYoung++
 			return nil
 		}
+		if p.opt.MaxAge > 0 && info.ModTime.Before(time.Now().Add(-p.opt.MaxAge)) {
+			p.rep.TooOld++
+			return nil
+		}
 		cands = append(cands, info)
 		return nil
 	})
@@ -247,30 +257,43 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 		return err
 	}
 	defer rc.Close()
-	buf, err := io.ReadAll(io.LimitReader(rc, envelope.MaxHeaderSize+probeBytes))
-	p.limit.add(len(buf))
-	if err != nil {
+	// One buffer of the object's size: no growing and copying of
+	// megabytes per object.
+	buf := make([]byte, min(cur.Size, envelope.MaxObjectSize))
+	n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), envelope.MaxHeaderSize+probeBytes)])
+	p.limit.add(n)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return err
 	}
-	hdr, err := envelope.ParseHeader(buf)
+	head := buf[:n]
+	hdr, err := envelope.ParseHeader(head)
 	if err != nil {
 		return fmt.Errorf("%s: %w", info.Key, err)
 	}
-	switch {
-	case hdr.Encrypted():
+	if hdr.Encrypted() {
 		p.rep.Encrypted++
 		return nil
-	case hdr.Compression == envelope.Zstd && !fastEncoded(buf[min(int64(len(buf)), hdr.Size()):]):
+	}
+	fast, decided := literalsCoding(head[min(int64(len(head)), hdr.Size()):])
+	if hdr.Compression == envelope.Zstd && decided && !fast {
 		p.rep.AlreadySmall++
 		return nil
 	}
-	rest, err := io.ReadAll(io.LimitReader(rc, envelope.MaxObjectSize))
-	p.limit.add(len(rest))
-	if err != nil {
+	m, err := io.ReadFull(rc, buf[n:])
+	p.limit.add(m)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return err
 	}
-	buf = append(buf, rest...)
-	raw, err := decode(buf, info.Key)
+	buf = buf[:n+m]
+	if extra, _ := rc.Read(make([]byte, 1)); extra > 0 || int64(len(buf)) != cur.Size {
+		p.rep.Changed++ // not the copy stat saw: the next pass looks again
+		return nil
+	}
+	if hdr.Compression == envelope.Zstd && !decided && !fastEncoded(buf[hdr.Size():]) {
+		p.rep.AlreadySmall++
+		return nil
+	}
+	raw, err := decodeSized(buf, info.Key, hdr.RawSize)
 	if _, oerr := envelope.NewObject(buf); oerr != nil && err == nil {
 		err = oerr
 	}
@@ -292,7 +315,7 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 	if obj.Header.Digest != hdr.Digest {
 		return fmt.Errorf("%s: the new encoding holds other content (%s, stored %s): not replaced", info.Key, obj.Header.Digest.Short(), hdr.Digest.Short())
 	}
-	if _, err := decode(obj.Bytes(), info.Key); err != nil {
+	if err := check(obj.Bytes(), info.Key); err != nil {
 		return fmt.Errorf("%s: the new encoding does not decode: not replaced: %w", info.Key, err)
 	}
 	if obj.Size() >= int64(len(buf)) {
@@ -343,6 +366,39 @@ func decode(buf []byte, key string) ([]byte, error) {
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// decodeSized is decode into one buffer of the raw size the header
+// promises (which the reader enforces): no growing and copying.
+func decodeSized(buf []byte, key string, size int64) ([]byte, error) {
+	_, rc, err := envelope.Open(bytes.NewReader(buf), key, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(rc, raw); err != nil {
+		return nil, err
+	}
+	// The end: the reader checks the length and the SHA-256 there.
+	if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("%w: %s decodes to more than its header says", envelope.ErrCorrupt, key)
+		}
+		return nil, err
+	}
+	return raw, nil
+}
+
+// check verifies an envelope bound to key without keeping its bytes.
+func check(buf []byte, key string) error {
+	_, rc, err := envelope.Open(bytes.NewReader(buf), key, nil)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
 }
 
 // limiter paces reads to a rate in bytes per second.

@@ -173,3 +173,38 @@ func mustEncode(t *testing.T, b []byte, key string) []byte {
 	}
 	return obj.Bytes()
 }
+
+// A stored copy that does not verify is reported and left as is; the
+// pass goes on with the others.
+func TestPassReportsCorruptCopies(t *testing.T) {
+	ctx := context.Background()
+	s, raw := repo(t, 3)
+	buf, _ := readAll(ctx, s, segKey(1))
+	bad := append([]byte(nil), buf...)
+	bad[len(bad)-100] ^= 0xFF
+	cur, _ := s.Stat(ctx, segKey(1))
+	if err := s.Replace(ctx, segKey(1), cur, store.Bytes(bad)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	rep, err := Run(ctx, s, Options{MinAge: time.Millisecond})
+	if err != nil || len(rep.Corrupt) != 1 || rep.Corrupt[0] != segKey(1) || rep.Recompressed != 1 {
+		t.Fatalf("a corrupt copy: %+v, %v", rep, err)
+	}
+	if after, _ := readAll(ctx, s, segKey(1)); !bytes.Equal(after, bad) {
+		t.Fatal("the corrupt copy was replaced")
+	}
+	delete(raw, segKey(1))
+	sameContent(t, s, raw)
+}
+
+// With MaxAge, objects older than it are not looked at.
+func TestMaxAgeLeavesOldObjects(t *testing.T) {
+	ctx := context.Background()
+	s, _ := repo(t, 3)
+	time.Sleep(50 * time.Millisecond)
+	rep, err := Run(ctx, s, Options{MinAge: time.Millisecond, MaxAge: 20 * time.Millisecond})
+	if err != nil || rep.Recompressed != 0 || rep.TooOld != 3 {
+		t.Fatalf("everything older than MaxAge: %+v, %v", rep, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -155,5 +156,30 @@ func TestRecompressionSurvivesSIGKILL(t *testing.T) {
 	// objects and says so.
 	if stopped := recompressRun(t, u, nil, "--rate", "128KiB", "--timeout", "3s"); !stopped.Stopped {
 		t.Fatalf("a pass at 128 KiB/s over %d objects with 3 s to run: %+v", last.Recompressed+last.AlreadySmall, stopped)
+	}
+}
+
+// Operator mistakes: each is exit 2 with one line that says what is wrong.
+func TestRecompressMistakes(t *testing.T) {
+	dir := testenv.Dir(t)
+	u := "file://" + filepath.Join(dir, "repo")
+	testenv.InitRepo(t, u, nil)
+	bins := testenv.Binaries(t)
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{}, "--store"},
+		{[]string{"--store", "file://" + filepath.Join(dir, "nothing-here")}, "nothing-here"},
+		{[]string{"--store", "http://127.0.0.1:7480"}, "not another walstored"},
+		{[]string{"--store", u, "--rate", "fast"}, "--rate"},
+		{[]string{"--store", u, "--min-age", "2h", "--max-age", "1h"}, "--max-age"},
+		{[]string{"--store", u, "--max-age", "3d"}, "max-age"},
+		{[]string{"--store", u, "--archve", "main"}, "archve"},
+	} {
+		res := testenv.Run(t, dir, nil, bins.WalStored, append([]string{"recompress"}, c.args...)...)
+		if res.Code != 2 || !strings.Contains(res.Stderr, c.says) || strings.Count(strings.TrimSpace(res.Stderr), "\n") > 0 {
+			t.Errorf("walstored recompress %q: exit %d, want 2 and one line naming %q: %q", c.args, res.Code, c.says, res.Stderr)
+		}
 	}
 }

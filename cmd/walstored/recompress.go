@@ -20,6 +20,7 @@ func bindRecompress(fs *pflag.FlagSet, e env) func(context.Context) error {
 	fs.String("config", "", "config file of key = value lines (env WALSTORE_CONFIG)")
 	fs.StringArrayVar(&archives, "archive", nil, "only this archive (give it again for several; default: every archive)")
 	minAge := fs.Duration("min-age", time.Hour, "leave objects younger than this for a later pass (the ones standbys read now)")
+	maxAge := fs.Duration("max-age", 0, "leave objects older than this alone (a daily timer: 72h; 0: look at every object)")
 	rate := fs.String("rate", "0", "read at most this much per second, e.g. 50MiB (0: no bound)")
 	dryRun := fs.Bool("dry-run", false, "measure what a pass would save, replace nothing")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -31,8 +32,8 @@ func bindRecompress(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil || bytesPerSec < 0 {
 			return fmt.Errorf("%w: --rate %q: want a size per second like 50MiB, or 0", cli.ErrUsage, *rate)
 		}
-		if *minAge < 0 {
-			return fmt.Errorf("%w: --min-age must not be negative", cli.ErrUsage)
+		if *minAge < 0 || *maxAge < 0 || *maxAge > 0 && *maxAge <= *minAge {
+			return fmt.Errorf("%w: --min-age and --max-age must not be negative, and --max-age (when given) must be above --min-age", cli.ErrUsage)
 		}
 		st, _, err := openStores(ctx, e.getenv, stores, 0, nil, nil)
 		if err != nil {
@@ -42,7 +43,7 @@ func bindRecompress(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if age == 0 {
 			age = time.Nanosecond // everything, however young
 		}
-		rep, err := recompress.Run(ctx, st, recompress.Options{Archives: archives, MinAge: age, Rate: bytesPerSec, DryRun: *dryRun})
+		rep, err := recompress.Run(ctx, st, recompress.Options{Archives: archives, MinAge: age, MaxAge: *maxAge, Rate: bytesPerSec, DryRun: *dryRun})
 		if err != nil {
 			return err
 		}
@@ -74,9 +75,9 @@ func printRecompress(e env, rep recompress.Report) {
 	if rep.RawBytes > 0 {
 		perGiB = fmt.Sprintf(", %.1f s per GiB of raw data", rep.Seconds/(float64(rep.RawBytes)/(1<<30)))
 	}
-	fmt.Fprintf(e.stdout, "recompress: %s %s: %s -> %s (%.0f%% smaller); %d already small, %d encrypted (left as is), %d too young; %.1f s%s\n",
+	fmt.Fprintf(e.stdout, "recompress: %s %s: %s -> %s (%.0f%% smaller); %d already small, %d encrypted (left as is), %d too young, %d older than --max-age; %.1f s%s\n",
 		verb, admin.Count(rep.Recompressed, "object", "objects"), admin.Size(rep.BytesBefore), admin.Size(rep.BytesAfter), pct,
-		rep.AlreadySmall, rep.Encrypted, rep.TooYoung, rep.Seconds, perGiB)
+		rep.AlreadySmall, rep.Encrypted, rep.TooYoung, rep.TooOld, rep.Seconds, perGiB)
 	if rep.Changed > 0 {
 		fmt.Fprintf(e.stdout, "  %s changed or deleted while being recompressed: left for the next pass\n", admin.Count(rep.Changed, "object", "objects"))
 	}

@@ -36,7 +36,12 @@ type workload struct {
 
 // makeWorkload runs pgbench and random-data inserts on a real cluster
 // until it has archived n segments (collected with plain cp).
-func makeWorkload(b *testing.B, n int) workload {
+func makeWorkload(b *testing.B, n int) workload { return makeWorkloadOf(b, n, true) }
+
+// makeWorkloadOf is makeWorkload; without random bytes, the rows are
+// pgbench's and hex text (WAL that compresses well, where entropy coding
+// pays).
+func makeWorkloadOf(b *testing.B, n int, random bool) workload {
 	dir := testenv.Dir(b)
 	rawDir := testenv.PostgresDir(b, dir, "raw")
 	c := testenv.NewCluster(b, dir, "gen", testenv.ClusterOptions{Conf: []string{
@@ -60,7 +65,11 @@ func makeWorkload(b *testing.B, n int) workload {
 		// Random bytes: with pgbench's very compressible rows and WAL's
 		// own headers this makes WAL about 2:1 compressible, like real
 		// tables with mixed data; not all zeros.
-		c.Exec(`INSERT INTO noise (v) SELECT decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') FROM generate_series(1, 250000)`)
+		if random {
+			c.Exec(`INSERT INTO noise (v) SELECT decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') FROM generate_series(1, 250000)`)
+		} else {
+			c.Exec(`INSERT INTO noise (v) SELECT convert_to('order ' || g || ' customer ' || (g % 977) || ' ' || md5(g::text), 'UTF8') FROM generate_series(1, 250000) g`)
+		}
 		c.WaitArchived(c.SwitchWAL(), 5*time.Minute)
 	}
 	c.Stop()
@@ -321,6 +330,8 @@ func BenchmarkWAL(b *testing.B) {
 		time.Sleep(push.PusherIdle + time.Second) // let the pusher exit before the next row
 	}
 	repoBytes := dirSize(filepath.Join(repoDir, "seq"))
+	pushFloor, fetchFloor := floors(b, w)
+	zstd1, zstd3 := zstdSizes(b, w, 1), zstdSizes(b, w, 3)
 
 	// Fetch, one process per segment, in order.
 	pgdata := emptyPGData(b)
@@ -360,13 +371,30 @@ func BenchmarkWAL(b *testing.B) {
 	rows = append(rows, one.as("fetch: 1 fetcher (--prefetch 0)", n, 0))
 	rows = append(rows, eight.as("fetch: 8 concurrent fetchers, same segments (total)", 8*n, 0))
 
+	// At rest: recompress the archive, then fetch it again.
+	rec, recCPU := recompressArchive(b, repoDir, "seq")
+	repoAfter := dirSize(filepath.Join(repoDir, "seq"))
+	after := measure(ws, func() {
+		fetchAll(b, emptyPGData(b), w.segs, fmt.Sprintf("%s --repo %s --archive seq --prefetch 0 %%f %%p", bins.WalFetch, ws.URL))
+	})
+	rows = append(rows, after.as("fetch: 1 fetcher (--prefetch 0), after recompression", n, one.elapsed))
+
 	fmt.Printf("\nwalstore WAL benchmark: %d real segments of 16 MiB (%d MiB), %d cores, walstored on a local directory\n\n", n, w.raw>>20, numCPU())
 	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %8s | %6s | %s\n", "operation (one process per segment)", "seg/s", "MB/s", "vs cp", "cpu ms/seg client", "cpu ms/seg walstored", "req/seg", "busy", "note")
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22), strings.Repeat("-", 10), strings.Repeat("-", 8))
 	for _, r := range rows {
 		fmt.Println(r)
 	}
-	fmt.Printf("\nrepository size / raw size: %.3f (%d MiB stored for %d MiB of WAL)\n", float64(repoBytes)/float64(w.raw), repoBytes>>20, w.raw>>20)
+	fmt.Printf("\nrepository size / raw size: %.3f as pushed (%d MiB stored for %d MiB of WAL); %.3f after walstored recompress; zstd -1 and -3 of each segment: %.3f and %.3f\n",
+		float64(repoBytes)/float64(w.raw), repoBytes>>20, w.raw>>20, float64(repoAfter)/float64(w.raw), float64(zstd1)/float64(w.raw), float64(zstd3)/float64(w.raw))
+	if rec.RawBytes > 0 {
+		gib := float64(rec.RawBytes) / (1 << 30)
+		fmt.Printf("recompression: %d segments in %.1f s, %.1f s and %.1f s of CPU per GiB of WAL\n", rec.Recompressed, rec.Seconds, rec.Seconds/gib, recCPU.Seconds()/gib)
+	}
+	fmt.Printf("floor (this process, one core, per segment): push %d ms (encode + the door's decode, SHA-256s included), fetch %d ms (decode + SHA-256)\n",
+		pushFloor.Milliseconds(), fetchFloor.Milliseconds())
+	fmt.Printf("CPU of all processes per segment against the floor: push (walpush --jobs 1) %.1f×, fetch (--prefetch 0) %.1f×\n",
+		float64(seq.clientCPU+seq.serverCPU)/float64(n)/float64(pushFloor), float64(one.clientCPU+one.serverCPU)/float64(n)/float64(fetchFloor))
 }
 
 func numCPU() int { return runtime.NumCPU() }
