@@ -155,12 +155,8 @@ func bindVerify(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			if err := admin.JSON(e.stdout, rep); err != nil {
-				return err
-			}
-		} else {
-			admin.PrintVerify(e.stdout, rep)
+		if err := printReport(e, *asJSON, rep, func() { admin.PrintVerify(e.stdout, rep) }); err != nil {
+			return err
 		}
 		if !rep.OK {
 			return &failedError{code: cli.ExitFailure, err: fmt.Errorf("archive %s: %s, first: %s", a.Name, admin.Count(len(rep.Problems), "problem", "problems"), rep.Problems[0])}
@@ -233,4 +229,14 @@ func by(e env) string {
 		u = "unknown user"
 	}
 	return u
+}
+
+// printReport prints a command's report: as JSON with --json, else with
+// text, for people.
+func printReport(e env, asJSON bool, v any, text func()) error {
+	if asJSON {
+		return admin.JSON(e.stdout, v)
+	}
+	text()
+	return nil
 }

@@ -47,12 +47,8 @@ func bindRecompress(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			if err := admin.JSON(e.stdout, rep); err != nil {
-				return err
-			}
-		} else {
-			printRecompress(e, rep)
+		if err := printReport(e, *asJSON, rep, func() { printRecompress(e, rep) }); err != nil {
+			return err
 		}
 		if len(rep.Corrupt) > 0 {
 			return &failedError{code: cli.ExitFailure, err: fmt.Errorf("%s do not verify (see above)", admin.Count(len(rep.Corrupt), "stored copy", "stored copies"))}

@@ -182,11 +182,7 @@ func bindSync(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			if err := admin.JSON(e.stdout, rep); err != nil {
-				return err
-			}
-		} else {
+		err = printReport(e, *asJSON, rep, func() {
 			var parts []string
 			for name, n := range rep.Copied {
 				parts = append(parts, fmt.Sprintf("%d into %s", n, name))
@@ -205,6 +201,9 @@ func bindSync(fs *pflag.FlagSet, e env) func(context.Context) error {
 			for _, f := range rep.Failed {
 				fmt.Fprintf(e.stdout, "  FAILED %s\n", f)
 			}
+		})
+		if err != nil {
+			return err
 		}
 		if n := len(rep.Conflicts) + len(rep.Corrupt) + len(rep.Failed); n > 0 {
 			return &failedError{code: cli.ExitFailure, err: fmt.Errorf("%s between the stores (see above)", admin.Count(n, "problem", "problems"))}
