@@ -17,6 +17,7 @@ import (
 //	<archive>/meta/system                      the system identifier the archive is bound to
 //	<archive>/meta/drills/<id>                 restore drills and how they went (walstored drill)
 //	<archive>/meta/leases/<job>                a job running on the archive (retention), until it expires
+//	<archive>/meta/retention/<id>              a retention run: its policy and what it did (the newest few)
 //	<archive>/backups/<id>/<file>              base backups: parts, manifest, completion record
 //	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
 //	<archive>/retired/<tli>/wal/<WAL name>     its files, still bound to their live names
@@ -98,6 +99,12 @@ func (l Layout) DrillsPrefix() string { return l.Archive + "/" + metaDir + "/dri
 // Lease is the key of the lease of a job on the archive (retention).
 func (l Layout) Lease(job string) string { return l.Archive + "/" + metaDir + "/leases/" + job }
 
+// RetentionPrefix is the prefix of the records of retention runs.
+func (l Layout) RetentionPrefix() string { return l.Archive + "/" + metaDir + "/retention/" }
+
+// RetentionRun is the key of the record of retention run id.
+func (l Layout) RetentionRun(id string) string { return l.RetentionPrefix() + id }
+
 // Drill is the key of the record of drill id.
 func (l Layout) Drill(id string) string { return l.DrillsPrefix() + id }
 
@@ -140,6 +147,7 @@ const (
 	KindRestoredRecord
 	KindRepo
 	KindLease
+	KindRetention
 )
 
 func (k KeyKind) String() string {
@@ -158,6 +166,8 @@ func (k KeyKind) String() string {
 		return "repository object"
 	case KindLease:
 		return "lease"
+	case KindRetention:
+		return "retention record"
 	}
 	return "unknown"
 }
@@ -204,6 +214,8 @@ func ParseKey(key string) (Key, error) {
 		k.Kind = KindDrill
 	case f[1] == metaDir && len(f) == 4 && f[2] == "leases":
 		k.Kind = KindLease
+	case f[1] == metaDir && len(f) == 4 && f[2] == "retention":
+		k.Kind = KindRetention
 	case f[1] == backupsDir && len(f) == 4:
 		if err := ValidBackupID(f[2]); err != nil {
 			return Key{}, err

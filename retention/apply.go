@@ -111,7 +111,39 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 			return res, fmt.Errorf("delete %s: %w", f.Name, err)
 		}
 	}
+	// The record of the run: what the status page draws the next cut
+	// from, and what a DBA reads to learn why a backup is gone.
+	run := archive.RetentionRun{
+		ID: fmt.Sprintf("%s-%09d", archive.NewBackupID(now), now.Nanosecond()), Archive: a.Name, RanAt: now.UTC(),
+		KeepLast: p.KeepLast, KeepWithinSeconds: p.KeepWithin.Seconds(),
+		Kept: res.Kept, DeletedBackups: res.DeletedBackups, WALFilesDeleted: res.WALFiles, WALKeptFrom: res.KeepFrom,
+	}
+	if err := a.PutRetentionRun(ctx, run); err != nil {
+		return res, fmt.Errorf("record the retention run (everything above was done): %w", err)
+	}
 	return res, nil
+}
+
+// Preview is what a run with the policy of the archive's last retention
+// run would remove now, computed from an inventory already loaded (no
+// store call): the status page's "next cut". ok is false when retention
+// never ran or the plan cannot be made.
+func Preview(inv *catalog.Inventory, last archive.RetentionRun, now time.Time) (plan Plan, ok bool) {
+	var backups []Backup
+	for _, r := range inv.Backups.Complete {
+		start, err := r.Start()
+		if err != nil {
+			return Plan{}, false
+		}
+		backups = append(backups, Backup{ID: r.ID, StopTime: r.StopTime, StartTLI: r.StartTLI, StartLSN: start})
+	}
+	var wal []WALFile
+	for _, f := range inv.Files {
+		wal = append(wal, WALFile{Name: f.Name, Key: f.Info.Key, Size: f.Info.Size})
+	}
+	p := Policy{KeepLast: last.KeepLast, KeepWithin: time.Duration(last.KeepWithinSeconds * float64(time.Second))}
+	plan, err := MakePlan(backups, nil, wal, inv.SegSize, p, now)
+	return plan, err == nil && len(plan.Keep) > 0
 }
 
 // crossChecked returns what the plan needs of a completed backup, once

@@ -82,6 +82,23 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	insertBatch(h, 1, 1000)
 	archivedTo(t, h)
+	// Retention ran once with --keep-last 2 (two backups then: nothing to
+	// remove); a third backup since makes the first one the next to go.
+	backupID := func() string {
+		res := testenv.Run(t, ds.dir, nil, testenv.Binaries(t).WalStored, "backup", "--repo", ws.URL, "--archive", "healthy", "--pg", h.ConnString())
+		m := regexp.MustCompile(`backup (\S+) of archive healthy`).FindStringSubmatch(res.Stdout)
+		if res.Code != 0 || m == nil {
+			t.Fatalf("backup of healthy: %s%s", res.Stdout, res.Stderr)
+		}
+		return m[1]
+	}
+	second := backupID()
+	if res := testenv.Run(t, ds.dir, nil, testenv.Binaries(t).WalStored, "retain", "--repo", ws.URL, "--archive", "healthy", "--keep-last", "2"); res.Code != 0 {
+		t.Fatalf("retain: %s", res.Stderr)
+	}
+	insertBatch(h, 2, 1000)
+	archivedTo(t, h)
+	backupID()
 
 	// A gap in main: a segment of timeline 2 after its newest backup.
 	hs, _ := httpstore.New(ws.URL, httpstore.Options{})
@@ -155,6 +172,15 @@ func TestStatusPageInChromium(t *testing.T) {
 	f2, f3, gx := num(t, byChild["2"]["x1"]), num(t, byChild["3"]["x1"]), num(t, gaps[0]["x1"])
 	if !(b1 < f2 && f2 < f3 && b1 < b2 && b2 < f3 && f3 <= gx) {
 		t.Fatalf("positions: backup at %d, fork to 2 at %d, backup at %d, fork to 3 at %d, gap at %d", b1, f2, b2, f3, gx)
+	}
+	// Retention's next cut in healthy: at its second backup (the oldest
+	// that keep-last 2 keeps), after the first backup's bar, before the
+	// second's end.
+	hsec := dom[strings.Index(dom, `<section class="archive" id="archive-healthy"`):]
+	hsec = hsec[:strings.Index(hsec, "</section>")]
+	hbars, cuts := elements(hsec, "rect", "backup"), elements(hsec, "line", "cut")
+	if len(hbars) != 3 || len(cuts) != 1 || cuts[0]["data-oldest-kept"] != second || !(num(t, hbars[0]["x"]) < num(t, cuts[0]["x1"]) && num(t, cuts[0]["x1"]) <= num(t, hbars[1]["x"])) {
+		t.Fatalf("healthy: %d backup bars %v, retention cuts %v (want one at backup %s)", len(hbars), hbars, cuts, second)
 	}
 	if strings.Contains(dom, "<script") {
 		t.Fatal("the page has a script")

@@ -386,7 +386,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // enough to scan it again soon (backups, drills, retired timelines).
 func changesSummary(k archive.Key) bool {
 	switch k.Kind {
-	case archive.KindDrill, archive.KindRetiredRecord, archive.KindRestoredRecord:
+	case archive.KindDrill, archive.KindRetention, archive.KindRetiredRecord, archive.KindRestoredRecord:
 		return true
 	case archive.KindBackup:
 		return k.File == archive.RecordFile

@@ -13,6 +13,7 @@ import (
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/retention"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -40,7 +41,20 @@ type scanned struct {
 	Summary catalog.Summary
 	Picture catalog.Picture
 	Drill   *archive.Drill // the newest drill, nil if none ran
+	Cut     *retentionCut  // where retention cuts next, nil if it never ran
 	Err     error          // the scan of this archive failed
+}
+
+// retentionCut is what a retention run with the policy of the archive's
+// last one would do now.
+type retentionCut struct {
+	LastRun    time.Time `json:"last_run"`
+	KeepLast   int       `json:"keep_last"`
+	KeepWithin string    `json:"keep_within"`
+	OldestKept string    `json:"oldest_kept_backup"`
+	At         time.Time `json:"cut_time"` // the oldest kept backup's start: nothing before it is kept
+	KeepFrom   string    `json:"wal_kept_from"`
+	Expires    []string  `json:"backups_expiring"`
 }
 
 func newScanner(s store.Store, interval, late time.Duration) *scanner {
@@ -120,6 +134,13 @@ func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
 	case err == nil:
 		st.Drill = &d
 	case !errors.Is(err, archive.ErrNotFound) && !errors.Is(err, archive.ErrKey):
+		st.Err = err
+	}
+	run, err := a.LastRetentionRun(ctx)
+	switch {
+	case err == nil:
+		st.Cut = nextCut(inv, run, st.Picture, now)
+	case !errors.Is(err, archive.ErrNotFound) && !errors.Is(err, archive.ErrKey) && st.Err == nil:
 		st.Err = err
 	}
 	return st
@@ -252,4 +273,21 @@ func (sc *scanner) Collect(ch chan<- prometheus.Metric) {
 			gauge(descDrillSecs, d.Seconds, name)
 		}
 	}
+}
+
+// nextCut previews retention with the last run's policy on the scanned
+// inventory (no store call).
+func nextCut(inv *catalog.Inventory, run archive.RetentionRun, p catalog.Picture, now time.Time) *retentionCut {
+	plan, ok := retention.Preview(inv, run, now)
+	if !ok {
+		return nil
+	}
+	c := &retentionCut{LastRun: run.RanAt, KeepLast: run.KeepLast, KeepWithin: (time.Duration(run.KeepWithinSeconds) * time.Second).String(),
+		OldestKept: plan.Keep[0], KeepFrom: plan.KeepFrom.String(), Expires: append([]string{}, plan.Delete...)}
+	for _, b := range p.Backups {
+		if b.ID == c.OldestKept {
+			c.At = b.Start
+		}
+	}
+	return c
 }

@@ -74,6 +74,8 @@ type archiveView struct {
 	Sizes   []svgBar
 	MaxHour int64
 	Error   string
+	// Cut is where retention cuts next (nil if it never ran).
+	Cut *retentionCut
 	// Receiver is the archive's WAL receiver (walstored serve --receive),
 	// nil without one.
 	Receiver *receiver.Status
@@ -101,7 +103,8 @@ func (s *Server) statusView(visible func(string) bool) statusView {
 		if d := st.Drill; d != nil {
 			av.Drill = &drillView{OK: d.OK, At: d.Started, Seconds: d.Seconds, Backup: d.Backup, Error: d.Error}
 		}
-		av.Chart = timelineChart(st.Picture, st.Summary)
+		av.Chart = timelineChart(st.Picture, st.Summary, st.Cut)
+		av.Cut = st.Cut
 		av.Hourly, av.MaxHour = hourBars(st.Picture)
 		av.Sizes = sizeBars(st.Picture)
 		if rc := s.cfg.Receivers[st.Summary.Archive]; rc != nil {
@@ -152,6 +155,7 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 		Summary  catalog.Summary  `json:"summary"`
 		Picture  catalog.Picture  `json:"picture"`
 		Drill    *drillView       `json:"last_drill"`
+		Cut      *retentionCut    `json:"retention_next_cut"`
 		Receiver *receiver.Status `json:"receiver"`
 	}
 	out := struct {
@@ -163,7 +167,7 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 		out.Stores = []store.Health{}
 	}
 	for _, a := range v.Archives {
-		out.Archives = append(out.Archives, archiveJSON{a.S, a.P, a.Drill, a.Receiver})
+		out.Archives = append(out.Archives, archiveJSON{a.S, a.P, a.Drill, a.Cut, a.Receiver})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -204,6 +208,7 @@ type svgChart struct {
 	Gaps    []svgMark
 	Forks   []svgMark
 	Window  *svgBar
+	Cut     *svgMark // retention's next cut
 	Ticks   []svgTick
 	AxisY   int
 	PlotW   int
@@ -237,7 +242,7 @@ type svgTick struct {
 	Label string
 }
 
-func timelineChart(p catalog.Picture, s catalog.Summary) svgChart {
+func timelineChart(p catalog.Picture, s catalog.Summary, cut *retentionCut) svgChart {
 	c := svgChart{W: chartW, PlotX: chartLeft, PlotW: chartW - chartLeft - chartRight}
 	from, to := p.From.Time, p.To.Time
 	if from.IsZero() || !to.After(from) || len(p.Backups) == 0 && len(p.Timelines) == 0 {
@@ -301,6 +306,15 @@ func timelineChart(p catalog.Picture, s catalog.Summary) svgChart {
 		x0, x1 := x(s.RecoverableFrom.Time), x(s.RecoverableTo.Time)
 		c.Window = &svgBar{X: x0, Y: 4, W: max(2, x1-x0), H: c.AxisY - 4, Class: "window",
 			Title: fmt.Sprintf("recoverable from %s to %s", s.RecoverableFrom.UTC().Format(time.RFC3339), s.RecoverableTo.UTC().Format(time.RFC3339))}
+	}
+	if cut != nil && !cut.At.IsZero() {
+		what := "nothing else"
+		if len(cut.Expires) > 0 {
+			what = "backups " + strings.Join(cut.Expires, ", ")
+		}
+		c.Cut = &svgMark{X: x(cut.At), Y1: 2, Y2: c.AxisY, Class: "cut", ID: cut.OldestKept,
+			Title: fmt.Sprintf("retention's next cut (keep-last %d, keep-within %s, as last run %s): keeps backup %s and the WAL from %s on; removes %s and the WAL before",
+				cut.KeepLast, cut.KeepWithin, cut.LastRun.UTC().Format(time.RFC3339), cut.OldestKept, cut.KeepFrom, what)}
 	}
 	layout := "01-02 15:04"
 	switch {

@@ -1,0 +1,94 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/walstore/walstore/store"
+)
+
+// RetentionRun is the record a retention run leaves (not a dry run): the
+// policy it applied and what it removed. The status page draws the next
+// cut from the newest one's policy; the records are what a DBA reads to
+// know why a backup is gone.
+type RetentionRun struct {
+	ID                string    `json:"id"`
+	Archive           string    `json:"archive"`
+	RanAt             time.Time `json:"ran_at"`
+	KeepLast          int       `json:"keep_last"`
+	KeepWithinSeconds float64   `json:"keep_within_seconds"`
+	Kept              []string  `json:"kept_backups"`
+	DeletedBackups    []string  `json:"deleted_backups"`
+	WALFilesDeleted   int       `json:"wal_files_deleted"`
+	WALKeptFrom       string    `json:"wal_kept_from"`
+}
+
+// KeepRetentionRuns is how many records of retention runs are kept.
+const KeepRetentionRuns = 10
+
+// PutRetentionRun records a retention run and removes all but the
+// newest KeepRetentionRuns records.
+func (a *Archive) PutRetentionRun(ctx context.Context, r RetentionRun) error {
+	if err := ValidBackupID(r.ID); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	key := a.Layout.RetentionRun(r.ID)
+	obj, err := a.Encoder().EncodeBytes(b, key)
+	if err != nil {
+		return err
+	}
+	if _, err := PutObject(ctx, a.Store, key, obj); err != nil {
+		return err
+	}
+	keys, err := a.retentionRunKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for len(keys) > KeepRetentionRuns {
+		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		keys = keys[1:]
+	}
+	return nil
+}
+
+func (a *Archive) retentionRunKeys(ctx context.Context) ([]string, error) {
+	var keys []string
+	err := a.Store.List(ctx, a.Layout.RetentionPrefix(), func(i store.Info) error {
+		keys = append(keys, i.Key)
+		return nil
+	})
+	sort.Strings(keys) // ids sort by time
+	return keys, err
+}
+
+// LastRetentionRun returns the newest retention run's record;
+// ErrNotFound if none ran.
+func (a *Archive) LastRetentionRun(ctx context.Context) (RetentionRun, error) {
+	keys, err := a.retentionRunKeys(ctx)
+	if err != nil {
+		return RetentionRun{}, err
+	}
+	if len(keys) == 0 {
+		return RetentionRun{}, fmt.Errorf("archive %s: no retention ran yet: %w", a.Name, ErrNotFound)
+	}
+	last := keys[len(keys)-1]
+	b, _, err := a.ReadAll(ctx, last, 1<<20)
+	if err != nil {
+		return RetentionRun{}, err
+	}
+	var r RetentionRun
+	if err := json.Unmarshal(b, &r); err != nil {
+		return RetentionRun{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, last, err)
+	}
+	return r, nil
+}
