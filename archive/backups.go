@@ -48,7 +48,8 @@ type Record struct {
 	StopTLI     uint32    `json:"stop_timeline"`
 	StartWAL    string    `json:"start_wal"`
 	StopWAL     string    `json:"stop_wal"`
-	BackupFile  string    `json:"backup_history_file"` // the .backup file in the archive
+	BackupFile  string    `json:"backup_history_file"` // the .backup file in the archive ("" for a backup from a standby)
+	FromStandby bool      `json:"from_standby"`        // taken on a standby: its stop position is from its manifest
 	StartTime   time.Time `json:"start_time"`
 	StopTime    time.Time `json:"stop_time"`
 	Files       int       `json:"files"`
@@ -323,6 +324,7 @@ func (a *Archive) checkManifest(ctx context.Context, r Record, own wal.BackupLab
 		WALRanges []struct {
 			Timeline uint32 `json:"Timeline"`
 			Start    string `json:"Start-LSN"`
+			End      string `json:"End-LSN"`
 		} `json:"WAL-Ranges"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil || len(m.WALRanges) == 0 {
@@ -332,6 +334,11 @@ func (a *Archive) checkManifest(ctx context.Context, r Record, own wal.BackupLab
 	start, err := wal.ParseLSN(first.Start)
 	if err != nil || start != own.StartLSN || first.Timeline != own.StartTLI {
 		return fmt.Errorf("%w: its manifest starts at %s on timeline %d, its label at %s on %d", ErrCorrupt, first.Start, first.Timeline, own.StartLSN, own.StartTLI)
+	}
+	// A backup from a standby took its stop from the manifest: it must
+	// still be there.
+	if last := m.WALRanges[len(m.WALRanges)-1]; r.FromStandby && (last.End != r.StopLSN || last.Timeline != r.StopTLI) {
+		return fmt.Errorf("%w: its manifest ends at %s on timeline %d, its record at %s on %d", ErrCorrupt, last.End, last.Timeline, r.StopLSN, r.StopTLI)
 	}
 	return nil
 }

@@ -51,15 +51,15 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 	if err != nil {
 		return fmt.Errorf("the archive: %w", err)
 	}
+	if cl.InRecovery {
+		return fmt.Errorf("%w: the cluster is in recovery (a standby): check its primary", archive.ErrInvalid)
+	}
 	cl.Tablespaces = nil // a check is not a backup
 	if err := cl.Check(a.Name, bound, !skipCommand); err != nil {
 		return err
 	}
 	for _, st := range cl.RecoverySettings {
 		rep.Warnings = append(rep.Warnings, "the cluster carries a recovery setting that every backup would carry: "+st)
-	}
-	if cl.InRecovery {
-		return fmt.Errorf("%w: the cluster is in recovery (a standby): check its primary", archive.ErrInvalid)
 	}
 	conn, err := pgConnect(ctx, conninfo)
 	if err != nil {

@@ -141,7 +141,16 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 	if c.WalLevel != "replica" && c.WalLevel != "logical" {
 		return fmt.Errorf("%w: wal_level is %q; a base backup needs replica or logical (then restart PostgreSQL)", archive.ErrInvalid, c.WalLevel)
 	}
-	if c.ArchiveMode != "on" && c.ArchiveMode != "always" {
+	if c.InRecovery {
+		// A standby archives nothing itself: its backup's WAL comes from
+		// the primary's archiving into the archive, which must already be
+		// bound to this system; the backup then waits for that WAL.
+		if bound == 0 {
+			return fmt.Errorf("%w: the cluster is a standby and archive %s has never received a segment: a backup from a standby needs its primary archiving into the archive first", archive.ErrInvalid, archiveName)
+		}
+		checkCommand = false
+	}
+	if !c.InRecovery && c.ArchiveMode != "on" && c.ArchiveMode != "always" {
 		return fmt.Errorf("%w: archive_mode is %q: without archiving, the WAL a restore needs is never stored; set archive_mode = on and archive_command = 'walpush --archive %s %%p', then restart", archive.ErrInvalid, c.ArchiveMode, archiveName)
 	}
 	if checkCommand {
@@ -156,7 +165,7 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 			return fmt.Errorf("%w: archive_command pushes to archive %q, not %q (%s); if it really pushes to %s (settings from its environment), give --skip-archive-command-check", archive.ErrInvalid, got, archiveName, c.ArchiveCommand, archiveName)
 		}
 	}
-	if c.ArchiveFailing != "" {
+	if c.ArchiveFailing != "" && !c.InRecovery {
 		return fmt.Errorf("%w: archiving is failing (last failed on %s, see pg_stat_archiver and the server log); a backup's WAL would not reach archive %s", archive.ErrInvalid, c.ArchiveFailing, archiveName)
 	}
 	if bound != 0 && bound != c.SystemID {

@@ -6,7 +6,10 @@
 // Take checks the cluster first (wal_level, archive_mode, an
 // archive_command that pushes to this archive, the system identifier the
 // archive is bound to, no user tablespaces) and refuses with one clear line
-// if anything is off. It then runs pg_basebackup in tar format to stdout
+// if anything is off. On a standby, which archives nothing itself, the
+// archive must already be bound to its system (its primary archives
+// there); its backup's stop position comes from the manifest's WAL range,
+// since no .backup file is archived for it. It then runs pg_basebackup in tar format to stdout
 // ("-D - -Ft -X none") and streams that tar into the repository: cut into
 // 32 MiB parts, each compressed and checksummed as an envelope and uploaded
 // in parallel. Nothing touches local disk.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path"
@@ -448,6 +449,16 @@ func finish(dir string, res RestoreResult) error {
 	}
 	if err != nil {
 		return err
+	}
+	// A backup taken on a standby carries its standby.signal: left there,
+	// a restore meant to end recovery would wait for WAL for ever as a
+	// standby. Only the signal asked for stays.
+	for _, other := range []string{"recovery.signal", "standby.signal"} {
+		if other != res.Signal {
+			if err := os.Remove(filepath.Join(dir, other)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
 	}
 	return os.WriteFile(filepath.Join(dir, res.Signal), nil, 0o600)
 }

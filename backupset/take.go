@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,9 +77,6 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	}
 	if err := cl.Check(a.Name, bound, !opt.SkipArchiveCommandCheck); err != nil {
 		return archive.Record{}, err
-	}
-	if cl.InRecovery {
-		return archive.Record{}, fmt.Errorf("%w: the cluster is in recovery (a standby); take backups from the primary", archive.ErrInvalid)
 	}
 	for _, st := range cl.RecoverySettings {
 		fmt.Fprintf(opt.Warn, "WARNING the cluster carries a recovery setting (%s) that goes into this backup: walfetch restore removes it from postgresql.auto.conf, but remove it from the cluster (ALTER SYSTEM RESET, or postgresql.conf)\n", st)
@@ -291,17 +289,32 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (a
 	if err != nil {
 		return archive.Record{}, fmt.Errorf("backup_label: %w", err)
 	}
-	hist, stopLabel, err := waitBackupFile(ctx, a, bl, cl.SegmentSize, opt.WALTimeout)
-	if err != nil {
-		return archive.Record{}, err
-	}
-	// The .backup file came through archive_command, which a push token
-	// can write: it must be this backup's own label, line for line.
-	if err := archive.CrossCheck(bl, stopLabel); err != nil {
-		return archive.Record{}, fmt.Errorf("the archived %s is not this backup's: %w", hist, err)
+	var hist wal.Name
+	var stopLabel wal.BackupLabel
+	if cl.InRecovery {
+		// A standby archives no .backup file: the stop position is the
+		// end of the WAL range PostgreSQL wrote into the manifest, and
+		// the WAL up to it comes from the primary's archiving.
+		if stopLabel, err = standbyStop(bl, ti.info.manifest, cl.SegmentSize); err != nil {
+			return archive.Record{}, err
+		}
+	} else {
+		if hist, stopLabel, err = waitBackupFile(ctx, a, bl, cl.SegmentSize, opt.WALTimeout); err != nil {
+			return archive.Record{}, err
+		}
+		// The .backup file came through archive_command, which a push
+		// token can write: it must be this backup's own label, line for
+		// line.
+		if err := archive.CrossCheck(bl, stopLabel); err != nil {
+			return archive.Record{}, fmt.Errorf("the archived %s is not this backup's: %w", hist, err)
+		}
 	}
 	if err := waitWAL(ctx, a, bl.StartWAL, stopLabel.StopWAL, cl.SegmentSize, opt.WALTimeout); err != nil {
 		return archive.Record{}, err
+	}
+	backupFile := ""
+	if !cl.InRecovery {
+		backupFile = hist.String()
 	}
 	rec := archive.Record{
 		ID: id, Archive: a.Name, Label: label,
@@ -309,8 +322,8 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (a
 		StartLSN: bl.StartLSN.String(), StopLSN: stopLabel.StopLSN.String(),
 		StartTLI: bl.StartTLI, StopTLI: stopLabel.StopTLI,
 		StartWAL: bl.StartWAL.String(), StopWAL: stopLabel.StopWAL.String(),
-		BackupFile: hist.String(),
-		StartTime:  stopLabel.StartTime, StopTime: stopLabel.StopTime,
+		BackupFile: backupFile, FromStandby: cl.InRecovery,
+		StartTime: stopLabel.StartTime, StopTime: stopLabel.StopTime,
 		Files: ti.info.files, RawSize: rawTotal.Load(), StoredSize: storedTotal.Load(),
 		Manifest: ti.info.manifest != nil, BackupLabel: string(ti.info.label),
 	}
@@ -337,6 +350,37 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (a
 		time.Since(prog.start).Round(time.Millisecond), human(int64(float64(rec.RawSize)/time.Since(prog.start).Seconds())),
 		rec.StartLSN, rec.StopLSN, rec.StartTLI)
 	return rec, nil
+}
+
+// standbyStop is what the .backup file would say of a backup taken on a
+// standby: its label, with the stop position from the last WAL range of
+// its manifest and the stop time now (when pg_basebackup finished: no
+// earlier than the real stop, so a restore to a time picks it only when
+// it surely ends before that time).
+func standbyStop(bl wal.BackupLabel, manifest []byte, segSize int64) (wal.BackupLabel, error) {
+	var m struct {
+		WALRanges []struct {
+			Timeline uint32 `json:"Timeline"`
+			Start    string `json:"Start-LSN"`
+			End      string `json:"End-LSN"`
+		} `json:"WAL-Ranges"`
+	}
+	if manifest == nil {
+		return bl, fmt.Errorf("%w: a backup from a standby needs its backup_manifest (for its stop position): do not give pg_basebackup --no-manifest", archive.ErrInvalid)
+	}
+	if err := json.Unmarshal(manifest, &m); err != nil || len(m.WALRanges) == 0 {
+		return bl, fmt.Errorf("%w: the backup's manifest has no WAL range", archive.ErrInvalid)
+	}
+	last := m.WALRanges[len(m.WALRanges)-1]
+	end, err := wal.ParseLSN(last.End)
+	if err != nil || end <= bl.StartLSN || last.Timeline < bl.StartTLI {
+		return bl, fmt.Errorf("%w: the manifest's WAL range ends at %q on timeline %d, the backup starts at %s on %d", archive.ErrInvalid, last.End, last.Timeline, bl.StartLSN, bl.StartTLI)
+	}
+	out := bl
+	out.StopLSN, out.StopTLI = end, last.Timeline
+	out.StopWAL = wal.SegmentName(last.Timeline, (uint64(end)-1)/uint64(segSize), segSize)
+	out.StopTime = time.Now().UTC().Truncate(time.Second)
+	return out, nil
 }
 
 // backupFileName is the .backup history file PostgreSQL archives for a

@@ -178,6 +178,11 @@ func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r arch
 			return fmt.Errorf("backup %s: part %s: %w", r.ID, p.Name, err)
 		}
 	}
+	if r.FromStandby && r.BackupFile == "" {
+		// No .backup file: its label and manifest vouch for it.
+		_, err := a.CheckRecord(ctx, r)
+		return err
+	}
 	bf, err := wal.ParseName(r.BackupFile)
 	if err != nil {
 		return fmt.Errorf("backup %s: %w", r.ID, err)

@@ -1,0 +1,100 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walstore/walstore/internal/testenv"
+)
+
+// A base backup taken on a streaming standby (issue 16): no .backup file
+// is archived for it, its stop position comes from its manifest, its WAL
+// from the primary's archiving. It restores and recovers every row, verify
+// passes, retention keeps it as the newest backup and removes the
+// primary's older one, and it restores again after that. A restored
+// cluster that was itself taken from a standby is a new primary here.
+func TestBackupFromAStandby(t *testing.T) {
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+	r := repo{url: ws.URL}
+	p := archivingCluster(t, dir, "primary", r, 1)
+	p.Start()
+	p.Exec(ledgerDDL)
+	insertBatch(p, 0, 1000)
+	first := takeBackup(t, r, p)
+
+	s := restore(t, r, dir, "standby", "--standby")
+	s.AutoConf(fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres'", p.Port))
+	s.Start()
+	insertBatch(p, 1, 2000)
+	waitReplayed(t, s, p.QueryString("SELECT pg_current_wal_flush_lsn()::text"), time.Minute)
+
+	// The standby's stop segment reaches the archive when the primary
+	// finishes it: the primary keeps writing and switching meanwhile.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				p.Exec(`INSERT INTO ledger (batch) VALUES (99)`)
+				p.SwitchWAL()
+			}
+		}
+	}()
+	id, res := takeBackupRes(t, r, s)
+	close(stop)
+	<-done
+	t.Logf("backup from the standby: %s", strings.TrimSpace(res.Stdout))
+
+	lst := admin(t, r, "list", "--json")
+	var l struct {
+		Backups []struct {
+			ID          string `json:"id"`
+			FromStandby bool   `json:"from_standby"`
+			BackupFile  string `json:"backup_history_file"`
+		} `json:"backups"`
+	}
+	if err := json.Unmarshal([]byte(lst.Stdout), &l); err != nil || len(l.Backups) != 2 || l.Backups[1].ID != id || !l.Backups[1].FromStandby || l.Backups[1].BackupFile != "" {
+		t.Fatalf("list after a backup from the standby: %v\n%s", err, lst.Stdout)
+	}
+
+	insertBatch(p, 2, 1000)
+	want := p.QueryInt("SELECT count(*) FROM ledger")
+	archivedTo(t, p)
+	if v := admin(t, r, "verify"); v.Code != 0 {
+		t.Fatalf("verify with a backup from a standby: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+	check := func(name string) {
+		t.Helper()
+		c := restore(t, r, dir, name, "--backup", id)
+		c.Start()
+		defer func() {
+			if t.Failed() {
+				log := c.Log()
+				t.Logf("%s's log:\n%s", name, log[max(0, len(log)-4000):])
+			}
+		}()
+		c.WaitRecovered(2 * time.Minute)
+		if got := c.QueryInt("SELECT count(*) FROM ledger"); got != want {
+			t.Fatalf("%s: restored from the standby's backup: %d rows, want %d", name, got, want)
+		}
+		c.Stop()
+	}
+	check("restored")
+
+	if res := admin(t, r, "retain", "--keep-last", "1", "--json"); res.Code != 0 || !strings.Contains(res.Stdout, first) {
+		t.Fatalf("retain --keep-last 1 (the standby's backup newest): exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if v := admin(t, r, "verify"); v.Code != 0 {
+		t.Fatalf("verify after retention: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+	check("restored-after-retention")
+}
