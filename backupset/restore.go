@@ -35,8 +35,11 @@ type RestoreOptions struct {
 	RestoreCommand string
 	// Wait is the restore_command's --wait (standbys): PostgreSQL then
 	// needs no pause of its own between two calls.
-	Wait     time.Duration
-	DryRun   bool
+	Wait   time.Duration
+	DryRun bool
+	// Delta restores over an existing data directory of the same cluster,
+	// writing only the files that differ (see delta.go).
+	Delta    bool
 	Jobs     int // parts fetched ahead (default 4)
 	Out      io.Writer
 	Terminal bool
@@ -50,10 +53,11 @@ type RestoreResult struct {
 	Settings []string       `json:"settings"` // lines added to postgresql.auto.conf
 	// Removed are the recovery settings an earlier restore or recovery
 	// left in the backup's postgresql.auto.conf, taken out.
-	Removed      []string `json:"removed_settings"`
-	Warnings     []string `json:"warnings"`
-	Signal       string   `json:"signal_file"` // recovery.signal or standby.signal
-	StartCommand string   `json:"start_command"`
+	Removed      []string    `json:"removed_settings"`
+	Warnings     []string    `json:"warnings"`
+	Signal       string      `json:"signal_file"`     // recovery.signal or standby.signal
+	Delta        *deltaState `json:"delta,omitempty"` // with --delta: what was kept, written, removed
+	StartCommand string      `json:"start_command"`
 }
 
 // Restore lays a backup into an empty PGDATA, ready to recover.
@@ -90,7 +94,14 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := checkEmpty(opt.PGData); err != nil {
+	if opt.Delta {
+		if err := checkDeltaDir(ctx, opt.PGData, opt.Archive, res.Backup); err != nil {
+			return res, err
+		}
+		if res.Delta, err = newDelta(ctx, opt.Archive, res.Backup); err != nil {
+			return res, err
+		}
+	} else if err := checkEmpty(opt.PGData); err != nil {
 		return res, err
 	}
 	res.Settings = append([]string{
@@ -123,7 +134,18 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := unpack(ctx, opt, res.Backup); err != nil {
+	if opt.Delta {
+		// Never emptied on failure: it is a cluster's directory. Half
+		// restored, it has no signal file and no recovery settings yet.
+		os.Remove(filepath.Join(opt.PGData, "recovery.signal"))
+		os.Remove(filepath.Join(opt.PGData, "standby.signal"))
+		if err := unpack(ctx, opt, res.Backup, res.Delta); err != nil {
+			return res, fmt.Errorf("delta restore of backup %s into %s failed, the directory is partly restored (run the same command again): %w", res.Backup.ID, opt.PGData, err)
+		}
+		if err := res.Delta.removeStrays(opt.PGData); err != nil {
+			return res, fmt.Errorf("delta restore into %s: remove files the backup does not have: %w", opt.PGData, err)
+		}
+	} else if err := unpack(ctx, opt, res.Backup, nil); err != nil {
 		// Nothing half-restored is left to be started by mistake.
 		cleanup(opt.PGData, created)
 		return res, fmt.Errorf("restore backup %s into %s: %w", res.Backup.ID, opt.PGData, err)
@@ -149,6 +171,9 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(opt.Out, "WARNING %s\n", w)
+	}
+	if d := res.Delta; d != nil {
+		fmt.Fprintf(opt.Out, "delta: %d files already as in the backup, %d written (%s), %d removed (not in the backup, pg_wal's included)\n", d.Kept, d.Written, human(d.Bytes), d.Removed)
 	}
 	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf (timeline %s)\nstart PostgreSQL to recover: %s\n",
 		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.Timeline, res.StartCommand)
@@ -361,7 +386,7 @@ func (pr *partReader) Read(p []byte) (int, error) {
 }
 
 // unpack extracts the backup's tar into PGDATA with PostgreSQL's modes.
-func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record) error {
+func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, delta *deltaState) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, rec.RawSize)
@@ -389,6 +414,13 @@ func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record) error {
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return err
+			}
+			if delta != nil {
+				if err := delta.write(dst, rel, h.Size, tr); err != nil {
+					return err
+				}
+				files++
+				continue
 			}
 			f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {

@@ -73,7 +73,7 @@ func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *b
 	c.Bind(fs)
 	opt := &backupset.RestoreOptions{}
 	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest (the newest that ended before the target)")
-	fs.StringVar(&opt.PGData, "pgdata", "", "data directory to restore into: must not exist or be empty")
+	fs.StringVar(&opt.PGData, "pgdata", "", "data directory to restore into: must not exist or be empty (with --delta: this cluster's, stopped)")
 	fs.StringVar(&opt.Target.Time, "target-time", "", "recover up to this time (with its zone, e.g. \"2026-11-24 07:30:00+00\")")
 	fs.StringVar(&opt.Target.LSN, "target-lsn", "", "recover up to this WAL position")
 	fs.StringVar(&opt.Target.XID, "target-xid", "", "recover up to this transaction")
@@ -84,6 +84,7 @@ func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *b
 	fs.DurationVar(&opt.Wait, "wait", 0, "with --standby: restore_command waits this long for a segment not archived yet (walfetch --wait), and PostgreSQL retries at once")
 	fs.StringVar(&opt.Owner, "owner", "", "when run as root: the user to own the files (e.g. postgres)")
 	fs.BoolVar(&opt.DryRun, "dry-run", false, "say what would be done, write nothing")
+	fs.BoolVar(&opt.Delta, "delta", false, "restore over the existing data directory of this cluster (stopped), writing only the files that differ from the backup and removing the others")
 	fs.IntVar(&opt.Jobs, "jobs", 4, "backup parts fetched and decompressed at once")
 	asJSON := fs.Bool("json", false, "print what was done as JSON")
 	return c, opt, asJSON
