@@ -320,6 +320,32 @@ func (a *Archive) checkManifest(ctx context.Context, r Record, own wal.BackupLab
 	if err != nil {
 		return fmt.Errorf("its manifest: %w", err)
 	}
+	ranges, err := ManifestWALRanges(b)
+	if err != nil {
+		return fmt.Errorf("%w: its manifest: %v", ErrCorrupt, err)
+	}
+	first := ranges[0]
+	if first.Start != own.StartLSN || first.Timeline != own.StartTLI {
+		return fmt.Errorf("%w: its manifest starts at %s on timeline %d, its label at %s on %d", ErrCorrupt, first.Start, first.Timeline, own.StartLSN, own.StartTLI)
+	}
+	// A backup from a standby took its stop from the manifest: it must
+	// still be there.
+	if last := ranges[len(ranges)-1]; r.FromStandby && (last.End.String() != r.StopLSN || last.Timeline != r.StopTLI) {
+		return fmt.Errorf("%w: its manifest ends at %s on timeline %d, its record at %s on %d", ErrCorrupt, last.End, last.Timeline, r.StopLSN, r.StopTLI)
+	}
+	return nil
+}
+
+// WALRange is one of the WAL ranges of a backup manifest: the WAL a
+// restore of the backup must replay, per timeline.
+type WALRange struct {
+	Timeline   uint32
+	Start, End wal.LSN
+}
+
+// ManifestWALRanges reads the WAL ranges of a PostgreSQL backup manifest
+// (at least one, each well-formed).
+func ManifestWALRanges(manifest []byte) ([]WALRange, error) {
 	var m struct {
 		WALRanges []struct {
 			Timeline uint32 `json:"Timeline"`
@@ -327,18 +353,17 @@ func (a *Archive) checkManifest(ctx context.Context, r Record, own wal.BackupLab
 			End      string `json:"End-LSN"`
 		} `json:"WAL-Ranges"`
 	}
-	if err := json.Unmarshal(b, &m); err != nil || len(m.WALRanges) == 0 {
-		return fmt.Errorf("%w: its manifest has no WAL range", ErrCorrupt)
+	if err := json.Unmarshal(manifest, &m); err != nil || len(m.WALRanges) == 0 {
+		return nil, fmt.Errorf("%w: no WAL range in the backup manifest", ErrInvalid)
 	}
-	first := m.WALRanges[0]
-	start, err := wal.ParseLSN(first.Start)
-	if err != nil || start != own.StartLSN || first.Timeline != own.StartTLI {
-		return fmt.Errorf("%w: its manifest starts at %s on timeline %d, its label at %s on %d", ErrCorrupt, first.Start, first.Timeline, own.StartLSN, own.StartTLI)
+	out := make([]WALRange, len(m.WALRanges))
+	for i, r := range m.WALRanges {
+		start, err1 := wal.ParseLSN(r.Start)
+		end, err2 := wal.ParseLSN(r.End)
+		if err1 != nil || err2 != nil || end < start {
+			return nil, fmt.Errorf("%w: WAL range %q to %q on timeline %d in the backup manifest", ErrInvalid, r.Start, r.End, r.Timeline)
+		}
+		out[i] = WALRange{Timeline: r.Timeline, Start: start, End: end}
 	}
-	// A backup from a standby took its stop from the manifest: it must
-	// still be there.
-	if last := m.WALRanges[len(m.WALRanges)-1]; r.FromStandby && (last.End != r.StopLSN || last.Timeline != r.StopTLI) {
-		return fmt.Errorf("%w: its manifest ends at %s on timeline %d, its record at %s on %d", ErrCorrupt, last.End, last.Timeline, r.StopLSN, r.StopTLI)
-	}
-	return nil
+	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -358,28 +357,22 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (a
 // earlier than the real stop, so a restore to a time picks it only when
 // it surely ends before that time).
 func standbyStop(bl wal.BackupLabel, manifest []byte, segSize int64) (wal.BackupLabel, error) {
-	var m struct {
-		WALRanges []struct {
-			Timeline uint32 `json:"Timeline"`
-			Start    string `json:"Start-LSN"`
-			End      string `json:"End-LSN"`
-		} `json:"WAL-Ranges"`
-	}
 	if manifest == nil {
 		return bl, fmt.Errorf("%w: a backup from a standby needs its backup_manifest (for its stop position): do not give pg_basebackup --no-manifest", archive.ErrInvalid)
 	}
-	if err := json.Unmarshal(manifest, &m); err != nil || len(m.WALRanges) == 0 {
-		return bl, fmt.Errorf("%w: the backup's manifest has no WAL range", archive.ErrInvalid)
+	ranges, err := archive.ManifestWALRanges(manifest)
+	if err != nil {
+		return bl, err
 	}
-	last := m.WALRanges[len(m.WALRanges)-1]
-	end, err := wal.ParseLSN(last.End)
-	if err != nil || end <= bl.StartLSN || last.Timeline < bl.StartTLI {
-		return bl, fmt.Errorf("%w: the manifest's WAL range ends at %q on timeline %d, the backup starts at %s on %d", archive.ErrInvalid, last.End, last.Timeline, bl.StartLSN, bl.StartTLI)
+	last := ranges[len(ranges)-1]
+	end := last.End
+	if end <= bl.StartLSN || last.Timeline < bl.StartTLI {
+		return bl, fmt.Errorf("%w: the manifest's WAL range ends at %s on timeline %d, the backup starts at %s on %d", archive.ErrInvalid, end, last.Timeline, bl.StartLSN, bl.StartTLI)
 	}
 	out := bl
 	out.StopLSN, out.StopTLI = end, last.Timeline
 	out.StopWAL = wal.SegmentName(last.Timeline, (uint64(end)-1)/uint64(segSize), segSize)
-	out.StopTime = time.Now().UTC().Truncate(time.Second)
+	out.StopTime = time.Now().UTC().Add(time.Second).Truncate(time.Second) // rounded up
 	return out, nil
 }
 

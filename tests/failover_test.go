@@ -205,7 +205,7 @@ func TestDistributedMinIOBehindTwoInstances(t *testing.T) {
 	lines := strings.Join(readmeBlock(t, "# /etc/walstore/walstore.conf"), "\n")
 	lines = strings.NewReplacer("https://storage-a:7480", a.URL, "https://storage-b:7480", b.URL).Replace(lines)
 	os.WriteFile(conf, []byte(lines+"\n"), 0o644)
-	res := testenv.Run(t, dir, nil, testenv.Binaries(t).WalPush, "--config", conf, "--timeout", "3s", filepath.Join(p.Dir, "pg_wal", stuck))
+	res := testenv.Run(t, dir, nil, testenv.Binaries(t).WalPush, "--config", conf, "--timeout", "15s", filepath.Join(p.Dir, "pg_wal", stuck))
 	if res.Code != 3 || !strings.Contains(res.Stderr, "the store refuses writes") {
 		t.Fatalf("walpush with the README's list of instances, two drives unwritable: exit %d: %s", res.Code, res.Stderr)
 	}
