@@ -112,7 +112,12 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 		}
 	}
 	// The record of the run: what the status page draws the next cut
-	// from, and what a DBA reads to learn why a backup is gone.
+	// from, and what a DBA reads to learn why a backup is gone. A run
+	// over an archive without a backup leaves none: it must not make an
+	// archive exist (a typo with --allow-empty).
+	if len(inv.Backups.Complete) == 0 {
+		return res, nil
+	}
 	run := archive.RetentionRun{
 		ID: fmt.Sprintf("%s-%09d", archive.NewBackupID(now), now.Nanosecond()), Archive: a.Name, RanAt: now.UTC(),
 		KeepLast: p.KeepLast, KeepWithinSeconds: p.KeepWithin.Seconds(),
