@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,15 +110,24 @@ func Run(ctx context.Context, s store.Store, opt Options) (Report, error) {
 	if _, ok := store.As[store.Replacer](s); !ok && !opt.DryRun {
 		return rep, fmt.Errorf("%w: %s cannot replace objects in place", archive.ErrConfig, store.Describe(s))
 	}
+	all, err := archive.Archives(ctx, s)
+	if err != nil {
+		return rep, err
+	}
 	names := opt.Archives
 	if len(names) == 0 {
-		var err error
-		if names, err = archive.Archives(ctx, s); err != nil {
+		names = all
+	}
+	for _, n := range names {
+		// A misspelt --archive is an error, not a pass that found nothing.
+		if err := archive.ValidArchiveName(n); err != nil {
 			return rep, err
+		}
+		if !slices.Contains(all, n) {
+			return rep, fmt.Errorf("%w: archive %s does not exist in %s (its archives: %s)", archive.ErrNotFound, n, store.Describe(s), strings.Join(all, ", "))
 		}
 	}
 	p := &pass{s: s, opt: opt, rep: &rep, limit: newLimiter(opt.Rate), enc: envelope.NewEncoderLevel(envelope.Small)}
-	var err error
 	for _, name := range names {
 		err = p.archive(ctx, name)
 		if errors.Is(err, archive.ErrBusy) {

@@ -182,4 +182,10 @@ func TestRecompressMistakes(t *testing.T) {
 			t.Errorf("walstored recompress %q: exit %d, want 2 and one line naming %q: %q", c.args, res.Code, c.says, res.Stderr)
 		}
 	}
+	// A misspelt archive is a definite "no" (exit 1), never a pass that
+	// found nothing to do.
+	res := testenv.Run(t, dir, nil, bins.WalStored, "recompress", "--store", u, "--archive", "mian")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "archive mian does not exist") {
+		t.Errorf("walstored recompress --archive mian: exit %d: %q", res.Code, res.Stderr)
+	}
 }
