@@ -77,26 +77,29 @@ var codes = []struct {
 	code   string
 	status int
 	err    error
+	// refined: a code that only a JSON body can carry; a bare status
+	// (no body) never maps to it.
+	refined bool
 }{
 	// Before not_found, which it is a kind of: a WAL file older than the
 	// archive's oldest (retention removed it).
-	{"expired", http.StatusNotFound, errkind.ErrExpired},
-	{"not_found", http.StatusNotFound, errkind.ErrNotFound},
-	{"exists", http.StatusConflict, errkind.ErrExists},
-	{"conflict", http.StatusConflict, errkind.ErrConflict},
-	{"wrong_system", http.StatusConflict, errkind.ErrWrongSystem},
-	{"invalid", http.StatusBadRequest, errkind.ErrInvalid},
-	{"unauthorized", http.StatusUnauthorized, errkind.ErrUnauthorized},
-	{"forbidden", http.StatusForbidden, errkind.ErrForbidden},
-	{"no_space", http.StatusInsufficientStorage, errkind.ErrNoSpace},
-	{"corrupt", http.StatusBadGateway, errkind.ErrCorrupt},
+	{"expired", http.StatusNotFound, errkind.ErrExpired, true},
+	{"not_found", http.StatusNotFound, errkind.ErrNotFound, false},
+	{"exists", http.StatusConflict, errkind.ErrExists, false},
+	{"conflict", http.StatusConflict, errkind.ErrConflict, false},
+	{"wrong_system", http.StatusConflict, errkind.ErrWrongSystem, false},
+	{"invalid", http.StatusBadRequest, errkind.ErrInvalid, false},
+	{"unauthorized", http.StatusUnauthorized, errkind.ErrUnauthorized, false},
+	{"forbidden", http.StatusForbidden, errkind.ErrForbidden, false},
+	{"no_space", http.StatusInsufficientStorage, errkind.ErrNoSpace, false},
+	{"corrupt", http.StatusBadGateway, errkind.ErrCorrupt, false},
 	// A body that fails verification at the door: damaged on the way (a
 	// retry may get through) or by the client. Never stored.
-	{"damaged", http.StatusUnprocessableEntity, errkind.ErrCorrupt},
-	{"key", http.StatusBadRequest, errkind.ErrKey},
+	{"damaged", http.StatusUnprocessableEntity, errkind.ErrCorrupt, false},
+	{"key", http.StatusBadRequest, errkind.ErrKey, false},
 	// The store behind walstored refuses writes: worth retrying, but
 	// said as what it is, not as "unavailable".
-	{"read_only", http.StatusServiceUnavailable, errkind.ErrReadOnly},
+	{"read_only", http.StatusServiceUnavailable, errkind.ErrReadOnly, true},
 }
 
 // CodeUnavailable is the code of every error not in the table: the store
@@ -143,7 +146,7 @@ func (e *RemoteError) Unwrap() error {
 func StatusError(status int, msg string) *RemoteError {
 	msg = strings.TrimSpace(msg)
 	for _, c := range codes {
-		if c.status == status && c.code != "expired" && c.code != "read_only" {
+		if c.status == status && !c.refined {
 			return &RemoteError{Status: status, Code: c.code, Msg: msg}
 		}
 	}
