@@ -176,7 +176,8 @@ func exitCode(err error, mode fetch.Mode) int {
 
 func runPrefetcher(ctx context.Context, args []string, getenv func(string) string) int {
 	fs := pflag.NewFlagSet("walfetch prefetch", pflag.ContinueOnError)
-	c := cli.Common{Getenv: getenv, ReadOnly: true}
+	// As walpush's pusher: a refused connection fails the item at once.
+	c := cli.Common{Getenv: getenv, ReadOnly: true, FailFast: true}
 	c.Bind(fs)
 	cfg := bindFetch(fs)
 	spool := fs.String("spool", "", "spool directory")

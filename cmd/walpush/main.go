@@ -117,7 +117,10 @@ func DefaultJobs() int { return min(8, 2*runtime.NumCPU()) }
 // backlog of one pg_wal ahead of PostgreSQL's calls, then exits when idle.
 func runPusher(ctx context.Context, args []string, getenv func(string) string) int {
 	fs := pflag.NewFlagSet("walpush push-ahead", pflag.ContinueOnError)
-	c := cli.Common{Getenv: getenv}
+	// A walstored that refuses connections fails the item at once: the
+	// loop tries it again later and exits when every attempt fails, and
+	// PostgreSQL's own call may be waiting on the item's claim.
+	c := cli.Common{Getenv: getenv, FailFast: true}
 	var cfg push.Config
 	bind(fs, &c, &cfg)
 	walDir := fs.String("wal-dir", "", "pg_wal directory")

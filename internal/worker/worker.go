@@ -7,7 +7,10 @@
 //
 //   - when it was idle (no progress, nothing in flight) for Idle;
 //   - when its PostgreSQL is gone (postmaster.pid names no live process):
-//     nobody will ever ask for its work;
+//     nobody will ever ask for its work, so the items in flight are
+//     cancelled too (a command PostgreSQL ran may be waiting on one of
+//     their claims, and an orphaned PostgreSQL child keeps the server
+//     from restarting until that command exits);
 //   - when every attempt failed for FailFor (the store is gone): the
 //     command PostgreSQL runs reports the failure, the helper need not
 //     keep trying in the background.
@@ -110,6 +113,8 @@ func (l Loop) Run(ctx context.Context) Stop {
 		wg          sync.WaitGroup
 	)
 	done := make(chan struct{}, l.Workers)
+	workCtx, cancelWork := context.WithCancel(ctx)
+	defer cancelWork()
 	idleSince := time.Now()
 	lastAlive := time.Now()
 	stop := StopCancelled
@@ -117,6 +122,7 @@ func (l Loop) Run(ctx context.Context) Stop {
 		if l.Alive != nil && time.Since(lastAlive) > time.Second {
 			if !l.Alive() {
 				stop = StopGone
+				cancelWork()
 				break
 			}
 			lastAlive = time.Now()
@@ -159,7 +165,7 @@ func (l Loop) Run(ctx context.Context) Stop {
 			wg.Go(func() {
 				defer func() { done <- struct{}{} }()
 				defer release()
-				g, err := l.Work(ctx, it)
+				g, err := l.Work(workCtx, it)
 				mu.Lock()
 				defer mu.Unlock()
 				delete(inflight, it)

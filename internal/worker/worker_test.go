@@ -101,3 +101,31 @@ func TestExitsWhenPostgresIsGone(t *testing.T) {
 		t.Fatalf("stopped: %v after %v", stop, time.Since(start))
 	}
 }
+
+// An item in flight when PostgreSQL goes away is cancelled, not awaited:
+// a command PostgreSQL ran may be waiting on its claim.
+func TestCancelsWorkWhenPostgresIsGone(t *testing.T) {
+	f := newFake("a")
+	l := f.loop()
+	l.Idle, l.FailFor = time.Hour, time.Hour
+	started := make(chan struct{})
+	var alive atomic.Bool
+	alive.Store(true)
+	l.Work = func(ctx context.Context, _ string) (bool, error) {
+		close(started)
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	l.Alive = alive.Load
+	go func() { <-started; alive.Store(false) }()
+	stopped := make(chan worker.Stop)
+	go func() { stopped <- l.Run(context.Background()) }()
+	select {
+	case stop := <-stopped:
+		if stop != worker.StopGone {
+			t.Fatalf("stopped: %v", stop)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the loop waited for the item in flight after its PostgreSQL was gone")
+	}
+}
