@@ -55,9 +55,26 @@ type Record struct {
 	Files       int       `json:"files"`
 	RawSize     int64     `json:"raw_size"`
 	StoredSize  int64     `json:"stored_size"`
-	Parts       []Part    `json:"parts"`
-	Manifest    bool      `json:"manifest"`
-	BackupLabel string    `json:"backup_label"`
+	Parts       []Part    `json:"parts"` // FormatTar
+	// Format is how the files are stored: FormatTar (parts of the tar
+	// stream) or FormatBlocks (contents and packs).
+	Format string `json:"format"`
+	// FormatBlocks: the block size, how many packs the backup's blocks are
+	// in, and the raw bytes it found already stored (not uploaded again).
+	// StoredSize is then what the backup added: its new packs, contents
+	// and manifest.
+	BlockSize  int   `json:"block_size"`
+	Packs      int   `json:"packs"`
+	ReusedSize int64 `json:"reused_size"`
+	// ReadLocally: taken by walstored backup --pgdata (pg_backup_start and
+	// stop, files read on the database host), with the tablespace_map
+	// PostgreSQL gave (its tablespaces are links in the contents) and the
+	// pages whose checksum failed, when accepted.
+	ReadLocally   bool     `json:"read_locally"`
+	TablespaceMap string   `json:"tablespace_map"`
+	BadPages      []string `json:"bad_pages"`
+	Manifest      bool     `json:"manifest"`
+	BackupLabel   string   `json:"backup_label"`
 }
 
 // Start is the backup's start position (from its label).

@@ -18,7 +18,9 @@ import (
 //	<archive>/meta/drills/<id>                 restore drills and how they went (walstored drill)
 //	<archive>/meta/leases/<job>                a job running on the archive (retention), until it expires
 //	<archive>/meta/retention/<id>              a retention run: its policy and what it did (the newest few)
-//	<archive>/backups/<id>/<file>              base backups: parts, manifest, completion record
+//	<archive>/meta/recompress/<id>             a recompression pass: what it saved (the newest few)
+//	<archive>/backups/<id>/<file>              base backups: contents (or tar parts), manifest, progress, completion record
+//	<archive>/packs/<sha256>                   blocks of backed-up files, shared by the archive's backups (see packs.go)
 //	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
 //	<archive>/retired/<tli>/wal/<WAL name>     its files, still bound to their live names
 //	<archive>/retired/<tli>/restored.json      a retired timeline brought back (when, and how old its WAL was)
@@ -31,6 +33,7 @@ const (
 	walDir     = "wal"
 	metaDir    = "meta"
 	backupsDir = "backups"
+	packsDir   = "packs"
 	retiredDir = "retired"
 	repoDir    = "_repo"
 )
@@ -105,6 +108,16 @@ func (l Layout) RetentionPrefix() string { return l.Archive + "/" + metaDir + "/
 // RetentionRun is the key of the record of retention run id.
 func (l Layout) RetentionRun(id string) string { return l.RetentionPrefix() + id }
 
+// MetaPrefix is the prefix of the archive's records (binding, drills,
+// leases, retention runs, recompression passes).
+func (l Layout) MetaPrefix() string { return l.Archive + "/" + metaDir + "/" }
+
+// RecompressPrefix is the prefix of the records of recompression passes.
+func (l Layout) RecompressPrefix() string { return l.MetaPrefix() + "recompress/" }
+
+// RecompressRun is the key of the record of recompression pass id.
+func (l Layout) RecompressRun(id string) string { return l.RecompressPrefix() + id }
+
 // Drill is the key of the record of drill id.
 func (l Layout) Drill(id string) string { return l.DrillsPrefix() + id }
 
@@ -116,6 +129,12 @@ func (l Layout) BackupPrefix(id string) string { return l.BackupsPrefix() + id +
 
 // Backup is the key of a file of backup id.
 func (l Layout) Backup(id, file string) string { return l.BackupPrefix(id) + file }
+
+// PacksPrefix is the prefix of the archive's packs.
+func (l Layout) PacksPrefix() string { return l.Archive + "/" + packsDir + "/" }
+
+// Pack is the key of pack id (the SHA-256 of its raw content, in hex).
+func (l Layout) Pack(id string) string { return l.PacksPrefix() + id }
 
 // RetiredPrefix is the prefix of a retired timeline's objects.
 func (l Layout) RetiredPrefix(tli uint32) string {
@@ -148,6 +167,8 @@ const (
 	KindRepo
 	KindLease
 	KindRetention
+	KindPack
+	KindRecompressRun
 )
 
 func (k KeyKind) String() string {
@@ -168,6 +189,10 @@ func (k KeyKind) String() string {
 		return "lease"
 	case KindRetention:
 		return "retention record"
+	case KindPack:
+		return "backup pack"
+	case KindRecompressRun:
+		return "recompression record"
 	}
 	return "unknown"
 }
@@ -180,6 +205,7 @@ type Key struct {
 	TLI     uint32   // KindRetiredRecord, KindRetiredWAL
 	Backup  string   // KindBackup: the backup id
 	File    string   // KindBackup: the file within the backup
+	Pack    string   // KindPack: the pack id
 }
 
 // ParseKey parses a store key of the layout; anything else is ErrInvalid.
@@ -216,11 +242,18 @@ func ParseKey(key string) (Key, error) {
 		k.Kind = KindLease
 	case f[1] == metaDir && len(f) == 4 && f[2] == "retention":
 		k.Kind = KindRetention
+	case f[1] == metaDir && len(f) == 4 && f[2] == "recompress":
+		k.Kind = KindRecompressRun
 	case f[1] == backupsDir && len(f) == 4:
 		if err := ValidBackupID(f[2]); err != nil {
 			return Key{}, err
 		}
 		k.Kind, k.Backup, k.File = KindBackup, f[2], f[3]
+	case f[1] == packsDir && len(f) == 3:
+		if err := ValidPackID(f[2]); err != nil {
+			return Key{}, err
+		}
+		k.Kind, k.Pack = KindPack, f[2]
 	case f[1] == retiredDir && len(f) >= 4:
 		tli, err := strconv.ParseUint(f[2], 16, 32)
 		if err != nil || len(f[2]) != 8 || tli == 0 {
@@ -242,7 +275,7 @@ func ParseKey(key string) (Key, error) {
 			return bad("not a retired timeline's record or WAL file")
 		}
 	default:
-		return bad("want wal/<WAL name>, meta/system, backups/<id>/<file> or retired/<timeline>/...")
+		return bad("want wal/<WAL name>, meta/system, backups/<id>/<file>, packs/<sha256> or retired/<timeline>/...")
 	}
 	return k, nil
 }

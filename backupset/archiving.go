@@ -54,7 +54,6 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 	if cl.InRecovery {
 		return fmt.Errorf("%w: the cluster is in recovery (a standby): check its primary", archive.ErrInvalid)
 	}
-	cl.Tablespaces = nil // a check is not a backup
 	if err := cl.Check(a.Name, bound, !skipCommand); err != nil {
 		return err
 	}

@@ -133,7 +133,7 @@ func CommandArchive(command string) (name string, known bool, why string) {
 
 // Check refuses a cluster that a backup into archive a could not restore:
 // WAL not kept for archive recovery, WAL not archived (or archived
-// elsewhere), another cluster's archive, or tablespaces outside PGDATA.
+// elsewhere), or another cluster's archive.
 // bound is the archive's system identifier (0 if it has none yet).
 // checkCommand=false skips the archive_command check (for an
 // archive_command that takes its settings from the environment).
@@ -170,9 +170,6 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 	}
 	if bound != 0 && bound != c.SystemID {
 		return &archive.WrongSystemError{Archive: archiveName, Bound: bound, Got: c.SystemID}
-	}
-	if len(c.Tablespaces) > 0 {
-		return fmt.Errorf("%w: the cluster has tablespaces outside the data directory (%s); walstore backs up clusters without user tablespaces only", archive.ErrInvalid, strings.Join(c.Tablespaces, ", "))
 	}
 	return nil
 }

@@ -20,7 +20,11 @@ import (
 
 // Delta restore (walfetch restore --delta) lays a backup over an existing
 // data directory of the same cluster (a diverged old primary, a stale
-// standby) and writes only what differs: a file whose size and checksum
+// standby) and writes only what differs. A backup in blocks is compared
+// block by block: each block of an existing file is hashed and compared
+// with the SHA-256 the backup's contents list; only the blocks that
+// differ are fetched (their packs) and written, in place. An older backup
+// (a tar stream) is compared file by file: a file whose size and checksum
 // match the backup's manifest (PostgreSQL's: CRC-32C by default, a 32-bit
 // check that a same-size file with other content passes once in 4
 // billion; SHA-256 when the manifest has it) is left as it is; any other is written to a
@@ -76,6 +80,10 @@ func checkDeltaDir(ctx context.Context, dir string, a *archive.Archive, rec arch
 
 // newDelta reads the backup's manifest for the files' sizes and checksums.
 func newDelta(ctx context.Context, a *archive.Archive, rec archive.Record) (*deltaState, error) {
+	if rec.Format == archive.FormatBlocks {
+		// Compared block by block with the backup's contents.
+		return &deltaState{seen: map[string]bool{}}, nil
+	}
 	if !rec.Manifest {
 		return nil, fmt.Errorf("%w: --delta: backup %s has no manifest to compare files with", archive.ErrInvalid, rec.ID)
 	}

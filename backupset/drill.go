@@ -94,6 +94,7 @@ func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
 	res, err := Restore(ctx, RestoreOptions{
 		Archive: a, Backup: opt.Backup, PGData: pgdata, Target: opt.Target, Owner: opt.OSUser,
 		RestoreCommand: RestoreCommand(cmd), Out: io.Discard,
+		TablespacesUnder: filepath.Join(dir, "tablespaces"), // never the cluster's own
 	})
 	d.Backup = res.Backup.ID // known once the backup was chosen
 	if err != nil {

@@ -39,10 +39,16 @@ type RestoreOptions struct {
 	DryRun bool
 	// Delta restores over an existing data directory of the same cluster,
 	// writing only the files that differ (see delta.go).
-	Delta    bool
-	Jobs     int // parts fetched ahead (default 4)
-	Out      io.Writer
-	Terminal bool
+	Delta bool
+	Jobs  int // packs (or parts) fetched at once (default 4)
+	// TablespaceMapping relocates tablespaces: "OLD=NEW", absolute paths;
+	// a tablespace not named is restored where it was.
+	TablespaceMapping []string
+	// TablespacesUnder, when set, puts each tablespace not mapped in
+	// <dir>/<oid> (restore drills).
+	TablespacesUnder string
+	Out              io.Writer
+	Terminal         bool
 }
 
 // RestoreResult says what Restore did (or would do).
@@ -53,11 +59,17 @@ type RestoreResult struct {
 	Settings []string       `json:"settings"` // lines added to postgresql.auto.conf
 	// Removed are the recovery settings an earlier restore or recovery
 	// left in the backup's postgresql.auto.conf, taken out.
-	Removed      []string    `json:"removed_settings"`
-	Warnings     []string    `json:"warnings"`
-	Signal       string      `json:"signal_file"`     // recovery.signal or standby.signal
-	Delta        *deltaState `json:"delta,omitempty"` // with --delta: what was kept, written, removed
-	StartCommand string      `json:"start_command"`
+	Removed     []string `json:"removed_settings"`
+	Warnings    []string `json:"warnings"`
+	Signal      string   `json:"signal_file"` // recovery.signal or standby.signal
+	Tablespaces []string `json:"tablespaces"` // where the backup's tablespaces were restored
+	// ReplaySegments and ReplayBytes are the archived WAL from the
+	// backup's start on (its timeline and later ones): what recovery to
+	// the end of the archive replays (less, with a target).
+	ReplaySegments int         `json:"replay_segments"`
+	ReplayBytes    int64       `json:"replay_bytes"`
+	Delta          *deltaState `json:"delta,omitempty"` // with --delta: what was kept, written, removed
+	StartCommand   string      `json:"start_command"`
 }
 
 // Restore lays a backup into an empty PGDATA, ready to recover.
@@ -68,7 +80,11 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if opt.Out == nil {
 		opt.Out = io.Discard
 	}
-	res := RestoreResult{PGData: opt.PGData, Removed: []string{}, Warnings: []string{}}
+	res := RestoreResult{PGData: opt.PGData, Removed: []string{}, Warnings: []string{}, Tablespaces: []string{}}
+	mapping, err := parseMapping(opt.TablespaceMapping)
+	if err != nil {
+		return res, err
+	}
 	targetLines, err := opt.Target.Settings()
 	if err != nil {
 		return res, err
@@ -79,10 +95,15 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if _, err := opt.Archive.CheckRecord(ctx, res.Backup); err != nil {
 		return res, fmt.Errorf("%w (nothing restored)", err)
 	}
-	tlLine, warn, err := chooseTimeline(ctx, opt, res.Backup)
+	inv, err := catalog.Load(ctx, opt.Archive)
 	if err != nil {
 		return res, err
 	}
+	tlLine, warn, err := chooseTimeline(inv, opt, res.Backup)
+	if err != nil {
+		return res, err
+	}
+	res.ReplaySegments, res.ReplayBytes = replayAhead(inv, res.Backup)
 	if tlLine != "" {
 		res.Timeline = strings.Trim(strings.TrimPrefix(tlLine, "recovery_target_timeline = "), "'")
 		targetLines = append(targetLines, tlLine)
@@ -93,6 +114,27 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	uid, gid, err := owner(opt)
 	if err != nil {
 		return res, err
+	}
+	var contents *archive.Contents
+	var tsRoots []string // what the restore makes for the tablespaces, to chown
+	if res.Backup.Format == archive.FormatBlocks {
+		c, err := opt.Archive.ReadContents(ctx, res.Backup.ID)
+		if err != nil {
+			return res, fmt.Errorf("%w (nothing restored)", err)
+		}
+		contents = &c
+		if opt.TablespacesUnder != "" {
+			for _, e := range c.Entries {
+				if _, ok := mapping[filepath.Clean(e.Link)]; e.Link != "" && !ok {
+					mapping[filepath.Clean(e.Link)] = filepath.Join(opt.TablespacesUnder, path.Base(e.Path))
+				}
+			}
+		}
+		if res.Tablespaces, tsRoots, err = placeTablespaces(c, mapping, opt.Delta); err != nil {
+			return res, err
+		}
+	} else if len(mapping) > 0 {
+		return res, fmt.Errorf("%w: --tablespace-mapping: backup %s has no tablespaces", archive.ErrInvalid, res.Backup.ID)
 	}
 	if opt.Delta {
 		if err := checkDeltaDir(ctx, opt.PGData, opt.Archive, res.Backup); err != nil {
@@ -139,15 +181,16 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		// restored, it has no signal file and no recovery settings yet.
 		os.Remove(filepath.Join(opt.PGData, "recovery.signal"))
 		os.Remove(filepath.Join(opt.PGData, "standby.signal"))
-		if err := unpack(ctx, opt, res.Backup, res.Delta); err != nil {
+		if err := unpack(ctx, opt, res.Backup, contents, mapping, res.Delta); err != nil {
 			return res, fmt.Errorf("delta restore of backup %s into %s failed, the directory is partly restored (run the same command again): %w", res.Backup.ID, opt.PGData, err)
 		}
 		if err := res.Delta.removeStrays(opt.PGData); err != nil {
 			return res, fmt.Errorf("delta restore into %s: remove files the backup does not have: %w", opt.PGData, err)
 		}
-	} else if err := unpack(ctx, opt, res.Backup, nil); err != nil {
+	} else if err := unpack(ctx, opt, res.Backup, contents, mapping, nil); err != nil {
 		// Nothing half-restored is left to be started by mistake.
 		cleanup(opt.PGData, created)
+		cleanupTablespaces(res.Tablespaces)
 		return res, fmt.Errorf("restore backup %s into %s: %w", res.Backup.ID, opt.PGData, err)
 	}
 	removed, err := cleanAutoConf(opt.PGData)
@@ -162,8 +205,10 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		return res, err
 	}
 	if uid >= 0 {
-		if err := chownTree(opt.PGData, uid, gid); err != nil {
-			return res, err
+		for _, d := range append([]string{opt.PGData}, tsRoots...) {
+			if err := chownTree(d, uid, gid); err != nil {
+				return res, err
+			}
 		}
 	}
 	for _, l := range res.Removed {
@@ -172,11 +217,16 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	for _, w := range res.Warnings {
 		fmt.Fprintf(opt.Out, "WARNING %s\n", w)
 	}
+	if len(res.Tablespaces) > 0 {
+		fmt.Fprintf(opt.Out, "tablespaces restored into %s (links in pg_tblspc)\n", strings.Join(res.Tablespaces, ", "))
+	}
 	if d := res.Delta; d != nil {
 		fmt.Fprintf(opt.Out, "delta: %d files already as in the backup, %d written (%s), %d removed (not in the backup, pg_wal's included)\n", d.Kept, d.Written, human(d.Bytes), d.Removed)
 	}
-	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf (timeline %s)\nstart PostgreSQL to recover: %s\n",
-		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.Timeline, res.StartCommand)
+	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf (timeline %s)\n",
+		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.Timeline)
+	fmt.Fprintf(opt.Out, "recovery replays the WAL archived since the backup's start: up to %d segments (%s) to the end of the archive\nstart PostgreSQL to recover: %s\n",
+		res.ReplaySegments, human(res.ReplayBytes), res.StartCommand)
 	return res, nil
 }
 
@@ -186,13 +236,9 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 // branch cannot take recovery elsewhere. A standby gets 'latest' when
 // PostgreSQL's own choice is that same timeline (so that it follows a
 // later promotion); an ambiguous choice is refused, naming the branches.
-func chooseTimeline(ctx context.Context, opt RestoreOptions, rec archive.Record) (line, warning string, err error) {
+func chooseTimeline(inv *catalog.Inventory, opt RestoreOptions, rec archive.Record) (line, warning string, err error) {
 	if opt.Target.Timeline != "" {
 		return "", "", nil // Settings wrote the user's
-	}
-	inv, err := catalog.Load(ctx, opt.Archive)
-	if err != nil {
-		return "", "", err
 	}
 	tl, ambiguous, err := inv.ChooseTimeline(rec)
 	if err != nil {
@@ -209,6 +255,23 @@ func chooseTimeline(ctx context.Context, opt RestoreOptions, rec archive.Record)
 		warning = fmt.Sprintf("this standby follows timeline %d and will not follow a later promotion by itself: PostgreSQL's 'latest' would pick timeline %d, a dead branch; retire it, then set recovery_target_timeline = 'latest'", tl, latest)
 	}
 	return fmt.Sprintf("recovery_target_timeline = '%d'", tl), warning, nil
+}
+
+// replayAhead counts the archived segments from rec's start on, on its
+// timeline and later ones.
+func replayAhead(inv *catalog.Inventory, rec archive.Record) (segments int, bytes int64) {
+	start, err := wal.ParseName(rec.StartWAL)
+	if err != nil || inv.SegSize == 0 {
+		return 0, 0
+	}
+	from := start.SegNo(inv.SegSize)
+	for _, f := range inv.Files {
+		if f.Name.Kind == wal.Segment && f.Name.TLI >= start.TLI && f.Name.SegNo(inv.SegSize) >= from {
+			segments++
+			bytes += inv.SegSize
+		}
+	}
+	return segments, bytes
 }
 
 // chooseBackup resolves "latest" (the newest backup that ended before the
@@ -385,8 +448,12 @@ func (pr *partReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// unpack extracts the backup's tar into PGDATA with PostgreSQL's modes.
-func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, delta *deltaState) error {
+// unpack lays the backup's files into PGDATA: a backup in blocks by
+// unpackBlocks, an older one by extracting its tar stream with PostgreSQL's modes.
+func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, c *archive.Contents, mapping map[string]string, delta *deltaState) error {
+	if c != nil {
+		return unpackBlocks(ctx, opt, rec, *c, mapping, delta)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, rec.RawSize)

@@ -1,7 +1,6 @@
 package backupset
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -11,10 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/units"
@@ -32,21 +28,28 @@ type TakeOptions struct {
 	// SkipArchiveCommandCheck accepts an archive_command that does not name
 	// its archive on the command line (settings from env or config file).
 	SkipArchiveCommandCheck bool
-	Jobs                    int           // parts uploaded at once (default 3)
-	PartSize                int64         // raw bytes per part (default 32 MiB)
-	WALTimeout              time.Duration // wait for the backup's WAL to be archived (default 5 min)
-	Progress                io.Writer     // progress bar (terminal) or one summary line
-	Warn                    io.Writer     // warnings (one line each)
-	Terminal                bool
-	Log                     *slog.Logger
+	// PGData, when set, reads the files here (walstored backup --pgdata,
+	// on the database host) instead of through pg_basebackup.
+	PGData string
+	// Readers is how many files the local reader reads at once (default 4).
+	Readers int
+	// AcceptBadChecksums stores a backup with pages whose checksum fails
+	// (listed in its record) instead of failing it.
+	AcceptBadChecksums bool
+	Jobs               int           // packs uploaded at once (default 3)
+	WALTimeout         time.Duration // wait for the backup's WAL to be archived (default 5 min)
+	Progress           io.Writer     // progress bar (terminal) or one summary line
+	Warn               io.Writer     // warnings (one line each)
+	Terminal           bool
+	Log                *slog.Logger
 }
 
 func (o *TakeOptions) defaults() {
 	if o.Jobs <= 0 {
 		o.Jobs = 3
 	}
-	if o.PartSize <= 0 {
-		o.PartSize = 32 << 20
+	if o.Readers <= 0 {
+		o.Readers = 4
 	}
 	if o.WALTimeout <= 0 {
 		o.WALTimeout = 5 * time.Minute
@@ -77,6 +80,9 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	if err := cl.Check(a.Name, bound, !opt.SkipArchiveCommandCheck); err != nil {
 		return archive.Record{}, err
 	}
+	if len(cl.Tablespaces) > 0 && opt.PGData == "" {
+		return archive.Record{}, fmt.Errorf("%w: the cluster has tablespaces (%s), which pg_basebackup cannot stream as one tar: run walstored backup on the database host with --pgdata DIR", archive.ErrInvalid, strings.Join(cl.Tablespaces, ", "))
+	}
 	for _, st := range cl.RecoverySettings {
 		fmt.Fprintf(opt.Warn, "WARNING the cluster carries a recovery setting (%s) that goes into this backup: walfetch restore removes it from postgresql.auto.conf, but remove it from the cluster (ALTER SYSTEM RESET, or postgresql.conf)\n", st)
 	}
@@ -92,19 +98,65 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	if err != nil {
 		return archive.Record{}, err
 	}
-	bin, err := pgBaseBackup(opt.PGBaseBackup, cl.Major())
+	rec, err := take(ctx, opt, id, cl)
+	if err != nil {
+		return archive.Record{}, fmt.Errorf("backup %s: %w%s", id, err, leftBehind(context.WithoutCancel(ctx), opt, id))
+	}
+	return rec, nil
+}
+
+// take reads the cluster's files (locally with PGData, else through
+// pg_basebackup) into blocks and packs, then completes the backup.
+func take(ctx context.Context, opt TakeOptions, id string, cl Cluster) (archive.Record, error) {
+	a := opt.Archive
+	est := estimateSize(ctx, opt.ConnInfo)
+	prog := newProgress(opt.Progress, opt.Terminal, "backup "+id, est)
+	defer prog.stop()
+	idx, err := loadIndex(ctx, a)
+	if err != nil {
+		return archive.Record{}, fmt.Errorf("read what the archive holds: %w", err)
+	}
+	bw := newBlockWriter(ctx, a, id, idx, opt.Jobs)
+	// The first progress record marks the backup as started (an
+	// incomplete backup in list), before any pack is stored.
+	if _, err := a.PutBackupJSON(ctx, id, archive.ProgressPrefix+"start", archive.PackProgress{}); err != nil {
+		return archive.Record{}, err
+	}
+	if opt.PGData != "" {
+		err = readLocal(ctx, opt, id, cl, bw, prog)
+	} else {
+		var bin string
+		if bin, err = pgBaseBackup(opt.PGBaseBackup, cl.Major()); err == nil {
+			err = streamRemote(ctx, opt, bin, id, bw, prog)
+		}
+	}
 	if err != nil {
 		return archive.Record{}, err
 	}
-	rec, err := stream(ctx, opt, bin, id, cl)
-	if err != nil {
-		// Leave nothing behind: a backup is complete or absent.
-		if _, _, derr := a.DeleteBackup(context.WithoutCancel(ctx), id); derr != nil {
-			opt.Log.Warn("could not remove the parts of a failed backup", "backup", id, "error", derr.Error())
+	prog.stop()
+	return complete(ctx, opt, id, cl, bw, prog)
+}
+
+// leftBehind decides what stays of a failed backup: the packs it stored
+// and their progress records stay (the same command, run again, uploads
+// none of them; retention removes them after a day if it is not); a
+// backup that stored no pack leaves nothing.
+func leftBehind(ctx context.Context, opt TakeOptions, id string) string {
+	a := opt.Archive
+	ps, err := a.ReadProgress(ctx, id)
+	packs := 0
+	for _, p := range ps {
+		if p.Pack != "" {
+			packs++
 		}
-		return archive.Record{}, fmt.Errorf("backup %s: %w", id, err)
 	}
-	return rec, nil
+	if err == nil && packs > 0 {
+		return fmt.Sprintf(" (the %d packs it stored stay: run the same command again to continue without uploading them)", packs)
+	}
+	if _, _, derr := a.DeleteBackup(ctx, id); derr != nil {
+		opt.Log.Warn("could not remove the objects of a failed backup", "backup", id, "error", derr.Error())
+	}
+	return ""
 }
 
 // freeID returns archive.NewBackupID(t), made unique if a backup started in the same
@@ -145,156 +197,60 @@ func pgBaseBackup(explicit string, major int) (string, error) {
 	return "", fmt.Errorf("%w: no pg_basebackup for PostgreSQL %d (install postgresql-client-%d or give --pg-basebackup)", archive.ErrInvalid, major, major)
 }
 
-// tarInfo is what the tar stream tells about the backup.
-type tarInfo struct {
-	label    []byte
-	manifest []byte
-	files    int
-}
-
-// inspectTar reads the tar stream as it goes by, keeping backup_label and
-// backup_manifest. It drains its input even after an error, so the writer
-// never blocks.
-func inspectTar(r io.Reader) (tarInfo, error) {
-	var info tarInfo
-	tr := tar.NewReader(r)
-	var err error
-	for {
-		var h *tar.Header
-		h, err = tr.Next()
-		if err != nil {
-			break
-		}
-		switch h.Typeflag {
-		case tar.TypeReg:
-			info.files++
-			switch h.Name {
-			case "backup_label":
-				info.label, err = io.ReadAll(io.LimitReader(tr, wal.MaxBackupLabelSize))
-			case "backup_manifest":
-				info.manifest, err = io.ReadAll(io.LimitReader(tr, 256<<20))
-			}
-		case tar.TypeSymlink:
-			if strings.HasPrefix(h.Name, "pg_tblspc/") {
-				err = fmt.Errorf("%w: tablespace link %s in the backup", archive.ErrInvalid, h.Name)
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	io.Copy(io.Discard, r)
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	if err == nil && info.label == nil {
-		err = fmt.Errorf("%w: the backup has no backup_label", archive.ErrInvalid)
-	}
-	return info, err
-}
-
-func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (archive.Record, error) {
-	a := opt.Archive
+// streamRemote runs pg_basebackup and feeds its tar stream to bw.
+func streamRemote(ctx context.Context, opt TakeOptions, bin, id string, bw *blockWriter, prog *progress) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	label := "walstore " + id
-	cmd := exec.CommandContext(ctx, bin, "-d", opt.ConnInfo, "-D", "-", "-Ft", "-X", "none", "-c", "fast", "-l", label, "-w")
+	cmd := exec.CommandContext(ctx, bin, "-d", opt.ConnInfo, "-D", "-", "-Ft", "-X", "none", "-c", "fast", "-l", backupLabel(id), "-w")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return archive.Record{}, err
+		return err
 	}
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return archive.Record{}, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	defer cmd.Wait() // reaped on every path
-
-	est := estimateSize(ctx, opt.ConnInfo)
-	prog := newProgress(opt.Progress, opt.Terminal, "backup "+id, est)
-	defer prog.stop()
-
-	pr, pw := io.Pipe()
-	tarc := make(chan struct {
-		info tarInfo
-		err  error
-	}, 1)
-	go func() {
-		info, err := inspectTar(pr)
-		tarc <- struct {
-			info tarInfo
-			err  error
-		}{info, err}
-	}()
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opt.Jobs)
-	var parts []*archive.Part // pointers: the uploads fill them in while the list grows
-	var rawTotal, storedTotal atomic.Int64
-	readErr := func() error {
-		for i := 0; ; i++ {
-			buf := make([]byte, opt.PartSize)
-			n, err := io.ReadFull(stdout, buf)
-			if n > 0 {
-				buf = buf[:n]
-				pw.Write(buf)
-				prog.add(int64(n))
-				name := fmt.Sprintf("%s%05d", archive.PartPrefix, i)
-				part := &archive.Part{Name: name, RawSize: int64(n)}
-				parts = append(parts, part)
-				g.Go(func() error {
-					key := a.Layout.Backup(id, name)
-					obj, err := a.Encoder().EncodeBytes(buf, key)
-					if err != nil {
-						return err
-					}
-					if _, err := archive.PutObject(gctx, a.Store, key, obj); err != nil {
-						return fmt.Errorf("store %s: %w", name, err)
-					}
-					part.StoredSize, part.SHA256 = obj.Size(), obj.Header.Digest.String()
-					rawTotal.Add(int64(n))
-					storedTotal.Add(obj.Size())
-					return nil
-				})
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if gctx.Err() != nil {
-				return gctx.Err()
-			}
-		}
-	}()
-	pw.Close()
-	uploadErr := g.Wait()
-	waitErr := cmd.Wait()
-	ti := <-tarc
-	switch {
-	case uploadErr != nil:
-		return archive.Record{}, uploadErr
-	case waitErr != nil:
-		return archive.Record{}, fmt.Errorf("pg_basebackup failed: %v: %s", waitErr, stderr.String())
-	case readErr != nil:
-		return archive.Record{}, fmt.Errorf("read pg_basebackup's output: %w", readErr)
-	case ti.err != nil:
-		return archive.Record{}, fmt.Errorf("pg_basebackup's tar stream: %w", ti.err)
+	consumeErr := bw.consume(stdout, prog)
+	if consumeErr != nil {
+		cancel() // pg_basebackup: stop
 	}
-	prog.stop()
+	waitErr := cmd.Wait()
+	switch {
+	case consumeErr != nil && !errors.Is(consumeErr, context.Canceled):
+		return consumeErr
+	case waitErr != nil:
+		return fmt.Errorf("pg_basebackup failed: %v: %s", waitErr, stderr.String())
+	}
+	return consumeErr
+}
 
-	bl, err := wal.ParseBackupLabel(ti.info.label)
+// backupLabel is the label PostgreSQL writes into backup id's
+// backup_label.
+func backupLabel(id string) string { return "walstore " + id }
+
+// complete checks what the backup's label says against the archive,
+// waits for its WAL, and stores its contents, manifest and, last, its
+// completion record.
+func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *blockWriter, prog *progress) (archive.Record, error) {
+	a := opt.Archive
+	label := backupLabel(id)
+	prog.stop()
+	bl, err := wal.ParseBackupLabel(bw.label)
 	if err != nil {
 		return archive.Record{}, fmt.Errorf("backup_label: %w", err)
 	}
 	var hist wal.Name
 	var stopLabel wal.BackupLabel
-	if cl.InRecovery {
+	if cl.InRecovery && bw.stop != 0 {
+		// Read locally: pg_backup_stop said where the backup ends.
+		stopLabel = stopAt(bl, bw.stop, bw.stopTLI, cl.SegmentSize)
+	} else if cl.InRecovery {
 		// A standby archives no .backup file: the stop position is the
 		// end of the WAL range PostgreSQL wrote into the manifest, and
 		// the WAL up to it comes from the primary's archiving.
-		if stopLabel, err = standbyStop(bl, ti.info.manifest, cl.SegmentSize); err != nil {
+		if stopLabel, err = standbyStop(bl, bw.manifest, cl.SegmentSize); err != nil {
 			return archive.Record{}, err
 		}
 	} else {
@@ -323,15 +279,28 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (a
 		StartWAL: bl.StartWAL.String(), StopWAL: stopLabel.StopWAL.String(),
 		BackupFile: backupFile, FromStandby: cl.InRecovery,
 		StartTime: stopLabel.StartTime, StopTime: stopLabel.StopTime,
-		Files: ti.info.files, RawSize: rawTotal.Load(), StoredSize: storedTotal.Load(),
-		Manifest: ti.info.manifest != nil, BackupLabel: string(ti.info.label),
+		Files: bw.files, RawSize: bw.raw.Load(),
+		Manifest: bw.manifest != nil, BackupLabel: string(bw.label),
+		Format: archive.FormatBlocks, BlockSize: BlockSize, ReusedSize: bw.reusedRaw.Load(),
+		ReadLocally: opt.PGData != "", TablespaceMap: bw.spcMap, BadPages: bw.badPages,
+		Parts: []archive.Part{},
 	}
-	for _, p := range parts {
-		rec.Parts = append(rec.Parts, *p)
+	if rec.BadPages == nil {
+		rec.BadPages = []string{}
 	}
+	contents := bw.contents()
+	rec.Packs = len(contents.Packs)
+	if err := checkPacks(ctx, a, contents); err != nil {
+		return archive.Record{}, err
+	}
+	n, err := a.PutBackupJSON(ctx, id, archive.ContentsFile, contents)
+	if err != nil {
+		return archive.Record{}, err
+	}
+	rec.StoredSize = bw.added.Load() + n
 	if rec.Manifest {
 		key := a.Layout.Backup(id, archive.ManifestFile)
-		obj, err := a.Encoder().EncodeBytes(ti.info.manifest, key)
+		obj, err := a.Encoder().EncodeBytes(bw.manifest, key)
 		if err != nil {
 			return archive.Record{}, err
 		}
@@ -344,18 +313,16 @@ func stream(ctx context.Context, opt TakeOptions, bin, id string, cl Cluster) (a
 	if err := a.PutRecord(ctx, rec); err != nil {
 		return archive.Record{}, fmt.Errorf("store the completion record: %w", err)
 	}
-	fmt.Fprintf(opt.Progress, "backup %s of archive %s: %d files, %s raw, %s stored (%.2f), %s at %s/s; WAL %s to %s on timeline %d\n",
-		id, a.Name, rec.Files, human(rec.RawSize), human(rec.StoredSize), float64(rec.StoredSize)/float64(max(rec.RawSize, 1)),
+	fmt.Fprintf(opt.Progress, "backup %s of archive %s: %d files, %s raw, %s already stored, %s added (%.2f of raw), %s at %s/s; WAL %s to %s on timeline %d\n",
+		id, a.Name, rec.Files, human(rec.RawSize), human(rec.ReusedSize), human(rec.StoredSize), float64(rec.StoredSize)/float64(max(rec.RawSize, 1)),
 		time.Since(prog.start).Round(time.Millisecond), human(int64(float64(rec.RawSize)/time.Since(prog.start).Seconds())),
 		rec.StartLSN, rec.StopLSN, rec.StartTLI)
 	return rec, nil
 }
 
 // standbyStop is what the .backup file would say of a backup taken on a
-// standby: its label, with the stop position from the last WAL range of
-// its manifest and the stop time now (when pg_basebackup finished: no
-// earlier than the real stop, so a restore to a time picks it only when
-// it surely ends before that time).
+// standby by pg_basebackup: its label, with the stop position from the
+// last WAL range of its manifest.
 func standbyStop(bl wal.BackupLabel, manifest []byte, segSize int64) (wal.BackupLabel, error) {
 	if manifest == nil {
 		return bl, fmt.Errorf("%w: a backup from a standby needs its backup_manifest (for its stop position): do not give pg_basebackup --no-manifest", archive.ErrInvalid)
@@ -369,11 +336,18 @@ func standbyStop(bl wal.BackupLabel, manifest []byte, segSize int64) (wal.Backup
 	if end <= bl.StartLSN || last.Timeline < bl.StartTLI {
 		return bl, fmt.Errorf("%w: the manifest's WAL range ends at %s on timeline %d, the backup starts at %s on %d", archive.ErrInvalid, end, last.Timeline, bl.StartLSN, bl.StartTLI)
 	}
+	return stopAt(bl, end, last.Timeline, segSize), nil
+}
+
+// stopAt is bl with its stop at end on timeline tli, and the stop time
+// now (when the backup finished: no earlier than the real stop, so a
+// restore to a time picks it only when it surely ends before that time).
+func stopAt(bl wal.BackupLabel, end wal.LSN, tli uint32, segSize int64) wal.BackupLabel {
 	out := bl
-	out.StopLSN, out.StopTLI = end, last.Timeline
-	out.StopWAL = wal.SegmentName(last.Timeline, (uint64(end)-1)/uint64(segSize), segSize)
+	out.StopLSN, out.StopTLI = end, tli
+	out.StopWAL = wal.SegmentName(tli, (uint64(end)-1)/uint64(segSize), segSize)
 	out.StopTime = time.Now().UTC().Add(time.Second).Truncate(time.Second) // rounded up
-	return out, nil
+	return out
 }
 
 // backupFileName is the .backup history file PostgreSQL archives for a

@@ -39,7 +39,7 @@ type Report struct {
 
 // Verify reads every object of the archive and checks it (jobs at a
 // time: envelope, binding to its name, SHA-256), checks that the history
-// files parse and agree, that every completed backup has all its parts
+// files parse and agree, that every completed backup has all its parts (or packs)
 // and its .backup file, that WAL is continuous from each backup's start to
 // the newest segment of the timeline it follows, that no dead branch
 // waits in recovery's way, and that PostgreSQL's default recovery
@@ -176,6 +176,26 @@ func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r arch
 	for _, p := range r.Parts {
 		if _, err := a.Store.Stat(ctx, a.Layout.Backup(r.ID, p.Name)); err != nil {
 			return fmt.Errorf("backup %s: part %s: %w", r.ID, p.Name, err)
+		}
+	}
+	if r.Format == archive.FormatBlocks {
+		c, err := a.ReadContents(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		files := 0
+		for _, e := range c.Entries {
+			if !e.Dir {
+				files++
+			}
+		}
+		if files != r.Files {
+			return fmt.Errorf("backup %s: %w: its contents list %d files, its record %d", r.ID, archive.ErrCorrupt, files, r.Files)
+		}
+		for _, p := range c.Packs {
+			if _, err := a.Store.Stat(ctx, a.Layout.Pack(p)); err != nil {
+				return fmt.Errorf("backup %s: pack %s, which it uses: %w", r.ID, p, err)
+			}
 		}
 	}
 	if r.FromStandby && r.BackupFile == "" {

@@ -19,6 +19,8 @@ type Result struct {
 	DeletedIncomplete []string `json:"deleted_incomplete_backups"`
 	BackupObjects     int      `json:"backup_objects_deleted"`
 	BackupBytes       int64    `json:"backup_bytes_deleted"`
+	PacksDeleted      int      `json:"packs_deleted"` // packs no kept backup uses
+	PackBytes         int64    `json:"pack_bytes_deleted"`
 	WALFiles          int      `json:"wal_files_deleted"`
 	WALBytes          int64    `json:"wal_bytes_deleted"`
 	WALFirst          string   `json:"wal_first_deleted"` // "" when none
@@ -85,7 +87,9 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 	}
 	doomed := append(append([]string(nil), plan.Delete...), plan.DeleteIncomplete...)
 	if dryRun {
-		// What the real run would delete, counted the way it counts.
+		// What the real run would delete, counted the way it counts
+		// (packs: those no backup uses now; the ones only doomed backups
+		// use are freed by the real run).
 		for _, id := range doomed {
 			objs, err := a.BackupObjects(ctx, id)
 			if err != nil {
@@ -96,7 +100,8 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 				res.BackupBytes += o.Size
 			}
 		}
-		return res, nil
+		res.PacksDeleted, res.PackBytes, err = a.SweepPacks(ctx, true)
+		return res, err
 	}
 	for _, id := range doomed {
 		n, b, err := a.DeleteBackup(ctx, id)
@@ -105,6 +110,12 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 		if err != nil {
 			return res, fmt.Errorf("delete backup %s: %w", id, err)
 		}
+	}
+	// The packs that only deleted backups used: a kept backup's contents
+	// and a running backup's progress keep theirs.
+	res.PacksDeleted, res.PackBytes, err = a.SweepPacks(ctx, false)
+	if err != nil {
+		return res, fmt.Errorf("sweep packs: %w", err)
 	}
 	for _, f := range plan.DeleteWAL {
 		if err := a.Store.Delete(ctx, f.Key); err != nil && !errors.Is(err, archive.ErrNotFound) {

@@ -357,10 +357,10 @@ func TestRestoreDrill(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A part of the newest backup is corrupt.
-	parts, _ := filepath.Glob(filepath.Join(st.repoDir, a.Layout.Backup(id, "*.tar*")))
+	// A pack of the newest backup is corrupt.
+	parts, _ := filepath.Glob(filepath.Join(st.repoDir, a.Layout.Pack("*")))
 	if len(parts) == 0 {
-		t.Fatal("no backup parts found")
+		t.Fatal("no backup packs found")
 	}
 	b, _ := os.ReadFile(parts[0])
 	b[len(b)/2] ^= 0x5a
@@ -369,8 +369,8 @@ func TestRestoreDrill(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, stderr = drill(t, r)
-	if code != 1 || !strings.Contains(stderr, filepath.Base(parts[0])) || !strings.Contains(stderr, "corrupt") {
-		t.Fatalf("drill with a corrupt part: exit %d, %q", code, stderr)
+	if code != 1 || !strings.Contains(stderr, "pack "+filepath.Base(parts[0])[:12]) || !strings.Contains(stderr, "corrupt") {
+		t.Fatalf("drill with a corrupt pack: exit %d, %q", code, stderr)
 	}
 }
 

@@ -116,15 +116,15 @@ func TestRequestsPerSegment(t *testing.T) {
 	})
 }
 
-// A base backup's part upload that meets a 503 is sent again, and the
+// A base backup's pack upload that meets a 503 is sent again, and the
 // backup completes and restores.
-func TestBackupPartSurvivesA503(t *testing.T) {
+func TestBackupPackSurvivesA503(t *testing.T) {
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	px := newProxy(t, ws.URL)
 	var failed atomic.Int64
 	px.fail = func(r *http.Request) bool {
-		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/backups/") && strings.Contains(r.URL.Path, "base.tar.") {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/packs/") {
 			return failed.Add(1) == 1
 		}
 		return false
@@ -136,7 +136,7 @@ func TestBackupPartSurvivesA503(t *testing.T) {
 	insertBatch(p, 0, 2000)
 	id := takeBackup(t, r, p)
 	if failed.Load() < 2 {
-		t.Fatalf("the 503 was not injected (%d part uploads seen)", failed.Load())
+		t.Fatalf("the 503 was not injected (%d pack uploads seen)", failed.Load())
 	}
 	rows := p.QueryInt("SELECT count(*) FROM ledger")
 	archivedTo(t, p)

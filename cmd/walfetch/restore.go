@@ -16,7 +16,7 @@ import (
 	"github.com/walstore/walstore/internal/cli"
 )
 
-const restoreSynopsis = `walfetch restore --backup latest|ID --pgdata DIR [--target-time T | --target-lsn L | --target-xid X | --target-name N] [--standby] [flags]`
+const restoreSynopsis = `walfetch restore --backup latest|ID --pgdata DIR [--target-time T | --target-lsn L | --target-xid X | --target-name N] [--standby] [--tablespace-mapping OLD=NEW] [flags]`
 
 // runRestore is "walfetch restore": a base backup laid into an empty
 // PGDATA, set up to recover from the same archive.
@@ -85,7 +85,8 @@ func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *b
 	fs.StringVar(&opt.Owner, "owner", "", "when run as root: the user to own the files (e.g. postgres)")
 	fs.BoolVar(&opt.DryRun, "dry-run", false, "say what would be done, write nothing")
 	fs.BoolVar(&opt.Delta, "delta", false, "restore over the existing data directory of this cluster (stopped), writing only the files that differ from the backup and removing the others")
-	fs.IntVar(&opt.Jobs, "jobs", 4, "backup parts fetched and decompressed at once")
+	fs.IntVar(&opt.Jobs, "jobs", 4, "packs fetched, decompressed and written at once")
+	fs.StringArrayVar(&opt.TablespaceMapping, "tablespace-mapping", nil, "OLD=NEW: restore the tablespace at OLD into NEW instead (repeat for each; absolute paths)")
 	asJSON := fs.Bool("json", false, "print what was done as JSON")
 	return c, opt, asJSON
 }

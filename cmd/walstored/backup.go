@@ -18,12 +18,21 @@ func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
 	fs.StringVar(&opt.ConnInfo, "pg", "", "connection to the cluster: libpq keyword/value or URL, a user allowed replication (env WALSTORE_PG)")
 	fs.StringVar(&opt.PGBaseBackup, "pg-basebackup", "", "pg_basebackup binary (default: the one of the server's major version)")
 	fs.BoolVar(&opt.SkipArchiveCommandCheck, "skip-archive-command-check", false, "accept an archive_command whose archive cannot be read from it (settings from the environment)")
-	fs.IntVar(&opt.Jobs, "jobs", 3, "parts compressed and uploaded at once")
+	fs.IntVar(&opt.Jobs, "jobs", 3, "packs compressed and uploaded at once")
+	fs.StringVar(&opt.PGData, "pgdata", "", "read the files here, on the database host (pg_backup_start/stop over --pg; tablespaces, page checksums, parallel reads) instead of through pg_basebackup")
+	fs.IntVar(&opt.Readers, "readers", 4, "with --pgdata: files read at once")
+	fs.BoolVar(&opt.AcceptBadChecksums, "accept-bad-checksums", false, "with --pgdata: store the backup even if pages fail their checksum (listed in its record as bad_pages)")
 	fs.DurationVar(&opt.WALTimeout, "wal-timeout", 0, "how long to wait for the backup's WAL to be archived (default 5m)")
 	asJSON := fs.Bool("json", false, "print the completion record as JSON")
 	return func(ctx context.Context) error {
 		if opt.ConnInfo == "" {
 			return fmt.Errorf("%w: --pg is required (for example --pg \"host=db1 user=postgres\")", cli.ErrUsage)
+		}
+		if opt.Readers < 1 || opt.Readers > 64 {
+			return fmt.Errorf("%w: --readers %d: want 1 to 64", cli.ErrUsage, opt.Readers)
+		}
+		if opt.PGData == "" && (fs.Changed("readers") || opt.AcceptBadChecksums) {
+			return fmt.Errorf("%w: --readers and --accept-bad-checksums need --pgdata (the local reader)", cli.ErrUsage)
 		}
 		// The first backup of a new cluster may come before its first
 		// segment: a typo in --archive is caught by the archive_command

@@ -20,6 +20,9 @@ func PrintRetain(w io.Writer, res retention.Result) {
 	if res.WALFiles > 0 {
 		fmt.Fprintf(w, " %s .. %s", res.WALFirst, res.WALLast)
 	}
+	if res.PacksDeleted > 0 {
+		fmt.Fprintf(w, "; %s %s no kept backup uses (%s)", verb, Count(res.PacksDeleted, "pack", "packs"), Size(res.PackBytes))
+	}
 	if res.KeepFrom != "" {
 		fmt.Fprintf(w, "; WAL kept from %s", res.KeepFrom)
 	}

@@ -36,6 +36,8 @@ type ClusterOptions struct {
 	WalSegSizeMB int
 	// Conf lines appended to postgresql.conf.
 	Conf []string
+	// DataChecksums is initdb --data-checksums.
+	DataChecksums bool
 }
 
 // NewCluster runs initdb in a fresh directory under parent (a Dir).
@@ -49,6 +51,9 @@ func NewCluster(t testing.TB, parent, name string, opt ClusterOptions) *Cluster 
 	args := []string{"-D", c.Dir, "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8", "--locale=C"}
 	if opt.WalSegSizeMB != 0 {
 		args = append(args, "--wal-segsize="+strconv.Itoa(opt.WalSegSizeMB))
+	}
+	if opt.DataChecksums {
+		args = append(args, "--data-checksums")
 	}
 	if out, err := AsPostgres(filepath.Join(PGBin, "initdb"), args...).CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)

@@ -1,73 +1,182 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/testenv"
 )
 
-// BenchmarkBackup prints backup and restore throughput on a database of
-// at least 1 GiB (pgbench scale 70), through walstored on a local
-// directory, against pg_basebackup into a local tar and cp -a of it.
+// BenchmarkBackup prints backup and restore figures on a cluster of about
+// 2 GiB shaped like production (an append-only history table, a smaller
+// hot table under random updates), through walstored on a local
+// directory, against pg_basebackup into a local tar and cp -a, in the
+// same run: full and incremental backups (streamed from pg_basebackup and
+// read locally with --pgdata), a full restore, a delta restore over a
+// copy with 5% of its blocks damaged, objects per stored GiB and the
+// repository after three backups with retention of one.
 func BenchmarkBackup(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("one measured run per invocation (use -benchtime 1x)")
 	}
 	bins := testenv.Binaries(b)
 	dir := testenv.Dir(b)
-	ws := testenv.StartWalstored(b, nil, "--store", "file://"+filepath.Join(dir, "repo"), "--log-level", "warn")
+	repoDir := filepath.Join(dir, "repo")
+	ws := testenv.StartWalstored(b, nil, "--store", "file://"+repoDir, "--log-level", "warn")
+	// Two archives of the same cluster: one for backups streamed by
+	// pg_basebackup, one for backups read locally, so each starts full.
 	c := testenv.NewCluster(b, dir, "db", testenv.ClusterOptions{Conf: []string{
 		"archive_mode = on",
-		fmt.Sprintf("archive_command = '%s --repo %s --archive bench %%p'", bins.WalPush, ws.URL),
+		fmt.Sprintf("archive_command = '%s --repo %s --archive bench %%p && %s --repo %s --archive local %%p'", bins.WalPush, ws.URL, bins.WalPush, ws.URL),
 		"max_wal_size = 8GB", "checkpoint_timeout = 30min",
 	}})
 	c.Start()
-	b.Log("loading pgbench scale 70...")
-	c.Run("pgbench", "-i", "-s", "70", "-q")
+	b.Log("loading about 2 GiB: a history table and pgbench scale 15 as the hot table...")
+	c.Run("pgbench", "-i", "-s", "15", "-q")
+	c.Exec(`CREATE TABLE history (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), account int, pad text)`)
+	const historyRows = 11_000_000
+	for i := 0; i < 11; i++ {
+		c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/11)
+	}
+	c.Exec("VACUUM (FREEZE, ANALYZE)")
 	c.Exec("CHECKPOINT")
 	c.WaitArchived(c.SwitchWAL(), 10*time.Minute)
 	dbBytes := c.QueryInt("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
+	mb := float64(dbBytes) / (1 << 20)
 
-	base := testenv.PostgresDir(b, dir, "plain")
-	plain := timeIt(func() {
-		c.Run("pg_basebackup", "-D", filepath.Join(base, "b"), "-Ft", "-X", "none", "-c", "fast", "--no-sync")
-	})
-
-	var out testenv.Result
-	backup := timeIt(func() {
-		out = testenv.Run(b, dir, nil, bins.WalStored, "backup", "--repo", ws.URL, "--archive", "bench", "--pg", c.ConnString())
-	})
-	if out.Code != 0 {
-		b.Fatalf("walstored backup: %s", out.Stderr)
+	backup := func(archiveName string, extra ...string) (archive.Record, time.Duration) {
+		var out testenv.Result
+		d := timeIt(func() {
+			args := append([]string{"backup", "--repo", ws.URL, "--archive", archiveName, "--pg", c.ConnString(), "--json"}, extra...)
+			out = testenv.Run(b, dir, nil, bins.WalStored, args...)
+		})
+		if out.Code != 0 {
+			b.Fatalf("walstored backup: %s", out.Stderr)
+		}
+		var rec archive.Record
+		if err := json.Unmarshal([]byte(out.Stdout), &rec); err != nil {
+			b.Fatal(err)
+		}
+		return rec, d
 	}
-	m := regexp.MustCompile(`(\d+(?:\.\d+)? \w+) raw, (\d+(?:\.\d+)? \w+) stored`).FindStringSubmatch(out.Stdout)
+	local := []string{"--pgdata", c.Dir, "--skip-archive-command-check"}
+
+	plainDir := testenv.PostgresDir(b, dir, "plain")
+	plain := timeIt(func() {
+		c.Run("pg_basebackup", "-D", filepath.Join(plainDir, "b"), "-Ft", "-X", "none", "-c", "fast", "--no-sync")
+	})
+	full, fullTime := backup("bench")
+	lfull, lfullTime := backup("local", local...)
+
+	// 2% appended, 1% of the hot table's rows updated.
+	c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/50)
+	c.Exec(`UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE random() < 0.01`)
+	c.Exec("CHECKPOINT")
+	incr, incrTime := backup("bench")
+	lincr, lincrTime := backup("local", local...)
 
 	cpDir := testenv.PostgresDir(b, dir, "cp")
 	cpTime := timeIt(func() { sh(b, dir, fmt.Sprintf("cp -a %s %s/copy && sync", c.Dir, cpDir)) })
 
 	pgdata := filepath.Join(testenv.PostgresDir(b, dir, "restore"), "data")
-	rs := timeIt(func() {
-		out = testenv.Run(b, dir, nil, bins.WalFetch, "restore", "--repo", ws.URL, "--archive", "bench", "--pgdata", pgdata, "--owner", "postgres")
+	restore := func(extra ...string) (testenv.Result, time.Duration) {
+		var out testenv.Result
+		d := timeIt(func() {
+			args := append([]string{"restore", "--repo", ws.URL, "--archive", "bench", "--backup", incr.ID, "--pgdata", pgdata, "--owner", "postgres"}, extra...)
+			out = testenv.Run(b, dir, nil, bins.WalFetch, args...)
+			sh(b, dir, "sync")
+		})
+		if out.Code != 0 {
+			b.Fatalf("walfetch restore: %s", out.Stderr)
+		}
+		return out, d
+	}
+	_, restoreTime := restore()
+	blocks, damaged := damageBlocks(b, pgdata, 0.05)
+	dout, deltaTime := restore("--delta", "--json")
+	var dres struct {
+		Delta struct {
+			Bytes int64 `json:"bytes_written"`
+		} `json:"delta"`
+	}
+	json.Unmarshal([]byte(dout.Stdout), &dres)
+
+	// A third backup after more changes, then retention of one.
+	c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/50)
+	c.Exec(`UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE random() < 0.01`)
+	third, _ := backup("bench")
+	beforeRetain := dirSize(filepath.Join(repoDir, "bench", "packs"))
+	time.Sleep(time.Until(incr.StopTime.Add(archive.PackGrace + 2*time.Second)))
+	if out := testenv.Run(b, dir, nil, bins.WalStored, "retain", "--repo", ws.URL, "--archive", "bench", "--keep-last", "1"); out.Code != 0 {
+		b.Fatalf("retain: %s", out.Stderr)
+	}
+	afterRetain := dirSize(filepath.Join(repoDir, "bench", "packs"))
+	objects := 0
+	filepath.Walk(filepath.Join(repoDir, "bench", "packs"), func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			objects++
+		}
+		return nil
 	})
-	if out.Code != 0 {
-		b.Fatalf("walfetch restore: %s", out.Stderr)
+
+	fmt.Printf("\nwalstore backup benchmark: %.0f MiB of databases (history table %d rows, pgbench scale 15 as the hot table), walstored on a local directory, %d cores\n\n", mb, historyRows, numCPU())
+	fmt.Printf("| %-62s | %8s | %8s | %10s |\n|%s|%s|%s|%s|\n", "operation", "seconds", "MB/s", "vs. base", strings.Repeat("-", 64), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12))
+	row := func(name string, d, base time.Duration) {
+		fmt.Printf("| %-62s | %8.1f | %8.1f | %9.2fx |\n", name, d.Seconds(), mb/d.Seconds(), base.Seconds()/d.Seconds())
 	}
-	mb := float64(dbBytes) / (1 << 20)
-	fmt.Printf("\nwalstore backup benchmark: pgbench scale 70, %.0f MiB of databases, walstored on a local directory, %d cores\n\n", mb, numCPU())
-	fmt.Printf("| %-52s | %8s | %8s |\n|%s|%s|%s|\n", "operation", "seconds", "MB/s", strings.Repeat("-", 54), strings.Repeat("-", 10), strings.Repeat("-", 10))
-	row := func(name string, d time.Duration) {
-		fmt.Printf("| %-52s | %8.1f | %8.1f |\n", name, d.Seconds(), mb/d.Seconds())
-	}
-	row("pg_basebackup -Ft --no-sync to a local directory", plain)
-	row("walstored backup (stream, zstd, SHA-256, upload)", backup)
-	row("cp -a of the data directory + sync (baseline)", cpTime)
-	row("walfetch restore (fetch, verify, unpack)", rs)
-	if m != nil {
-		fmt.Printf("\nbackup stored: %s raw as %s\n", m[1], m[2])
-	}
+	row("pg_basebackup -Ft --no-sync to a local directory (base)", plain, plain)
+	row("walstored backup, full (pg_basebackup stream)", fullTime, plain)
+	row("walstored backup --pgdata, full (local reader)", lfullTime, plain)
+	row("walstored backup, incremental (pg_basebackup stream)", incrTime, plain)
+	row("walstored backup --pgdata, incremental (local reader)", lincrTime, plain)
+	row("cp -a of the data directory + sync (base for restores)", cpTime, cpTime)
+	row("walfetch restore, full, + sync", restoreTime, cpTime)
+	row(fmt.Sprintf("walfetch restore --delta over %.0f%% damaged blocks, + sync", 100*float64(damaged)/float64(blocks)), deltaTime, cpTime)
+	fmt.Println()
+	fmt.Printf("stored by the full backup: %s (stream), %s (local); raw %s\n", size(full.StoredSize), size(lfull.StoredSize), size(full.RawSize))
+	fmt.Printf("added by the incremental after 2%% appended and 1%% of the hot rows updated: %s (%.1f%% of the full; local %s, %.1f%%)\n",
+		size(incr.StoredSize), 100*float64(incr.StoredSize)/float64(full.StoredSize), size(lincr.StoredSize), 100*float64(lincr.StoredSize)/float64(lfull.StoredSize))
+	fmt.Printf("delta restore: %.2f of the full restore's time, wrote %s (%.1f%% of %s)\n", deltaTime.Seconds()/restoreTime.Seconds(),
+		size(dres.Delta.Bytes), 100*float64(dres.Delta.Bytes)/float64(full.RawSize), size(full.RawSize))
+	fmt.Printf("packs after three backups (third added %s): %s; after retain --keep-last 1: %s, %d objects, %.1f objects per stored GiB\n",
+		size(third.StoredSize), size(beforeRetain), size(afterRetain), objects, float64(objects)/(float64(afterRetain)/(1<<30)))
 }
+
+// damageBlocks overwrites a fraction of the 128 KiB blocks of the
+// relation files under pgdata/base with random bytes, and returns how
+// many blocks there are and how many it damaged.
+func damageBlocks(b *testing.B, pgdata string, fraction float64) (blocks, damaged int) {
+	junk := make([]byte, 128<<10)
+	for i := range junk {
+		junk[i] = byte(rand.IntN(256))
+	}
+	filepath.Walk(filepath.Join(pgdata, "base"), func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		for off := int64(0); off < fi.Size(); off += int64(len(junk)) {
+			blocks++
+			if rand.Float64() < fraction {
+				n := min(int64(len(junk)), fi.Size()-off)
+				f.WriteAt(junk[:n], off)
+				damaged++
+			}
+		}
+		return nil
+	})
+	return blocks, damaged
+}
+
+func size(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

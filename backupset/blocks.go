@@ -1,0 +1,351 @@
+package backupset
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/wal"
+)
+
+// Block and pack sizes of backups in blocks (see the package doc).
+const (
+	BlockSize = 128 << 10
+	PackSize  = 32 << 20
+)
+
+// blockLoc is where a block already is: in a stored pack (id), or in a
+// pack this backup is filling (pending).
+type blockLoc struct {
+	pack    string
+	pending *pendingPack
+	off     int64
+	n       int
+}
+
+// blockIndex maps a block's SHA-256 (raw) to where it is.
+type blockIndex map[[32]byte]blockLoc
+
+// loadIndex learns the blocks the archive holds that a new backup may
+// use: those of the newest completed backup in blocks, and those of
+// every incomplete backup (an interrupted one: the new backup uploads
+// none of what it stored).
+func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, error) {
+	idx := blockIndex{}
+	l, err := a.ListBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(l.Complete) - 1; i >= 0; i-- {
+		r := l.Complete[i]
+		if r.Format != archive.FormatBlocks {
+			continue
+		}
+		c, err := a.ReadContents(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range c.Entries {
+			for _, b := range e.Blocks {
+				if h, ok := decodeSum(b.SHA256); ok {
+					idx[h] = blockLoc{pack: c.Packs[b.Pack], off: b.Off, n: b.Len}
+				}
+			}
+		}
+		break
+	}
+	for id := range l.Incomplete {
+		ps, err := a.ReadProgress(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			for _, b := range p.Blocks {
+				if h, ok := decodeSum(b.SHA256); ok && p.Pack != "" {
+					idx[h] = blockLoc{pack: p.Pack, off: b.Off, n: b.Len}
+				}
+			}
+		}
+	}
+	return idx, nil
+}
+
+func decodeSum(s string) ([32]byte, bool) {
+	var h [32]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
+}
+
+// pendingPack is a pack being filled, then uploaded.
+type pendingPack struct {
+	buf    []byte
+	blocks []archive.PackBlock
+	id     string // set once uploaded
+}
+
+// blockRef is one block of a file of the backup being taken.
+type blockRef struct {
+	loc  blockLoc
+	sum  [32]byte
+	size int
+}
+
+type entryBuild struct {
+	path string
+	dir  bool
+	link string // a tablespace: its location
+	size int64
+	refs []blockRef
+}
+
+// blockWriter cuts the files of PostgreSQL's tar stream into blocks and
+// stores the ones the archive lacks in packs, Jobs packs at once; each
+// stored pack is followed by a progress record.
+type blockWriter struct {
+	a        *archive.Archive
+	id       string
+	idx      blockIndex
+	g        *errgroup.Group
+	gctx     context.Context
+	cur      *pendingPack
+	seq      int
+	reused   map[string]bool // packs of earlier backups used since the last progress record
+	entries  []entryBuild
+	label    []byte
+	manifest []byte
+	files    int
+	// Set by the local reader: where pg_backup_stop said the backup
+	// ends (and its timeline, on a standby), tablespace_map, bad pages.
+	stop     wal.LSN
+	stopTLI  uint32
+	spcMap   string
+	badPages []string
+
+	raw, reusedRaw, added atomic.Int64
+	mu                    sync.Mutex
+}
+
+func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx blockIndex, jobs int) *blockWriter {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	return &blockWriter{a: a, id: id, idx: idx, g: g, gctx: gctx, reused: map[string]bool{}}
+}
+
+// consume reads the whole tar stream (draining it even after an error, so
+// that pg_basebackup never blocks) and waits for the uploads.
+func (w *blockWriter) consume(r io.Reader, prog *progress) error {
+	err := w.walk(bufio.NewReaderSize(r, 1<<20), prog)
+	io.Copy(io.Discard, r)
+	if err == nil {
+		err = w.flush(true)
+	}
+	if gerr := w.g.Wait(); err == nil {
+		err = gerr
+	}
+	if err == nil && w.label == nil {
+		err = fmt.Errorf("%w: the backup has no backup_label", archive.ErrInvalid)
+	}
+	return err
+}
+
+func (w *blockWriter) walk(r io.Reader, prog *progress) error {
+	tr := tar.NewReader(r)
+	block := make([]byte, BlockSize)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if w.gctx.Err() != nil {
+			return w.gctx.Err()
+		}
+		name := strings.TrimSuffix(path.Clean(strings.TrimPrefix(h.Name, "./")), "/")
+		if _, err := safePath(name); err != nil {
+			return err
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			w.entries = append(w.entries, entryBuild{path: name, dir: true})
+			continue
+		case tar.TypeSymlink:
+			if strings.HasPrefix(name, "pg_tblspc/") {
+				return fmt.Errorf("%w: tablespace link %s in the backup", archive.ErrInvalid, name)
+			}
+			return fmt.Errorf("%w: %s: a symbolic link in the backup", archive.ErrInvalid, name)
+		case tar.TypeReg:
+		default:
+			return fmt.Errorf("%w: %s: tar entry type %q", archive.ErrInvalid, name, h.Typeflag)
+		}
+		w.files++
+		e := entryBuild{path: name, size: h.Size}
+		var keep *[]byte
+		switch name {
+		case "backup_label":
+			keep = &w.label
+		case "backup_manifest":
+			keep = &w.manifest
+		}
+		for {
+			n, err := io.ReadFull(tr, block)
+			if n > 0 {
+				if keep != nil {
+					*keep = append(*keep, block[:n]...)
+				}
+				ref, err := w.add(block[:n])
+				if err != nil {
+					return err
+				}
+				e.refs = append(e.refs, ref)
+				prog.add(int64(n))
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+		w.entries = append(w.entries, e)
+	}
+}
+
+// add stores a block: found in the index, or appended to the pack being
+// filled.
+func (w *blockWriter) add(b []byte) (blockRef, error) {
+	return w.addSum(b, sha256Sum(b))
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// addSum is add for a block whose SHA-256 is known.
+func (w *blockWriter) addSum(b []byte, sum [32]byte) (blockRef, error) {
+	ref := blockRef{sum: sum, size: len(b)}
+	w.raw.Add(int64(len(b)))
+	if loc, ok := w.idx[sum]; ok && loc.n == len(b) {
+		ref.loc = loc
+		if loc.pack != "" {
+			w.reusedRaw.Add(int64(len(b)))
+			w.reused[loc.pack] = true
+		}
+		return ref, nil
+	}
+	if w.cur != nil && len(w.cur.buf)+len(b) > PackSize {
+		if err := w.flush(false); err != nil {
+			return ref, err
+		}
+	}
+	if w.cur == nil {
+		w.cur = &pendingPack{buf: make([]byte, 0, PackSize)}
+	}
+	ref.loc = blockLoc{pending: w.cur, off: int64(len(w.cur.buf)), n: len(b)}
+	w.cur.blocks = append(w.cur.blocks, archive.PackBlock{SHA256: hex.EncodeToString(sum[:]), Off: ref.loc.off, Len: len(b)})
+	w.cur.buf = append(w.cur.buf, b...)
+	w.idx[sum] = ref.loc // the same block again in this backup (zero pages): once
+	return ref, nil
+}
+
+// flush uploads the pack being filled, then its progress record (with the
+// earlier packs used since the last one). At the end (last), a record is
+// written for the reused packs even without a pack.
+func (w *blockWriter) flush(last bool) error {
+	p := w.cur
+	w.cur = nil
+	var reused []string
+	for id := range w.reused {
+		reused = append(reused, id)
+	}
+	w.reused = map[string]bool{}
+	if p == nil && (!last || len(reused) == 0) {
+		return nil
+	}
+	seq := w.seq
+	w.seq++
+	w.g.Go(func() error {
+		rec := archive.PackProgress{Reused: reused}
+		if p != nil {
+			sum := sha256.Sum256(p.buf)
+			id := hex.EncodeToString(sum[:])
+			key := w.a.Layout.Pack(id)
+			obj, err := w.a.Encoder().EncodeBytes(p.buf, key)
+			if err != nil {
+				return err
+			}
+			out, err := archive.PutObject(w.gctx, w.a.Store, key, obj)
+			if err != nil {
+				return fmt.Errorf("store pack %s: %w", id[:12], err)
+			}
+			if out == archive.Stored {
+				w.added.Add(obj.Size())
+			}
+			w.mu.Lock()
+			p.id = id
+			w.mu.Unlock()
+			p.buf = nil
+			rec.Pack, rec.Blocks = id, p.blocks
+		}
+		n, err := w.a.PutBackupJSON(w.gctx, w.id, fmt.Sprintf("%s%05d", archive.ProgressPrefix, seq), rec)
+		w.added.Add(n)
+		return err
+	})
+	return nil
+}
+
+// contents builds the backup's contents once every pack is stored.
+func (w *blockWriter) contents() archive.Contents {
+	c := archive.Contents{BlockSize: BlockSize, Packs: []string{}, Entries: make([]archive.Entry, 0, len(w.entries))}
+	packIdx := map[string]int{}
+	for _, e := range w.entries {
+		ce := archive.Entry{Path: e.path, Dir: e.dir, Link: e.link, Size: e.size}
+		for _, r := range e.refs {
+			id := r.loc.pack
+			if r.loc.pending != nil {
+				id = r.loc.pending.id
+			}
+			i, ok := packIdx[id]
+			if !ok {
+				i = len(c.Packs)
+				packIdx[id] = i
+				c.Packs = append(c.Packs, id)
+			}
+			ce.Blocks = append(ce.Blocks, archive.Block{Pack: i, Off: r.loc.off, Len: r.size, SHA256: hex.EncodeToString(r.sum[:])})
+		}
+		c.Entries = append(c.Entries, ce)
+	}
+	return c
+}
+
+// checkPacks checks that every pack of c is stored: an earlier backup's
+// pack that a sweep removed while this backup ran fails the backup rather
+// than completing one that cannot be restored.
+func checkPacks(ctx context.Context, a *archive.Archive, c archive.Contents) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, id := range c.Packs {
+		g.Go(func() error {
+			if _, err := a.Store.Stat(gctx, a.Layout.Pack(id)); err != nil {
+				return fmt.Errorf("pack %s, which the backup uses: %w", id[:12], err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}

@@ -1,0 +1,330 @@
+package backupset
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/store"
+)
+
+// write is one block to write: from a pack to a file.
+type write struct {
+	path    string
+	fileOff int64
+	packOff int64
+	n       int
+}
+
+// unpackBlocks restores a backup in blocks: the directories and files
+// are made first (each file at its size), then Jobs workers each fetch a
+// whole pack, check it against its name, and write its blocks where they
+// belong, so that fetching, decoding and writing overlap across packs.
+// With delta, a file's blocks that already hold the right content are
+// neither fetched nor written.
+func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c archive.Contents, mapping map[string]string, delta *deltaState) error {
+	a := opt.Archive
+	byPack := map[int][]write{}
+	var total int64
+	files := 0
+	for _, e := range c.Entries {
+		rel, err := safePath(e.Path)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(opt.PGData, rel)
+		if e.Link != "" {
+			// The tablespace's directory (checked empty by
+			// placeTablespaces), and the link PostgreSQL follows.
+			target := tablespaceTarget(e.Link, mapping)
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return err
+			}
+			if err := os.Symlink(target, dst); err != nil {
+				return err
+			}
+			continue
+		}
+		if e.Dir {
+			if delta != nil {
+				if fi, err := os.Lstat(dst); err == nil && !fi.IsDir() {
+					os.Remove(dst)
+				}
+			}
+			if err := os.MkdirAll(dst, 0o700); err != nil {
+				return err
+			}
+			continue
+		}
+		files++
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		need, err := prepareFile(dst, rel, e, delta)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		var off int64
+		for i, b := range e.Blocks {
+			if need == nil || need[i] {
+				byPack[b.Pack] = append(byPack[b.Pack], write{path: dst, fileOff: off, packOff: b.Off, n: b.Len})
+				total += int64(b.Len)
+			}
+			off += int64(b.Len)
+		}
+	}
+	if files != rec.Files {
+		return fmt.Errorf("%w: the contents list %d files, the backup has %d", archive.ErrCorrupt, files, rec.Files)
+	}
+	if delta != nil {
+		delta.Bytes = total
+	}
+	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, total)
+	defer prog.stop()
+	packs := make([]int, 0, len(byPack))
+	for p := range byPack {
+		packs = append(packs, p)
+	}
+	sort.Ints(packs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opt.Jobs)
+	for _, p := range packs {
+		g.Go(func() error {
+			data, err := fetchPack(gctx, a, c.Packs[p])
+			if err != nil {
+				return err
+			}
+			return writeBlocks(data, byPack[p], prog)
+		})
+	}
+	return g.Wait()
+}
+
+// prepareFile makes the file at dst the entry's size and returns which of
+// its blocks must be written (nil: all, a new file). With delta, an
+// existing file keeps the blocks whose content already matches.
+func prepareFile(dst, rel string, e archive.Entry, delta *deltaState) ([]bool, error) {
+	if delta == nil {
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		err = f.Truncate(e.Size)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return nil, err
+	}
+	delta.seen[rel] = true
+	if fi, err := os.Lstat(dst); err == nil && !fi.Mode().IsRegular() {
+		if err := os.RemoveAll(dst); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	need := make([]bool, len(e.Blocks))
+	changed := false
+	buf := make([]byte, BlockSize)
+	var off int64
+	for i, b := range e.Blocks {
+		if len(buf) < b.Len {
+			buf = make([]byte, b.Len)
+		}
+		n, _ := f.ReadAt(buf[:b.Len], off)
+		sum := sha256.Sum256(buf[:n])
+		if n != b.Len || hex.EncodeToString(sum[:]) != b.SHA256 {
+			need[i], changed = true, true
+		}
+		off += int64(b.Len)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() != e.Size {
+		changed = true
+		if err := f.Truncate(e.Size); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return nil, err
+	}
+	if changed {
+		delta.Written++
+	} else {
+		delta.Kept++
+	}
+	return need, nil
+}
+
+// fetchPack reads a whole pack and checks it is the content its name
+// says (the envelope's SHA-256 of the raw content, checked as it is read).
+func fetchPack(ctx context.Context, a *archive.Archive, id string) ([]byte, error) {
+	var data []byte
+	err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
+		hdr, rc, err := a.Open(ctx, a.Layout.Pack(id))
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if hdr.Digest.String() != id {
+			return fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
+		}
+		var b bytes.Buffer
+		b.Grow(int(min(hdr.RawSize, PackSize)))
+		if _, err := io.Copy(&b, rc); err != nil {
+			return err
+		}
+		data = b.Bytes()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id[:12], err)
+	}
+	return data, nil
+}
+
+// writeBlocks writes a pack's blocks into their files, each file opened
+// once.
+func writeBlocks(data []byte, ws []write, prog *progress) error {
+	sort.Slice(ws, func(i, j int) bool {
+		if ws[i].path != ws[j].path {
+			return ws[i].path < ws[j].path
+		}
+		return ws[i].fileOff < ws[j].fileOff
+	})
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	for _, w := range ws {
+		if w.packOff+int64(w.n) > int64(len(data)) {
+			return fmt.Errorf("%w: a block of %s lies past the end of its pack", archive.ErrCorrupt, w.path)
+		}
+		if f == nil || f.Name() != w.path {
+			if f != nil {
+				if err := f.Close(); err != nil {
+					return err
+				}
+			}
+			var err error
+			if f, err = os.OpenFile(w.path, os.O_WRONLY, 0); err != nil {
+				return err
+			}
+		}
+		if _, err := f.WriteAt(data[w.packOff:w.packOff+int64(w.n)], w.fileOff); err != nil {
+			return err
+		}
+		prog.add(int64(w.n))
+	}
+	if f != nil {
+		err := f.Close()
+		f = nil
+		return err
+	}
+	return nil
+}
+
+// parseMapping parses --tablespace-mapping OLD=NEW values.
+func parseMapping(specs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, s := range specs {
+		old, new, ok := strings.Cut(s, "=")
+		if !ok || !filepath.IsAbs(old) || !filepath.IsAbs(new) {
+			return nil, fmt.Errorf("%w: --tablespace-mapping %q: want OLD=NEW, both absolute paths", archive.ErrInvalid, s)
+		}
+		old, new = filepath.Clean(old), filepath.Clean(new)
+		if _, dup := m[old]; dup {
+			return nil, fmt.Errorf("%w: --tablespace-mapping: %s mapped twice", archive.ErrInvalid, old)
+		}
+		m[old] = new
+	}
+	return m, nil
+}
+
+func tablespaceTarget(location string, mapping map[string]string) string {
+	if to, ok := mapping[filepath.Clean(location)]; ok {
+		return to
+	}
+	return location
+}
+
+// placeTablespaces decides where the backup's tablespaces go and checks
+// that each place is free: an empty or missing directory, as PostgreSQL
+// requires of a tablespace's location. Every mapping must name one of
+// the backup's tablespaces (a typo is not silently ignored).
+func placeTablespaces(c archive.Contents, mapping map[string]string, delta bool) (targets, roots []string, err error) {
+	var links []archive.Entry
+	seen := map[string]bool{}
+	for _, e := range c.Entries {
+		if e.Link != "" {
+			links = append(links, e)
+			seen[filepath.Clean(e.Link)] = true
+		}
+	}
+	for old := range mapping {
+		if !seen[old] {
+			return nil, nil, fmt.Errorf("%w: --tablespace-mapping %s: the backup has no tablespace there", archive.ErrInvalid, old)
+		}
+	}
+	targets = []string{}
+	for _, e := range links {
+		if delta {
+			return nil, nil, fmt.Errorf("%w: --delta: the backup has tablespaces (%s), which a delta restore does not handle: restore into an empty directory", archive.ErrInvalid, e.Link)
+		}
+		target := tablespaceTarget(e.Link, mapping)
+		if ents, err := os.ReadDir(target); err == nil && len(ents) > 0 {
+			hint := ""
+			if target == e.Link {
+				hint = " (give --tablespace-mapping " + e.Link + "=NEW to restore it elsewhere)"
+			}
+			return nil, nil, fmt.Errorf("%w: tablespace %s: %s is not empty%s", archive.ErrInvalid, e.Path, target, hint)
+		} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("%w: tablespace %s: %v", archive.ErrInvalid, e.Path, err)
+		}
+		targets = append(targets, target)
+		// The restore makes the missing directories on the way: the
+		// cluster's user must own them too, to reach the tablespace.
+		root := target
+		for {
+			parent := filepath.Dir(root)
+			if _, err := os.Stat(parent); err == nil || parent == root {
+				break
+			}
+			root = parent
+		}
+		roots = append(roots, root)
+	}
+	return targets, roots, nil
+}
+
+// cleanupTablespaces empties the tablespaces of a failed restore.
+func cleanupTablespaces(dirs []string) {
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(d, e.Name()))
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package tests
+
+// walstored backup --pgdata: the local reader on the database host, with
+// tablespaces and page checksums.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/testenv"
+)
+
+// checksumCluster is an archiving cluster with data checksums.
+func checksumCluster(t *testing.T, dir string, r repo) *testenv.Cluster {
+	bins := testenv.Binaries(t)
+	c := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{WalSegSizeMB: 1, DataChecksums: true, Conf: []string{
+		"archive_mode = on",
+		fmt.Sprintf("archive_command = '%s'", r.archiveCommand(bins)),
+		"checkpoint_timeout = 30min",
+	}})
+	c.Env = r.env
+	return c
+}
+
+// localBackup runs walstored backup --pgdata and returns its result.
+func localBackup(t *testing.T, r repo, c *testenv.Cluster, extra ...string) testenv.Result {
+	t.Helper()
+	return admin(t, r, append([]string{"backup", "--pg", c.ConnString(), "--pgdata", c.Dir, "--json"}, extra...)...)
+}
+
+// parseRecord reads the record walstored backup --json printed.
+func parseRecord(t *testing.T, res testenv.Result) archive.Record {
+	t.Helper()
+	if res.Code != 0 {
+		t.Fatalf("walstored backup: exit %d: %s", res.Code, res.Stderr)
+	}
+	var rec archive.Record
+	if err := json.Unmarshal([]byte(res.Stdout), &rec); err != nil {
+		t.Fatalf("walstored backup --json: %v: %q", err, res.Stdout)
+	}
+	return rec
+}
+
+// A cluster with two user tablespaces: pg_basebackup's stream is refused
+// with a pointer to --pgdata; the local reader backs it up (twice, the
+// second incremental), and a restore with --tablespace-mapping puts each
+// tablespace in its new place, with every row, PITR included.
+func TestLocalBackupWithTablespaces(t *testing.T) {
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+	r := repo{url: ws.URL}
+	c := checksumCluster(t, dir, r)
+	c.Start()
+	spc := testenv.PostgresDir(t, dir, "spaces")
+	for _, n := range []string{"one", "two"} {
+		d := filepath.Join(spc, n)
+		os.Mkdir(d, 0o700)
+		testenv.Chown(t, d)
+		c.Exec(fmt.Sprintf("CREATE TABLESPACE %s LOCATION '%s'", n, d))
+		c.Exec(fmt.Sprintf("CREATE TABLE t_%s (id int, pad text) TABLESPACE %s", n, n))
+		c.Exec(fmt.Sprintf("INSERT INTO t_%s SELECT g, md5(g::text) FROM generate_series(1, 20000) g", n))
+	}
+	c.Exec(ledgerDDL)
+	insertBatch(c, 0, 5000)
+
+	res := admin(t, r, "backup", "--pg", c.ConnString())
+	if res.Code == 0 || !strings.Contains(res.Stderr, "tablespaces") || !strings.Contains(res.Stderr, "--pgdata") {
+		t.Fatalf("pg_basebackup mode with tablespaces: exit %d %q", res.Code, res.Stderr)
+	}
+	first := parseRecord(t, localBackup(t, r, c))
+	if !first.ReadLocally || !strings.Contains(first.TablespaceMap, filepath.Join(spc, "one")) || first.Manifest {
+		t.Fatalf("first local backup: read_locally %v, tablespace_map %q", first.ReadLocally, first.TablespaceMap)
+	}
+	c.Exec("INSERT INTO t_one SELECT g, 'after' FROM generate_series(1, 1000) g")
+	insertBatch(c, 1, 1000)
+	second := parseRecord(t, localBackup(t, r, c, "--readers", "2"))
+	if second.ReusedSize < second.RawSize/2 {
+		t.Fatalf("second local backup reused %d of %d raw bytes", second.ReusedSize, second.RawSize)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	target := c.QueryString("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+	time.Sleep(1100 * time.Millisecond)
+	c.Exec("INSERT INTO t_two SELECT g, 'late' FROM generate_series(1, 500) g")
+	ones, twos := c.QueryInt("SELECT count(*) FROM t_one"), c.QueryInt("SELECT count(*) FROM t_two")
+	c.WaitArchived(c.SwitchWAL(), time.Minute)
+	// A restore drill puts the tablespaces in its scratch directory, never
+	// over the running cluster's.
+	if code, d, stderr := drill(t, r); code != 0 || !d.OK {
+		t.Fatalf("drill of a backup with tablespaces: exit %d %+v\n%s", code, d, stderr)
+	}
+	c.Exec("SELECT count(*) FROM t_one") // the cluster's tablespaces untouched
+	c.Kill9()
+
+	// The tablespaces' old places are still in use: a restore there is
+	// refused, a mapping that names no tablespace too.
+	bins := testenv.Binaries(t)
+	try := func(extra ...string) testenv.Result {
+		args := append([]string{"restore", "--repo", r.url, "--archive", "main", "--pgdata", filepath.Join(dir, "nowhere"), "--owner", "postgres"}, extra...)
+		return testenv.Run(t, dir, nil, bins.WalFetch, args...)
+	}
+	if res := try(); res.Code == 0 || !strings.Contains(res.Stderr, "is not empty") || !strings.Contains(res.Stderr, "--tablespace-mapping") {
+		t.Fatalf("restore over the live tablespaces: exit %d %q", res.Code, res.Stderr)
+	}
+	if res := try("--tablespace-mapping", "/no/such=/tmp/x"); res.Code == 0 || !strings.Contains(res.Stderr, "no tablespace there") {
+		t.Fatalf("mapping a tablespace the backup lacks: exit %d %q", res.Code, res.Stderr)
+	}
+
+	restoreMapped := func(name string, extra ...string) (*testenv.Cluster, string, string) {
+		newOne, newTwo := filepath.Join(spc, name+"-one"), filepath.Join(spc, name+"-two")
+		args := append([]string{"--tablespace-mapping", filepath.Join(spc, "one") + "=" + newOne,
+			"--tablespace-mapping", filepath.Join(spc, "two") + "=" + newTwo}, extra...)
+		return restore(t, r, dir, name, args...), newOne, newTwo
+	}
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		ones, twos int64
+	}{
+		{"first", []string{"--backup", first.ID}, ones, twos},
+		{"pitr", []string{"--backup", second.ID, "--target-time", target}, ones, twos - 500},
+	} {
+		rc, newOne, _ := restoreMapped(tc.name, tc.args...)
+		links, _ := filepath.Glob(filepath.Join(rc.Dir, "pg_tblspc", "*"))
+		found := false
+		for _, l := range links {
+			if to, _ := os.Readlink(l); to == newOne {
+				found = true
+			}
+		}
+		if len(links) != 2 || !found {
+			t.Fatalf("%s: pg_tblspc links %v do not point to the mapped places", tc.name, links)
+		}
+		rc.AutoConf("archive_mode = off")
+		rc.Start()
+		rc.WaitRecovered(3 * time.Minute)
+		if got := rc.QueryInt("SELECT count(*) FROM t_one"); got != tc.ones {
+			t.Fatalf("%s: t_one has %d rows, want %d", tc.name, got, tc.ones)
+		}
+		if got := rc.QueryInt("SELECT count(*) FROM t_two"); got != tc.twos {
+			t.Fatalf("%s: t_two has %d rows, want %d", tc.name, got, tc.twos)
+		}
+		if loc := rc.QueryString("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'one'"); loc != newOne {
+			t.Fatalf("%s: tablespace one is at %q, want %q", tc.name, loc, newOne)
+		}
+		rc.Stop()
+	}
+}
+
+// A page whose checksum fails: the local backup names the file and block
+// and fails; --accept-bad-checksums stores it and lists the page.
+func TestLocalBackupReportsBadChecksums(t *testing.T) {
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+	r := repo{url: ws.URL}
+	c := checksumCluster(t, dir, r)
+	c.Start()
+	c.Exec("CREATE TABLE victim (id int, pad text)")
+	c.Exec("INSERT INTO victim SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+	c.Exec("CHECKPOINT")
+	rel := c.QueryString("SELECT pg_relation_filepath('victim')")
+	clean := parseRecord(t, localBackup(t, r, c))
+	if len(clean.BadPages) != 0 {
+		t.Fatalf("a healthy cluster has bad pages: %v", clean.BadPages)
+	}
+	f, err := os.OpenFile(filepath.Join(c.Dir, rel), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("damaged by the test"), 2*8192+4000) // block 2, past its header
+	f.Close()
+
+	res := localBackup(t, r, c)
+	want := rel + " block 2"
+	if res.Code == 0 || !strings.Contains(res.Stderr, want) || !strings.Contains(res.Stderr, "checksum") {
+		t.Fatalf("backup over a damaged page: exit %d %q (want it to name %s)", res.Code, res.Stderr, want)
+	}
+	rec := parseRecord(t, localBackup(t, r, c, "--accept-bad-checksums"))
+	if len(rec.BadPages) != 1 || rec.BadPages[0] != want {
+		t.Fatalf("accepted backup lists bad pages %v, want [%s]", rec.BadPages, want)
+	}
+	if res := admin(t, r, "backup", "--pg", c.ConnString(), "--accept-bad-checksums"); res.Code != 2 {
+		t.Fatalf("--accept-bad-checksums without --pgdata: exit %d %q", res.Code, res.Stderr)
+	}
+}
