@@ -33,6 +33,9 @@ type Summary struct {
 	WALFiles        int      `json:"wal_files"`
 	WALBytes        int64    `json:"wal_bytes"`
 	BackupBytes     int64    `json:"backup_bytes"`
+	// RecompressSaved is the stored bytes recompression passes saved in
+	// the archive (walstored recompress), as of the newest pass's record.
+	RecompressSaved int64    `json:"recompress_saved_bytes"`
 	Gaps            int      `json:"gaps"`
 	DeadBranches    []uint32 `json:"dead_branches"`
 	Retired         []uint32 `json:"retired_timelines"`

@@ -202,7 +202,7 @@ func (p *pass) archive(ctx context.Context, name string) error {
 			return nil // not ours to judge (verify reports strays)
 		}
 		seg := k.Kind == archive.KindWAL && k.WAL.Kind == wal.Segment
-		part := k.Kind == archive.KindBackup && strings.HasPrefix(k.File, archive.PartPrefix)
+		part := k.Kind == archive.KindBackup && strings.HasPrefix(k.File, archive.PartPrefix) || k.Kind == archive.KindPack
 		if !seg && !part {
 			return nil
 		}
@@ -224,6 +224,26 @@ func (p *pass) archive(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	before := *p.rep
+	started := time.Now()
+	defer func() {
+		// What this pass saved in the archive, for walstored archives, the
+		// status page and the metrics (also when it was stopped midway).
+		run := archive.RecompressRun{
+			Archive: name, RanAt: started.UTC(), Seconds: time.Since(started).Seconds(),
+			Recompressed: p.rep.Recompressed - before.Recompressed,
+			BytesBefore:  p.rep.BytesBefore - before.BytesBefore,
+			BytesAfter:   p.rep.BytesAfter - before.BytesAfter,
+			RawBytes:     p.rep.RawBytes - before.RawBytes,
+		}
+		run.ID = fmt.Sprintf("%s-%09d", archive.NewBackupID(started), started.Nanosecond())
+		if p.opt.DryRun || run.Recompressed == 0 {
+			return
+		}
+		if err := a.PutRecompressRun(context.WithoutCancel(ctx), run); err != nil {
+			p.opt.Log.Warn("could not record the pass", "archive", name, "error", err.Error())
+		}
+	}()
 	for _, info := range cands {
 		if err := ctx.Err(); err != nil {
 			return err

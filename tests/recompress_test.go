@@ -111,6 +111,18 @@ func recompressLife(t *testing.T, u string, env []string) {
 	if second := recompressRun(t, u, env); second.Recompressed != 0 || second.AlreadySmall < first.Recompressed {
 		t.Fatalf("a second pass: %+v (the first recompressed %d)", second, first.Recompressed)
 	}
+	// walstored archives reports what the passes saved (the second saved
+	// nothing and left no record).
+	res := testenv.Run(t, dir, env, testenv.Binaries(t).WalStored, "archives", "--repo", r.url, "--json")
+	var arch struct {
+		Archives []struct {
+			Saved int64 `json:"recompress_saved_bytes"`
+		} `json:"archives"`
+	}
+	json.Unmarshal([]byte(res.Stdout), &arch)
+	if res.Code != 0 || len(arch.Archives) != 1 || arch.Archives[0].Saved != first.BytesBefore-first.BytesAfter {
+		t.Fatalf("walstored archives after recompression: exit %d %s (want %d saved)", res.Code, res.Stdout, first.BytesBefore-first.BytesAfter)
+	}
 	p.Stop()
 	c := restore(t, r, dir, "restored")
 	c.Start()

@@ -30,7 +30,11 @@ func Summarize(ctx context.Context, a *archive.Archive, now time.Time, late time
 	if err != nil && !errors.Is(err, archive.ErrNotFound) {
 		return catalog.Summary{}, fmt.Errorf("archive %s: %w", a.Name, err)
 	}
-	return catalog.Summarize(inv, sysid, now, late), nil
+	sum := catalog.Summarize(inv, sysid, now, late)
+	if _, _, rec, err := a.LastRecords(ctx); err == nil && rec != nil {
+		sum.RecompressSaved = rec.SavedTotal
+	}
+	return sum, nil
 }
 
 // Archives sums up every archive of the repository in s.
@@ -62,14 +66,14 @@ func PrintArchives(w io.Writer, r ArchivesReport, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ARCHIVE\tSYSTEM\tNEWEST SEGMENT\tAGE\tNEWEST BACKUP\tAGE\tRECOVERABLE FROM\tSIZE\tSTATE")
+	fmt.Fprintln(tw, "ARCHIVE\tSYSTEM\tNEWEST SEGMENT\tAGE\tNEWEST BACKUP\tAGE\tRECOVERABLE FROM\tSIZE\tSAVED\tSTATE")
 	for _, s := range r.Archives {
 		sys := s.SystemID
 		if s.Encrypted {
 			sys += " (encrypted)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Archive, dash(sys), dash(s.NewestSegment), age(now, s.NewestWALTime),
-			dash(s.NewestBackup), age(now, s.NewestBackupTime), stamp(s.RecoverableFrom), Size(s.WALBytes+s.BackupBytes), s.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Archive, dash(sys), dash(s.NewestSegment), age(now, s.NewestWALTime),
+			dash(s.NewestBackup), age(now, s.NewestBackupTime), stamp(s.RecoverableFrom), Size(s.WALBytes+s.BackupBytes), saved(s.RecompressSaved), s.State)
 	}
 	tw.Flush()
 	for _, s := range r.Archives {
@@ -112,4 +116,12 @@ func stamp(t catalog.NullTime) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04")
+}
+
+// saved is what recompression saved, "-" before any pass did.
+func saved(n int64) string {
+	if n == 0 {
+		return "-"
+	}
+	return Size(n)
 }

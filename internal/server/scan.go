@@ -129,19 +129,18 @@ func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
 	sysid, _ := a.SystemID(ctx)
 	now := time.Now()
 	st := scanned{Summary: catalog.Summarize(inv, sysid, now, sc.late), Picture: catalog.Draw(inv, now)}
-	d, err := a.LastDrill(ctx)
-	switch {
-	case err == nil:
-		st.Drill = &d
-	case !errors.Is(err, archive.ErrNotFound) && !errors.Is(err, archive.ErrKey):
+	// One listing of the archive's records: the newest drill, retention
+	// run and recompression pass.
+	d, run, rec, err := a.LastRecords(ctx)
+	if err != nil && !errors.Is(err, archive.ErrKey) {
 		st.Err = err
 	}
-	run, err := a.LastRetentionRun(ctx)
-	switch {
-	case err == nil:
-		st.Cut = nextCut(inv, run, st.Picture, now)
-	case !errors.Is(err, archive.ErrNotFound) && !errors.Is(err, archive.ErrKey) && st.Err == nil:
-		st.Err = err
+	st.Drill = d
+	if run != nil {
+		st.Cut = nextCut(inv, *run, st.Picture, now)
+	}
+	if rec != nil {
+		st.Summary.RecompressSaved = rec.SavedTotal
 	}
 	return st
 }
@@ -207,6 +206,8 @@ var (
 		"1 if the last restore drill recovered to the end of the archive, else 0.", []string{"archive"}, nil)
 	descDrillSecs = prometheus.NewDesc("walstore_archive_last_drill_duration_seconds",
 		"How long the last restore drill took, restore and recovery.", []string{"archive"}, nil)
+	descSaved = prometheus.NewDesc("walstore_archive_recompress_saved_bytes",
+		"Stored bytes that recompression (walstored recompress) saved in the archive so far.", []string{"archive"}, nil)
 	descScanErr = prometheus.NewDesc("walstore_archive_scan_error",
 		"1 if the last catalog scan of the archive failed (see walstored's log).", []string{"archive"}, nil)
 	descScanAt = prometheus.NewDesc("walstore_catalog_scan_timestamp_seconds",
@@ -218,7 +219,7 @@ var (
 // Describe and Collect make the scanner a collector.
 func (sc *scanner) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackups, descNewestBackup, descNewestBackupAge, descRecFrom, descRecTo, descNewestWAL,
-		descGaps, descDead, descScanNewestTLI, descDrillAt, descDrillOK, descDrillSecs, descScanErr, descScanAt, descScanFailures} {
+		descGaps, descDead, descScanNewestTLI, descDrillAt, descDrillOK, descDrillSecs, descSaved, descScanErr, descScanAt, descScanFailures} {
 		ch <- d
 	}
 }
@@ -263,6 +264,7 @@ func (sc *scanner) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descGaps, float64(s.Gaps), name)
 		gauge(descDead, float64(len(s.DeadBranches)), name)
+		gauge(descSaved, float64(s.RecompressSaved), name)
 		if d := st.Drill; d != nil {
 			gauge(descDrillAt, unix(d.Started), name)
 			ok := 0.0
