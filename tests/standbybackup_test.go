@@ -17,6 +17,7 @@ import (
 // passes, retention keeps it as the newest backup and removes the
 // primary's older one, and it restores again after that. A restored
 // cluster that was itself taken from a standby is a new primary here.
+// The same holds for a backup of the standby read locally (--pgdata).
 func TestBackupFromAStandby(t *testing.T) {
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
@@ -50,9 +51,15 @@ func TestBackupFromAStandby(t *testing.T) {
 		}
 	}()
 	id, res := takeBackupRes(t, r, s)
+	t.Logf("backup from the standby: %s", strings.TrimSpace(res.Stdout))
+	// And read locally (--pgdata): pg_backup_stop on the standby says
+	// where it ends.
+	local := parseRecord(t, localBackup(t, r, s))
 	close(stop)
 	<-done
-	t.Logf("backup from the standby: %s", strings.TrimSpace(res.Stdout))
+	if !local.FromStandby || !local.ReadLocally || local.BackupFile != "" {
+		t.Fatalf("local backup from the standby: %+v", local)
+	}
 
 	lst := admin(t, r, "list", "--json")
 	var l struct {
@@ -62,7 +69,7 @@ func TestBackupFromAStandby(t *testing.T) {
 			BackupFile  string `json:"backup_history_file"`
 		} `json:"backups"`
 	}
-	if err := json.Unmarshal([]byte(lst.Stdout), &l); err != nil || len(l.Backups) != 2 || l.Backups[1].ID != id || !l.Backups[1].FromStandby || l.Backups[1].BackupFile != "" {
+	if err := json.Unmarshal([]byte(lst.Stdout), &l); err != nil || len(l.Backups) != 3 || l.Backups[1].ID != id || !l.Backups[1].FromStandby || l.Backups[1].BackupFile != "" {
 		t.Fatalf("list after a backup from the standby: %v\n%s", err, lst.Stdout)
 	}
 
@@ -72,7 +79,7 @@ func TestBackupFromAStandby(t *testing.T) {
 	if v := admin(t, r, "verify"); v.Code != 0 {
 		t.Fatalf("verify with a backup from a standby: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
 	}
-	check := func(name string) {
+	check := func(name, id string) {
 		t.Helper()
 		c := restore(t, r, dir, name, "--backup", id)
 		c.Start()
@@ -88,7 +95,8 @@ func TestBackupFromAStandby(t *testing.T) {
 		}
 		c.Stop()
 	}
-	check("restored")
+	check("restored", id)
+	check("restored-local", local.ID)
 
 	if res := admin(t, r, "retain", "--keep-last", "1", "--json"); res.Code != 0 || !strings.Contains(res.Stdout, first) {
 		t.Fatalf("retain --keep-last 1 (the standby's backup newest): exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
@@ -96,5 +104,5 @@ func TestBackupFromAStandby(t *testing.T) {
 	if v := admin(t, r, "verify"); v.Code != 0 {
 		t.Fatalf("verify after retention: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
 	}
-	check("restored-after-retention")
+	check("restored-after-retention", local.ID)
 }

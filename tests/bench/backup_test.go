@@ -41,9 +41,9 @@ func BenchmarkBackup(b *testing.B) {
 	b.Log("loading about 2 GiB: a history table and pgbench scale 15 as the hot table...")
 	c.Run("pgbench", "-i", "-s", "15", "-q")
 	c.Exec(`CREATE TABLE history (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), account int, pad text)`)
-	const historyRows = 11_000_000
-	for i := 0; i < 11; i++ {
-		c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/11)
+	const historyRows = 14_300_000
+	for i := 0; i < 13; i++ {
+		c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/13)
 	}
 	c.Exec("VACUUM (FREEZE, ANALYZE)")
 	c.Exec("CHECKPOINT")
