@@ -38,6 +38,13 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 	byPack := map[int][]write{}
 	var total int64
 	files := 0
+	type fileJob struct {
+		e        archive.Entry
+		dst, rel string
+		need     []bool
+		changed  bool
+	}
+	var todo []fileJob
 	for _, e := range c.Entries {
 		rel, err := safePath(e.Path)
 		if err != nil {
@@ -74,14 +81,43 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return err
 		}
-		need, err := prepareFile(dst, rel, e, delta)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
+		if delta != nil {
+			delta.seen[rel] = true
+		}
+		todo = append(todo, fileJob{e: e, dst: dst, rel: rel})
+	}
+	// The files are made (or, with delta, compared block by block) by
+	// Jobs workers: comparing hashes every block of the old files.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opt.Jobs)
+	for i := range todo {
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			var err error
+			todo[i].need, todo[i].changed, err = prepareFile(todo[i].dst, todo[i].e, delta != nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", todo[i].rel, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, j := range todo {
+		switch {
+		case delta == nil:
+		case j.changed:
+			delta.Written++
+		default:
+			delta.Kept++
 		}
 		var off int64
-		for i, b := range e.Blocks {
-			if need == nil || need[i] {
-				byPack[b.Pack] = append(byPack[b.Pack], write{path: dst, fileOff: off, packOff: b.Off, n: b.Len})
+		for i, b := range j.e.Blocks {
+			if j.need == nil || j.need[i] {
+				byPack[b.Pack] = append(byPack[b.Pack], write{path: j.dst, fileOff: off, packOff: b.Off, n: b.Len})
 				total += int64(b.Len)
 			}
 			off += int64(b.Len)
@@ -100,7 +136,7 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 		packs = append(packs, p)
 	}
 	sort.Ints(packs)
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opt.Jobs)
 	for _, p := range packs {
 		g.Go(func() error {
@@ -116,32 +152,31 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 
 // prepareFile makes the file at dst the entry's size and returns which of
 // its blocks must be written (nil: all, a new file). With delta, an
-// existing file keeps the blocks whose content already matches.
-func prepareFile(dst, rel string, e archive.Entry, delta *deltaState) ([]bool, error) {
-	if delta == nil {
+// existing file keeps the blocks whose content already matches; changed
+// says whether anything of it differs.
+func prepareFile(dst string, e archive.Entry, delta bool) (need []bool, changed bool, err error) {
+	if !delta {
 		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
-			return nil, err
+			return nil, true, err
 		}
 		err = f.Truncate(e.Size)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		return nil, err
+		return nil, true, err
 	}
-	delta.seen[rel] = true
 	if fi, err := os.Lstat(dst); err == nil && !fi.Mode().IsRegular() {
 		if err := os.RemoveAll(dst); err != nil {
-			return nil, err
+			return nil, true, err
 		}
 	}
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	defer f.Close()
-	need := make([]bool, len(e.Blocks))
-	changed := false
+	need = make([]bool, len(e.Blocks))
 	buf := make([]byte, BlockSize)
 	var off int64
 	for i, b := range e.Blocks {
@@ -157,23 +192,15 @@ func prepareFile(dst, rel string, e archive.Entry, delta *deltaState) ([]bool, e
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	if fi.Size() != e.Size {
 		changed = true
 		if err := f.Truncate(e.Size); err != nil {
-			return nil, err
+			return nil, true, err
 		}
 	}
-	if err := f.Chmod(0o600); err != nil {
-		return nil, err
-	}
-	if changed {
-		delta.Written++
-	} else {
-		delta.Kept++
-	}
-	return need, nil
+	return need, changed, f.Chmod(0o600)
 }
 
 // fetchPack reads a whole pack and checks it is the content its name
