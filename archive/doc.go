@@ -12,10 +12,12 @@
 // an archive (walpush, walfetch, walstored's door, backups, the catalog,
 // retention) goes through it, so the rules are written once:
 //
-//	layout.go    keys: archive → WAL name, system binding, backup id and part, retired timeline
+//	layout.go    keys: archive → WAL name, system binding, backup id and file, pack, retired timeline
 //	archive.go   the Archive handle: binding, WAL puts and verified reads
 //	put.go       idempotent put, and repair of a damaged copy
 //	backups.go   backup completion records
+//	packs.go     backups' contents, packs of blocks shared by backups, the sweep of unused packs
+//	retentionruns.go, recompressruns.go, drills.go, lease.go   the archive's records and leases
 //	retired.go   timelines taken out of recovery's view
 //	edge.go      what walstored checks at its door before a body reaches a store
 //	repo.go      the repository as a whole: its marker, its archives

@@ -106,3 +106,56 @@ func TestBackupFromAStandby(t *testing.T) {
 	}
 	check("restored-after-retention", local.ID)
 }
+
+// A backup of an archive-fed standby (restore_command only, no
+// streaming), through pg_basebackup and read locally: both stop where the
+// standby's replay was, both restore to every row, and a PITR from the
+// local one stops at its target.
+func TestBackupFromAnArchiveFedStandby(t *testing.T) {
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+	r := repo{url: ws.URL}
+	p := archivingCluster(t, dir, "primary", r, 1, "archive_timeout = 1")
+	p.Start()
+	p.Exec(ledgerDDL)
+	insertBatch(p, 0, 1000)
+	takeBackup(t, r, p)
+	s := restore(t, r, dir, "standby", "--standby", "--wait", "2s")
+	s.Start()
+	insertBatch(p, 1, 2000)
+	waitReplayed(t, s, p.QueryString("SELECT pg_current_wal_flush_lsn()::text"), 2*time.Minute)
+
+	streamed, _ := takeBackupRes(t, r, s)
+	local := parseRecord(t, localBackup(t, r, s))
+	if !local.FromStandby || local.BackupFile != "" {
+		t.Fatalf("local backup of the archive-fed standby: %+v", local)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	target := p.QueryString("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+	before := p.QueryInt("SELECT count(*) FROM ledger")
+	time.Sleep(1100 * time.Millisecond)
+	insertBatch(p, 2, 1000)
+	want := p.QueryInt("SELECT count(*) FROM ledger")
+	archivedTo(t, p)
+	if v := admin(t, r, "verify"); v.Code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		rows int64
+	}{
+		{"streamed", []string{"--backup", streamed}, want},
+		{"local", []string{"--backup", local.ID}, want},
+		{"pitr", []string{"--backup", local.ID, "--target-time", target}, before},
+	} {
+		c := restore(t, r, dir, tc.name, tc.args...)
+		c.AutoConf("archive_mode = off")
+		c.Start()
+		c.WaitRecovered(2 * time.Minute)
+		if got := c.QueryInt("SELECT count(*) FROM ledger"); got != tc.rows {
+			t.Fatalf("%s: %d rows, want %d", tc.name, got, tc.rows)
+		}
+		c.Stop()
+	}
+}
