@@ -60,7 +60,7 @@ type localEntry struct {
 
 // listLocal walks pgdata (and the tablespaces its pg_tblspc links to) in
 // a stable order.
-func listLocal(pgdata string) ([]localEntry, error) {
+func listLocal(pgdata string, warn io.Writer) ([]localEntry, error) {
 	var out []localEntry
 	var walk func(abs, rel string) error
 	walk = func(abs, rel string) error {
@@ -86,6 +86,12 @@ func listLocal(pgdata string) ([]localEntry, error) {
 			}
 			t := e.Type()
 			switch {
+			case rel == "" && name == "pg_wal" && t&fs.ModeSymlink != 0:
+				// pg_wal elsewhere: a directory in the backup, as in
+				// PostgreSQL's, and empty like it.
+				out = append(out, localEntry{rel: r, dir: true}, localEntry{rel: "pg_wal/archive_status", dir: true})
+			case t&fs.ModeSymlink != 0 && rel != "pg_tblspc":
+				fmt.Fprintf(warn, "WARNING symbolic link %s in the data directory is not backed up (only tablespaces and pg_wal may be links)\n", r)
 			case rel == "pg_tblspc" && t&fs.ModeSymlink != 0:
 				target, err := os.Readlink(a)
 				if err != nil {
@@ -161,7 +167,7 @@ func readLocal(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *
 	if err != nil {
 		return err
 	}
-	list, err := listLocal(pgdata)
+	list, err := listLocal(pgdata, opt.Warn)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", pgdata, err)
 	}

@@ -185,7 +185,7 @@ func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r arch
 		}
 		files := 0
 		for _, e := range c.Entries {
-			if !e.Dir {
+			if !e.Dir && e.Link == "" {
 				files++
 			}
 		}

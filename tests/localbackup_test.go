@@ -95,6 +95,14 @@ func TestLocalBackupWithTablespaces(t *testing.T) {
 		t.Fatalf("drill of a backup with tablespaces: exit %d %+v\n%s", code, d, stderr)
 	}
 	c.Exec("SELECT count(*) FROM t_one") // the cluster's tablespaces untouched
+	// Verify and retention check a local backup against its label and
+	// the .backup file PostgreSQL archived for it.
+	if v := admin(t, r, "verify"); v.Code != 0 {
+		t.Fatalf("verify with local backups: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+	if res := admin(t, r, "retain", "--keep-last", "2", "--dry-run"); res.Code != 0 {
+		t.Fatalf("retain over local backups: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
 	c.Kill9()
 
 	// The tablespaces' old places are still in use: a restore there is
