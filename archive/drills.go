@@ -3,10 +3,8 @@ package archive
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
-	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -48,28 +46,4 @@ func (a *Archive) PutDrill(ctx context.Context, d Drill) error {
 	}
 	_, err = PutObject(ctx, a.Store, key, obj)
 	return err
-}
-
-// LastDrill returns the newest drill's record; ErrNotFound if none ran.
-func (a *Archive) LastDrill(ctx context.Context) (Drill, error) {
-	last := ""
-	err := a.Store.List(ctx, a.Layout.DrillsPrefix(), func(i store.Info) error {
-		last = i.Key // keys sort by time
-		return nil
-	})
-	if err != nil {
-		return Drill{}, err
-	}
-	if last == "" {
-		return Drill{}, fmt.Errorf("archive %s: no drill ran yet: %w", a.Name, ErrNotFound)
-	}
-	b, _, err := a.ReadAll(ctx, last, 1<<20)
-	if err != nil {
-		return Drill{}, err
-	}
-	var d Drill
-	if err := json.Unmarshal(b, &d); err != nil {
-		return Drill{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, last, err)
-	}
-	return d, nil
 }

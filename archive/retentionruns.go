@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
-
-	"github.com/walstore/walstore/store"
 )
 
 // RetentionRun is the record a retention run leaves (not a dry run): the
@@ -48,7 +45,7 @@ func (a *Archive) PutRetentionRun(ctx context.Context, r RetentionRun) error {
 	if _, err := PutObject(ctx, a.Store, key, obj); err != nil {
 		return err
 	}
-	keys, err := a.retentionRunKeys(ctx)
+	keys, err := a.listKeys(ctx, a.Layout.RetentionPrefix())
 	if err != nil {
 		return err
 	}
@@ -61,34 +58,15 @@ func (a *Archive) PutRetentionRun(ctx context.Context, r RetentionRun) error {
 	return nil
 }
 
-func (a *Archive) retentionRunKeys(ctx context.Context) ([]string, error) {
-	var keys []string
-	err := a.Store.List(ctx, a.Layout.RetentionPrefix(), func(i store.Info) error {
-		keys = append(keys, i.Key)
-		return nil
-	})
-	sort.Strings(keys) // ids sort by time
-	return keys, err
-}
-
 // LastRetentionRun returns the newest retention run's record;
 // ErrNotFound if none ran.
 func (a *Archive) LastRetentionRun(ctx context.Context) (RetentionRun, error) {
-	keys, err := a.retentionRunKeys(ctx)
+	keys, err := a.listKeys(ctx, a.Layout.RetentionPrefix())
 	if err != nil {
 		return RetentionRun{}, err
 	}
 	if len(keys) == 0 {
 		return RetentionRun{}, fmt.Errorf("archive %s: no retention ran yet: %w", a.Name, ErrNotFound)
 	}
-	last := keys[len(keys)-1]
-	b, _, err := a.ReadAll(ctx, last, 1<<20)
-	if err != nil {
-		return RetentionRun{}, err
-	}
-	var r RetentionRun
-	if err := json.Unmarshal(b, &r); err != nil {
-		return RetentionRun{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, last, err)
-	}
-	return r, nil
+	return readRecord[RetentionRun](ctx, a, keys[len(keys)-1])
 }
