@@ -336,14 +336,20 @@ func NewEncoder() *Encoder { return NewEncoderLevel(Fast) }
 func NewEncoderLevel(l Level) *Encoder {
 	opts := []zstd.EOption{
 		zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(4 << 20),
 		zstd.WithEncoderCRC(false),
 	}
 	switch l {
 	case Small:
-		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		opts = append(opts, zstd.WithWindowSize(4<<20), zstd.WithEncoderLevel(zstd.SpeedDefault))
 	default:
-		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithNoEntropyCompression(true))
+		// A 1 MiB window: the fastest level's small hash table finds
+		// hardly any match farther back (on 41 real segments the ratio
+		// is the same as with 4 MiB, 0.5005), and the encoder's history
+		// (twice the window) and every decoder's are four times smaller:
+		// in a process that encodes one segment and exits, those are
+		// fresh pages, and a page fault costs more than the bytes it
+		// maps are worth to the compressor.
+		opts = append(opts, zstd.WithWindowSize(1<<20), zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithNoEntropyCompression(true))
 	}
 	zw, err := zstd.NewWriter(nil, opts...)
 	if err != nil {
@@ -354,7 +360,9 @@ func NewEncoderLevel(l Level) *Encoder {
 
 // Encode reads r to EOF (at most MaxRawSize bytes) and returns the
 // envelope bound to name. The raw bytes are read once: each chunk is
-// hashed and compressed in the same pass. sizeHint (the expected raw
+// hashed and compressed in the same pass, so that memory holds the output
+// and one chunk, not the input too (in a process that encodes one file
+// and exits, every fresh page costs a fault). sizeHint (the expected raw
 // size, or 0) sizes the buffer.
 func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, error) {
 	if len(name) > MaxNameLen {
@@ -398,7 +406,6 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 			return nil, err
 		}
 	}
-	buf := out.Bytes()
 	hdr := Header{
 		Version:     Version,
 		Compression: e.Compression,
@@ -406,8 +413,44 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 		SystemID:    e.SystemID,
 		Name:        name,
 	}
+	h.Sum(hdr.Digest[:0])
+	return e.seal(hdr, out.Bytes(), hsize)
+}
+
+// EncodeBytes is Encode for data already in memory: the raw bytes are
+// hashed where they lie and compressed in one call (zstd's EncodeAll),
+// which spares the streaming encoder's copies into its block buffers.
+func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
+	if len(name) > MaxNameLen {
+		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
+	}
+	if int64(len(b)) > MaxRawSize {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrInvalid, int64(MaxRawSize))
+	}
+	hsize := FixedSize + len(name)
+	hdr := Header{
+		Version:     Version,
+		Compression: e.Compression,
+		RawSize:     int64(len(b)),
+		SystemID:    e.SystemID,
+		Name:        name,
+		Digest:      sha256.Sum256(b),
+	}
+	buf := make([]byte, hsize, hsize+len(b)+len(b)/128+64<<10)
+	switch e.Compression {
+	case Zstd:
+		buf = e.zw.EncodeAll(b, buf)
+	default:
+		buf = append(buf, b...)
+	}
+	return e.seal(hdr, buf, hsize)
+}
+
+// seal finishes an envelope whose payload follows hsize bytes of room
+// for the header in buf: encryption, sizes, payload digest, header.
+func (e *Encoder) seal(hdr Header, buf []byte, hsize int) (*Object, error) {
 	if e.Key != nil {
-		sealed, err := seal(e.Key, buf[hsize:], name)
+		sealed, err := seal(e.Key, buf[hsize:], hdr.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -415,15 +458,9 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 		hdr.Flags |= FlagEncrypted
 	}
 	hdr.PayloadSize = int64(len(buf) - hsize)
-	h.Sum(hdr.Digest[:0])
 	hdr.PayloadDigest = sha256.Sum256(buf[hsize:])
 	copy(buf, hdr.Marshal())
 	return &Object{Header: hdr, buf: buf}, nil
-}
-
-// EncodeBytes is Encode for data already in memory.
-func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
-	return e.Encode(bytes.NewReader(b), int64(len(b)), name)
 }
 
 // NewObject wraps an already encoded envelope (for example one read back

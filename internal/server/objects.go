@@ -80,7 +80,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 			s.refuseBody(w, r, key, err)
 			return
 		}
-		if err := envelope.VerifyPayload(hdr, bytes.NewReader(buf[hdr.Size():]), nil); err != nil {
+		if err := envelope.VerifyPayloadBytes(hdr, buf[hdr.Size():], nil); err != nil {
 			s.refuseBody(w, r, key, err)
 			return
 		}
