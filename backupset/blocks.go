@@ -285,7 +285,7 @@ func (w *blockWriter) flush(last bool) error {
 			sum := sha256.Sum256(p.buf)
 			id := hex.EncodeToString(sum[:])
 			key := w.a.Layout.Pack(id)
-			obj, err := w.a.Encoder().EncodeBytes(p.buf, key)
+			obj, err := w.a.Encoder().EncodeBytesSum(p.buf, sum, key)
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,6 @@
 package backupset
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -216,12 +215,21 @@ func fetchPack(ctx context.Context, a *archive.Archive, id string) ([]byte, erro
 		if hdr.Digest.String() != id {
 			return fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
 		}
-		var b bytes.Buffer
-		b.Grow(int(min(hdr.RawSize, PackSize)))
-		if _, err := io.Copy(&b, rc); err != nil {
+		if hdr.RawSize > PackSize {
+			return fmt.Errorf("%w: pack %s holds %d bytes, more than a pack may (%d)", archive.ErrCorrupt, id[:12], hdr.RawSize, PackSize)
+		}
+		// One buffer of the pack's size, read to the end: the checks run
+		// when the reader reaches it.
+		data = make([]byte, hdr.RawSize)
+		if _, err := io.ReadFull(rc, data); err != nil {
 			return err
 		}
-		data = b.Bytes()
+		if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			if err == nil || err == io.EOF {
+				err = fmt.Errorf("%w: pack %s runs past its size", archive.ErrCorrupt, id[:12])
+			}
+			return err
+		}
 		return nil
 	})
 	if err != nil {

@@ -421,6 +421,13 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 // hashed where they lie and compressed in one call (zstd's EncodeAll),
 // which spares the streaming encoder's copies into its block buffers.
 func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
+	return e.EncodeBytesSum(b, sha256.Sum256(b), name)
+}
+
+// EncodeBytesSum is EncodeBytes for a caller that already holds the
+// SHA-256 of b (a pack is named by it): b is not hashed again. A wrong sum
+// makes an object that every reader, walstored's door first, refuses.
+func (e *Encoder) EncodeBytesSum(b []byte, sum Digest, name string) (*Object, error) {
 	if len(name) > MaxNameLen {
 		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
 	}
@@ -434,7 +441,7 @@ func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
 		RawSize:     int64(len(b)),
 		SystemID:    e.SystemID,
 		Name:        name,
-		Digest:      sha256.Sum256(b),
+		Digest:      sum,
 	}
 	buf := make([]byte, hsize, hsize+len(b)+len(b)/128+64<<10)
 	switch e.Compression {
