@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -137,6 +138,8 @@ type blockWriter struct {
 	spcMap   string
 	badPages []string
 
+	encoders sync.Pool // of *envelope.Encoder: one per pack in flight, reused
+
 	raw, reusedRaw, added atomic.Int64
 	mu                    sync.Mutex
 }
@@ -144,7 +147,9 @@ type blockWriter struct {
 func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx blockIndex, jobs int) *blockWriter {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	return &blockWriter{a: a, id: id, idx: idx, g: g, gctx: gctx, reused: map[string]bool{}}
+	w := &blockWriter{a: a, id: id, idx: idx, g: g, gctx: gctx, reused: map[string]bool{}}
+	w.encoders.New = func() any { return a.Encoder() }
+	return w
 }
 
 // consume reads the whole tar stream (draining it even after an error, so
@@ -254,7 +259,7 @@ func (w *blockWriter) addSum(b []byte, sum [32]byte) (blockRef, error) {
 		}
 	}
 	if w.cur == nil {
-		w.cur = &pendingPack{buf: make([]byte, 0, PackSize)}
+		w.cur = &pendingPack{buf: *packPool.Get()}
 	}
 	ref.loc = blockLoc{pending: w.cur, off: int64(len(w.cur.buf)), n: len(b)}
 	w.cur.blocks = append(w.cur.blocks, archive.PackBlock{SHA256: hex.EncodeToString(sum[:]), Off: ref.loc.off, Len: len(b)})
@@ -285,21 +290,38 @@ func (w *blockWriter) flush(last bool) error {
 			sum := sha256.Sum256(p.buf)
 			id := hex.EncodeToString(sum[:])
 			key := w.a.Layout.Pack(id)
-			obj, err := w.a.Encoder().EncodeBytesSum(p.buf, sum, key)
+			enc := w.encoders.Get().(*envelope.Encoder)
+			ob := encodedPool.Get()
+			obj, err := enc.EncodeBytesSum(*ob, p.buf, sum, key)
+			w.encoders.Put(enc)
 			if err != nil {
 				return err
 			}
-			out, err := archive.PutObject(w.gctx, w.a.Store, key, obj)
+			buf := p.buf
+			p.buf = nil
+			packPool.Put(&buf)
+			// A pack of this name is this content. One whose whole
+			// upload an interrupted run finished (before its progress
+			// record) is there already: resuming does not send it again.
+			out := archive.AlreadyStored
+			info, err := w.a.Store.Stat(w.gctx, key)
+			if err != nil || info.Size != obj.Size() {
+				out, err = archive.PutObject(w.gctx, w.a.Store, key, obj)
+			}
 			if err != nil {
+				// The buffer is not reused: a request answered early may
+				// still be reading its body.
 				return fmt.Errorf("store pack %s: %w", id[:12], err)
 			}
+			// Stored or already there: the store has read every byte.
+			*ob = obj.Bytes()[:0]
+			encodedPool.Put(ob)
 			if out == archive.Stored {
 				w.added.Add(obj.Size())
 			}
 			w.mu.Lock()
 			p.id = id
 			w.mu.Unlock()
-			p.buf = nil
 			rec.Pack, rec.Blocks = id, p.blocks
 		}
 		n, err := w.a.PutBackupJSON(w.gctx, w.id, fmt.Sprintf("%s%05d", archive.ProgressPrefix, seq), rec)

@@ -421,13 +421,16 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 // hashed where they lie and compressed in one call (zstd's EncodeAll),
 // which spares the streaming encoder's copies into its block buffers.
 func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
-	return e.EncodeBytesSum(b, sha256.Sum256(b), name)
+	return e.EncodeBytesSum(nil, b, sha256.Sum256(b), name)
 }
 
 // EncodeBytesSum is EncodeBytes for a caller that already holds the
 // SHA-256 of b (a pack is named by it): b is not hashed again. A wrong sum
 // makes an object that every reader, walstored's door first, refuses.
-func (e *Encoder) EncodeBytesSum(b []byte, sum Digest, name string) (*Object, error) {
+// The envelope is built in dst when its capacity suffices, so that a
+// caller encoding many large objects can reuse one buffer (fresh pages
+// cost a fault each); nil allocates.
+func (e *Encoder) EncodeBytesSum(dst, b []byte, sum Digest, name string) (*Object, error) {
 	if len(name) > MaxNameLen {
 		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
 	}
@@ -443,7 +446,12 @@ func (e *Encoder) EncodeBytesSum(b []byte, sum Digest, name string) (*Object, er
 		Name:        name,
 		Digest:      sum,
 	}
-	buf := make([]byte, hsize, hsize+len(b)+len(b)/128+64<<10)
+	need := hsize + len(b) + len(b)/128 + 64<<10
+	buf := dst[:0]
+	if cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	buf = buf[:hsize]
 	switch e.Compression {
 	case Zstd:
 		buf = e.zw.EncodeAll(b, buf)
