@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/freelist"
 	"github.com/walstore/walstore/store"
 )
 
@@ -205,41 +206,9 @@ func prepareFile(dst string, e archive.Entry, delta bool) (need []bool, changed 
 }
 
 // packPool holds pack-sized buffers, filled by a backup and emptied by a
-// restore, one per pack in flight: a fresh 32 MiB buffer is 8192 page
-// faults, which on a virtual machine cost more CPU than hashing its bytes.
-// encodedPool holds the buffers packs are encoded into for upload.
-var packPool, encodedPool = newBufList(PackSize), newBufList(0)
-
-// bufList keeps large buffers for reuse. Unlike a sync.Pool it is not
-// emptied by the garbage collector, which a backup's allocation rate runs
-// often enough to drop every pooled buffer between two packs; it holds no
-// more buffers than were in use at once (at most 8).
-type bufList struct {
-	free chan *[]byte
-	size int
-}
-
-func newBufList(size int) *bufList { return &bufList{free: make(chan *[]byte, 8), size: size} }
-
-// Get returns an empty buffer, of capacity size for a new one.
-func (l *bufList) Get() *[]byte {
-	select {
-	case b := <-l.free:
-		*b = (*b)[:0]
-		return b
-	default:
-		b := make([]byte, 0, l.size)
-		return &b
-	}
-}
-
-// Put gives a buffer back; the caller no longer uses it.
-func (l *bufList) Put(b *[]byte) {
-	select {
-	case l.free <- b:
-	default:
-	}
-}
+// restore, one per pack in flight; encodedPool the buffers packs are
+// encoded into for upload.
+var packPool, encodedPool = freelist.New(8, PackSize), freelist.New(8, 0)
 
 // fetchPack reads a whole pack into *buf (grown if need be) and checks it
 // is the content its name says (the envelope's SHA-256 of the raw content,

@@ -27,7 +27,9 @@ var (
 	// allDecoder decodes whole payloads (DecodeAll is safe for concurrent
 	// use). The cap limit makes it stop at the capacity it is given, the
 	// raw size the header promises, however the payload was crafted.
-	allDecoder = func() *zstd.Decoder {
+	// Made on first use: walpush and walfetch never need it, and a
+	// process per segment should not pay for it.
+	allDecoder = sync.OnceValue(func() *zstd.Decoder {
 		d, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithDecodeAllCapLimit(true),
@@ -38,26 +40,30 @@ var (
 			panic(err) // only on invalid options, which are constant here
 		}
 		return d
+	})
+	// scratch holds one buffer per core that may decode at once: taking
+	// one waits while all are in use (more would hold memory without
+	// going faster). They are kept, not pooled: a sync.Pool is emptied
+	// by every garbage collection, and a fresh 16 MiB buffer costs 4096
+	// page faults.
+	scratch = func() chan *[]byte {
+		c := make(chan *[]byte, runtime.GOMAXPROCS(0))
+		for range cap(c) {
+			c <- new([]byte)
+		}
+		return c
 	}()
-	// scratchSlots bounds the scratch buffers in use to the cores that can
-	// decode at once: more would hold memory without going faster.
-	scratchSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
-	scratchPool  sync.Pool // of *[]byte
 )
 
 func getScratch(n int64) *[]byte {
-	scratchSlots <- struct{}{}
-	if p, ok := scratchPool.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-		return p
+	p := <-scratch
+	if int64(cap(*p)) < n {
+		*p = make([]byte, 0, n)
 	}
-	b := make([]byte, 0, n)
-	return &b
+	return p
 }
 
-func putScratch(p *[]byte) {
-	scratchPool.Put(p)
-	<-scratchSlots
-}
+func putScratch(p *[]byte) { scratch <- p }
 
 // VerifyPayloadBytes is VerifyPayload for a payload held in memory, with
 // the same verdicts. Encrypted payloads and very large ones take the
@@ -80,7 +86,7 @@ func VerifyPayloadBytes(hdr Header, payload []byte, kr *Keyring) error {
 		p := getScratch(hdr.RawSize)
 		defer putScratch(p)
 		var err error
-		raw, err = allDecoder.DecodeAll(payload, (*p)[:0:hdr.RawSize])
+		raw, err = allDecoder().DecodeAll(payload, (*p)[:0:hdr.RawSize])
 		switch {
 		case errors.Is(err, zstd.ErrDecoderSizeExceeded):
 			return fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", ErrCorrupt, hdr.RawSize)

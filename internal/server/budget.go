@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/internal/freelist"
 )
 
 // budget caps the bytes of request bodies held in memory at once. A put
@@ -79,9 +81,15 @@ func (e *clientError) Unwrap() error { return e.err }
 // header has been admitted (its sizes agree with Content-Length) and the
 // memory budget holds size bytes for it, so the claimed length is no
 // longer a bare claim; allocating it once spares the copies and fresh
-// pages of a buffer grown as bytes arrive.
-func readBody(r io.Reader, hb []byte, size int64) ([]byte, error) {
-	buf := make([]byte, size)
+// pages of a buffer grown as bytes arrive. kept, when not nil, is a
+// buffer to reuse if it is large enough.
+func readBody(kept *[]byte, r io.Reader, hb []byte, size int64) ([]byte, error) {
+	var buf []byte
+	if kept != nil && int64(cap(*kept)) >= size {
+		buf = (*kept)[:size]
+	} else {
+		buf = make([]byte, size)
+	}
 	n := copy(buf, hb)
 	m, err := io.ReadFull(r, buf[n:])
 	switch {
@@ -157,3 +165,8 @@ func (v *verifying) finish(err error) {
 
 // close stops the verifier if the store stopped reading early.
 func (v *verifying) close() { v.finish(errors.New("put ended")) }
+
+// packBodies keeps the buffers of pack bodies for the next pack, one per
+// core (a pack's check at the door is CPU-bound). walstored holds them
+// once a backup has run: GOMAXPROCS times the largest pack body.
+var packBodies = freelist.New(runtime.GOMAXPROCS(0), 0)

@@ -75,7 +75,14 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer s.budget.give(size)
-		buf, err := readBody(body, hb.Bytes(), size)
+		// A pack's buffer is reused once the store has it: packs are
+		// large (a fresh 32 MiB buffer is 8192 page faults) and read
+		// back once, by a restore, so they are not cached either.
+		var kept *[]byte
+		if k.Kind == archive.KindPack {
+			kept = packBodies.Get()
+		}
+		buf, err := readBody(kept, body, hb.Bytes(), size)
 		if err != nil {
 			s.refuseBody(w, r, key, err)
 			return
@@ -94,7 +101,17 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Bytes(buf))
+		sb := store.Bytes(buf)
+		if kept != nil {
+			sb = store.Section(bytes.NewReader(buf), size) // no Bytes method: the cache keeps nothing
+		}
+		out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, sb)
+		if kept != nil && err == nil {
+			// Every store took the whole body. After an error a store's
+			// request may still be reading it: the buffer is dropped.
+			*kept = buf[:0]
+			packBodies.Put(kept)
+		}
 		s.answerPut(w, r, key, k, hdr, out, err)
 		return
 	}
