@@ -216,3 +216,30 @@ func TestBoundToItsName(t *testing.T) {
 		t.Fatalf("payload checksum mismatch: %v", err)
 	}
 }
+
+// With Reuse, an encoder builds each envelope in the buffer of the one
+// before (which is then no longer valid), and every one is intact.
+func TestEncoderReuse(t *testing.T) {
+	enc := NewEncoder()
+	enc.Reuse = true
+	var first *byte
+	for i, raw := range [][]byte{bytes.Repeat([]byte("a segment "), 50000), bytes.Repeat([]byte("another one "), 40000)} {
+		obj, err := enc.Encode(bytes.NewReader(raw), int64(len(raw)), "a/wal/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = &obj.Bytes()[:1][0]
+		} else if &obj.Bytes()[:1][0] != first {
+			t.Fatalf("the second envelope was built in a new buffer")
+		}
+		_, rc, err := Open(bytes.NewReader(obj.Bytes()), "a/wal/x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		if err != nil || !bytes.Equal(got, raw) {
+			t.Fatalf("envelope %d: %v (%d bytes back of %d)", i, err, len(got), len(raw))
+		}
+	}
+}
