@@ -334,6 +334,13 @@ func (e *Encoder) buffer(dst []byte, hsize, need int) []byte {
 	return dst[:hsize]
 }
 
+// UseBuffer gives the encoder a buffer to build envelopes in (memory the
+// caller prepared, huge pages for instance), and sets Reuse.
+func (e *Encoder) UseBuffer(b []byte) {
+	e.Reuse = true
+	e.out = b[:0]
+}
+
 // keep remembers buf as the output buffer for the next call (Reuse).
 func (e *Encoder) keep(buf []byte) {
 	if e.Reuse {

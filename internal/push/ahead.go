@@ -24,13 +24,13 @@ func pushWithAhead(ctx context.Context, cfg Config, path string, name wal.Name) 
 	mk := markersFor(filepath.Dir(path))
 	if _, err := os.Stat(mk.status()); err != nil {
 		// Not PostgreSQL's pg_wal: nothing to push ahead.
-		return pushFile(ctx, cfg, envelope.NewEncoder(), path, name)
+		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
 	}
 	if res, ok := fromMarker(mk, name, cfg); ok {
 		return res, nil
 	}
 	if err := os.MkdirAll(mk.dir, 0o700); err != nil {
-		return pushFile(ctx, cfg, envelope.NewEncoder(), path, name)
+		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
 	}
 	claim, ok := flock.TryLock(mk.claim(name.String()))
 	if !ok {
@@ -53,7 +53,7 @@ func pushWithAhead(ctx context.Context, cfg Config, path string, name wal.Name) 
 		}
 	}
 	mk.remove(name.String()) // stale: the file changed since
-	res, err := pushAndMark(ctx, cfg, mk, name)
+	res, err := pushAndMark(ctx, cfg, mk, name, oneShotEncoder(path))
 	if errors.Is(err, os.ErrNotExist) {
 		err = fmt.Errorf("%w: %v", archive.ErrInvalid, err)
 	}

@@ -84,7 +84,7 @@ func Push(ctx context.Context, cfg Config, path string) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if cfg.Jobs == 1 {
-		return pushFile(ctx, cfg, envelope.NewEncoder(), path, name)
+		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
 	}
 	return pushWithAhead(ctx, cfg, path, name)
 }
@@ -175,4 +175,17 @@ func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, ke
 		return nil, fmt.Errorf("%s changed size while being read (%d, then %d bytes)", name, size, obj.Header.RawSize)
 	}
 	return obj, nil
+}
+
+// oneShotEncoder is the encoder of a walpush call that pushes one file and
+// exits: for a segment, its output buffer is huge-page memory (see
+// hugeBuffer).
+func oneShotEncoder(path string) *envelope.Encoder {
+	enc := envelope.NewEncoder()
+	if fi, err := os.Stat(path); err == nil && fi.Size() >= 2<<20 && fi.Size() <= wal.MaxSegmentSize {
+		if b := hugeBuffer(int(fi.Size()) + 1<<20); b != nil {
+			enc.UseBuffer(b)
+		}
+	}
+	return enc
 }

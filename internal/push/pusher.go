@@ -80,7 +80,7 @@ func RunPusher(ctx context.Context, cfg Config, walDir string) error {
 func pushAhead(ctx context.Context, cfg Config, mk markers, n wal.Name) (bool, error) {
 	fctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	_, err := pushAndMark(fctx, cfg, mk, n)
+	_, err := pushAndMark(fctx, cfg, mk, n, nil)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -95,18 +95,26 @@ func pushAhead(ctx context.Context, cfg Config, mk markers, n wal.Name) (bool, e
 // archived, records a marker for it: whoever pushed it (the pusher or
 // PostgreSQL's own call), nobody uploads it again. A file that changed
 // while being read gets no marker; PostgreSQL's call then pushes it again.
-func pushAndMark(ctx context.Context, cfg Config, mk markers, n wal.Name) (Result, error) {
+//
+// enc, when not nil, encodes the file (a one-shot call's); else an encoder
+// of the list, given back after a successful push.
+func pushAndMark(ctx context.Context, cfg Config, mk markers, n wal.Name, enc *envelope.Encoder) (Result, error) {
 	p := filepath.Join(mk.walDir, n.String())
 	before, err := statIdentity(p, cfg)
 	if err != nil {
 		return Result{}, err // archived and removed meanwhile
 	}
-	enc := getEncoder()
+	listed := enc == nil
+	if listed {
+		enc = getEncoder()
+	}
 	res, err := pushFile(ctx, cfg, enc, p, n)
 	if err != nil {
 		return res, err // the encoder is dropped: its buffer may still be read
 	}
-	encoders.Put(enc)
+	if listed {
+		encoders.Put(enc)
+	}
 	after, err := statIdentity(p, cfg)
 	if err != nil || !sameFile(before, after) {
 		return res, nil
