@@ -300,14 +300,10 @@ func (w *blockWriter) flush(last bool) error {
 			buf := p.buf
 			p.buf = nil
 			packPool.Put(&buf)
-			// A pack of this name is this content. One whose whole
-			// upload an interrupted run finished (before its progress
-			// record) is there already: resuming does not send it again.
-			out := archive.AlreadyStored
-			info, err := w.a.Store.Stat(w.gctx, key)
-			if err != nil || info.Size != obj.Size() {
-				out, err = archive.PutObject(w.gctx, w.a.Store, key, obj)
-			}
+			// Put even when a pack of this name may be there already (a
+			// run interrupted before its progress record): PutObject
+			// finds it the same content, or repairs a damaged copy.
+			out, err := archive.PutObject(w.gctx, w.a.Store, key, obj)
 			if err != nil {
 				// The buffer is not reused: a request answered early may
 				// still be reading its body.
