@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
@@ -214,6 +215,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note(r, "key", key)
+	if spec := r.Header.Get("Range"); spec != "" {
+		s.getRange(w, r, key, spec)
+		return
+	}
 	rc, err := s.getWaiting(r, s.store(r), key)
 	if errors.Is(err, store.ErrNotFound) && s.received(w, r, key) {
 		return
@@ -257,6 +262,43 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	w.Write(hb.Bytes())
 	io.Copy(w, io.LimitReader(rc, hdr.PayloadSize))
+}
+
+// getRange answers a GET of a part of an object (Range: bytes=FIRST-LAST,
+// one range): the bytes as stored, unchecked, since a part cannot be
+// checked against the envelope's digests; the client checks what it
+// reads (a delta restore, each block against its SHA-256).
+func (s *Server) getRange(w http.ResponseWriter, r *http.Request, key, spec string) {
+	first, last, ok := parseRange(spec)
+	if !ok {
+		s.fail(w, r, fmt.Errorf("%w: Range %q: want bytes=FIRST-LAST, one range", store.ErrInvalid, spec))
+		return
+	}
+	note(r, "range", spec)
+	rc, err := store.GetRange(r.Context(), s.store(r), key, first, last-first+1)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", first, last))
+	w.WriteHeader(http.StatusPartialContent)
+	io.Copy(w, rc)
+}
+
+// parseRange parses "bytes=FIRST-LAST" within an envelope's size.
+func parseRange(spec string) (first, last int64, ok bool) {
+	a, b, found := strings.Cut(strings.TrimPrefix(spec, "bytes="), "-")
+	if !found || !strings.HasPrefix(spec, "bytes=") {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || first < 0 || last < first || last >= envelope.MaxObjectSize {
+		return 0, 0, false
+	}
+	return first, last, true
 }
 
 // sizeOf returns the size of a stored object's reader when the store can

@@ -244,6 +244,23 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return reader(res.Val.([]byte)), nil
 }
 
+// GetRange implements store.Ranger: from memory when the object is
+// cached, else from the store behind (a part is never cached).
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if err := store.ValidKey(key); err != nil {
+		return nil, err
+	}
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	}
+	if e, ok := s.lookup(key); ok && time.Since(e.added) <= s.opt.Revalidate {
+		s.count(func(st *Stats) { st.Hits++ })
+		start := min(off, int64(len(e.data)))
+		return reader(e.data[start:min(start+n, int64(len(e.data)))]), nil
+	}
+	return store.GetRange(ctx, s.inner, key, off, n)
+}
+
 func reader(b []byte) io.ReadCloser { return &memReader{Reader: bytes.NewReader(b), n: int64(len(b))} }
 
 type memReader struct {

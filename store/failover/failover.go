@@ -137,6 +137,16 @@ func (s *Store) Get(ctx context.Context, key string) (rc io.ReadCloser, err erro
 	return rc, err
 }
 
+// GetRange implements store.Ranger on the endpoint Get would use.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (rc io.ReadCloser, err error) {
+	err = s.do(ctx, nil, func(m store.Store) error {
+		var e error
+		rc, e = store.GetRange(ctx, m, key, off, n)
+		return e
+	})
+	return rc, err
+}
+
 // GetWait implements store.Waiter through the endpoints that can wait.
 func (s *Store) GetWait(ctx context.Context, key string, d time.Duration) (rc io.ReadCloser, err error) {
 	err = s.do(ctx, nil, func(m store.Store) error {

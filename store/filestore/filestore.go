@@ -290,6 +290,23 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return &file{File: f, size: fi.Size(), ctx: ctx}, nil
 }
 
+// GetRange implements store.Ranger.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*file)
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return store.LimitReadCloser(f, n), nil
+}
+
 // file is a Get result that knows its size and stops with its context.
 type file struct {
 	*os.File

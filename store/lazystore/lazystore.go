@@ -96,6 +96,15 @@ func (l *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return s.Get(ctx, key)
 }
 
+// GetRange implements store.Ranger.
+func (l *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return store.GetRange(ctx, s, key, off, n)
+}
+
 // Stat implements store.Store.
 func (l *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	s, err := l.get(ctx)

@@ -133,6 +133,22 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return &reader{Reader: bytes.NewReader(o.data), n: int64(len(o.data))}, nil
 }
 
+// GetRange implements store.Ranger.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	r := rc.(*reader)
+	if _, err := r.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return store.LimitReadCloser(r, n), nil
+}
+
 type reader struct {
 	*bytes.Reader
 	n int64

@@ -94,6 +94,17 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return rc, err
 }
 
+// GetRange implements store.Ranger, retried like Get.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := s.retry(ctx, "get", key, func(ctx context.Context) error {
+		var err error
+		rc, err = store.GetRange(ctx, s.inner, key, off, n)
+		return err
+	})
+	return rc, err
+}
+
 // Stat implements store.Store.
 func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	var info store.Info

@@ -378,6 +378,25 @@ func (o *object) Close() error {
 // of it, so a large object on a slow link is not cut off while a dead
 // endpoint still fails fast.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return s.get(ctx, key, minio.GetObjectOptions{})
+}
+
+// GetRange implements store.Ranger with a ranged GET.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	}
+	if n == 0 {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	var opts minio.GetObjectOptions
+	if err := opts.SetRange(off, off+n-1); err != nil {
+		return nil, fmt.Errorf("get %s: %w: %v", key, store.ErrInvalid, err)
+	}
+	return s.get(ctx, key, opts)
+}
+
+func (s *Store) get(ctx context.Context, key string, opts minio.GetObjectOptions) (io.ReadCloser, error) {
 	if err := store.ValidKey(key); err != nil {
 		return nil, err
 	}
@@ -386,7 +405,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	gctx, stop := context.WithCancel(ctx)
 	timer := time.AfterFunc(s.cfg.Timeout, stop)
-	o, err := s.client.GetObject(gctx, s.cfg.Bucket, s.cfg.Prefix+key, minio.GetObjectOptions{})
+	o, err := s.client.GetObject(gctx, s.cfg.Bucket, s.cfg.Prefix+key, opts)
 	var info minio.ObjectInfo
 	if err == nil {
 		info, err = o.Stat()

@@ -1,0 +1,54 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// Ranger is implemented by stores that can read a part of an object:
+// GetRange returns the n bytes of key that start at off, which must lie
+// within the object (fewer when the object ends first: the caller checks
+// what it read), ErrNotFound if
+// the object is absent, ErrInvalid for a negative off or n. It serves a
+// reader that needs a few frames of a large object (a delta restore
+// reading some blocks of a backup's pack); nothing is verified on the
+// way, so the caller checks what it reads against what it expects.
+// Wrappers implement it by passing it on (GetRange), so that a chain of
+// stores reads only the part all the way down.
+type Ranger interface {
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+}
+
+// GetRange reads n bytes of key from off: through s's Ranger, or, for a
+// store without one, by reading the object from its start and skipping
+// off bytes (the same answer, at the cost of the read).
+func GetRange(ctx context.Context, s Store, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("%w: range of %d bytes at %d", ErrInvalid, n, off)
+	}
+	if r, ok := s.(Ranger); ok {
+		return r.GetRange(ctx, key, off, n)
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.CopyN(io.Discard, rc, off); err != nil && err != io.EOF {
+		rc.Close()
+		return nil, err
+	}
+	return LimitReadCloser(rc, n), nil
+}
+
+// LimitReadCloser reads at most n bytes of rc and closes rc.
+func LimitReadCloser(rc io.ReadCloser, n int64) io.ReadCloser {
+	return &limited{Reader: io.LimitReader(rc, n), c: rc}
+}
+
+type limited struct {
+	io.Reader
+	c io.Closer
+}
+
+func (l *limited) Close() error { return l.c.Close() }
