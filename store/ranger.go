@@ -24,8 +24,8 @@ type Ranger interface {
 // store without one, by reading the object from its start and skipping
 // off bytes (the same answer, at the cost of the read).
 func GetRange(ctx context.Context, s Store, key string, off, n int64) (io.ReadCloser, error) {
-	if off < 0 || n < 0 {
-		return nil, fmt.Errorf("%w: range of %d bytes at %d", ErrInvalid, n, off)
+	if err := ValidRange(key, off, n); err != nil {
+		return nil, err
 	}
 	if r, ok := s.(Ranger); ok {
 		return r.GetRange(ctx, key, off, n)
@@ -37,6 +37,29 @@ func GetRange(ctx context.Context, s Store, key string, off, n int64) (io.ReadCl
 	if _, err := io.CopyN(io.Discard, rc, off); err != nil && err != io.EOF {
 		rc.Close()
 		return nil, err
+	}
+	return LimitReadCloser(rc, n), nil
+}
+
+// ValidRange checks a range's offset and length.
+func ValidRange(key string, off, n int64) error {
+	if off < 0 || n < 0 {
+		return fmt.Errorf("get %s: %w: range of %d bytes at %d", key, ErrInvalid, n, off)
+	}
+	return nil
+}
+
+// SeekRange is GetRange for a store whose Get returns a reader that can
+// seek (a file, memory): rc, moved to off and cut at n bytes.
+func SeekRange(rc io.ReadCloser, key string, off, n int64) (io.ReadCloser, error) {
+	sk, ok := rc.(io.Seeker)
+	if !ok {
+		rc.Close()
+		return nil, fmt.Errorf("get %s: the reader cannot seek", key)
+	}
+	if _, err := sk.Seek(off, io.SeekStart); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return LimitReadCloser(rc, n), nil
 }

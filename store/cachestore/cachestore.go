@@ -250,8 +250,8 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	if err := store.ValidKey(key); err != nil {
 		return nil, err
 	}
-	if off < 0 || n < 0 {
-		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	if err := store.ValidRange(key, off, n); err != nil {
+		return nil, err
 	}
 	if e, ok := s.lookup(key); ok && time.Since(e.added) <= s.opt.Revalidate {
 		s.count(func(st *Stats) { st.Hits++ })

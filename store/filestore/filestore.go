@@ -292,19 +292,14 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // GetRange implements store.Ranger.
 func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if off < 0 || n < 0 {
-		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	if err := store.ValidRange(key, off, n); err != nil {
+		return nil, err
 	}
 	rc, err := s.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	f := rc.(*file)
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	return store.LimitReadCloser(f, n), nil
+	return store.SeekRange(rc, key, off, n)
 }
 
 // file is a Get result that knows its size and stops with its context.

@@ -265,8 +265,8 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	if err := store.ValidKey(key); err != nil {
 		return nil, err
 	}
-	if off < 0 || n < 0 {
-		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	if err := store.ValidRange(key, off, n); err != nil {
+		return nil, err
 	}
 	if n == 0 {
 		return io.NopCloser(strings.NewReader("")), nil

@@ -135,18 +135,14 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // GetRange implements store.Ranger.
 func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if off < 0 || n < 0 {
-		return nil, fmt.Errorf("get %s: %w: range of %d bytes at %d", key, store.ErrInvalid, n, off)
+	if err := store.ValidRange(key, off, n); err != nil {
+		return nil, err
 	}
 	rc, err := s.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	r := rc.(*reader)
-	if _, err := r.Seek(off, io.SeekStart); err != nil {
-		return nil, err
-	}
-	return store.LimitReadCloser(r, n), nil
+	return store.SeekRange(rc, key, off, n)
 }
 
 type reader struct {
