@@ -138,7 +138,7 @@ type blockWriter struct {
 	spcMap   string
 	badPages []string
 
-	encoders sync.Pool // of *envelope.Encoder: one per pack in flight, reused
+	encoders *envelope.EncoderList // one per pack in flight, kept with its buffer
 
 	raw, reusedRaw, added atomic.Int64
 	mu                    sync.Mutex
@@ -147,9 +147,7 @@ type blockWriter struct {
 func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx blockIndex, jobs int) *blockWriter {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	w := &blockWriter{a: a, id: id, idx: idx, g: g, gctx: gctx, reused: map[string]bool{}}
-	w.encoders.New = func() any { return a.Encoder() }
-	return w
+	return &blockWriter{a: a, id: id, idx: idx, g: g, gctx: gctx, reused: map[string]bool{}, encoders: envelope.NewEncoderList(jobs, a.Encoder)}
 }
 
 // consume reads the whole tar stream (draining it even after an error, so
@@ -290,10 +288,14 @@ func (w *blockWriter) flush(last bool) error {
 			sum := sha256.Sum256(p.buf)
 			id := hex.EncodeToString(sum[:])
 			key := w.a.Layout.Pack(id)
-			enc := w.encoders.Get().(*envelope.Encoder)
-			ob := encodedPool.Get()
-			obj, err := enc.EncodeBytesSum(*ob, p.buf, sum, key)
-			w.encoders.Put(enc)
+			enc := w.encoders.Get()
+			// Framed by blocks, so that a delta restore can read a few
+			// of them without the whole pack.
+			sizes := make([]int, len(p.blocks))
+			for i, b := range p.blocks {
+				sizes[i] = b.Len
+			}
+			obj, err := enc.EncodeFramesSum(p.buf, sizes, sum, key)
 			if err != nil {
 				return err
 			}
@@ -305,13 +307,12 @@ func (w *blockWriter) flush(last bool) error {
 			// finds it the same content, or repairs a damaged copy.
 			out, err := archive.PutObject(w.gctx, w.a.Store, key, obj)
 			if err != nil {
-				// The buffer is not reused: a request answered early may
-				// still be reading its body.
+				// The encoder is dropped with its buffer: a request
+				// answered early may still be reading it.
 				return fmt.Errorf("store pack %s: %w", id[:12], err)
 			}
 			// Stored or already there: the store has read every byte.
-			*ob = obj.Bytes()[:0]
-			encodedPool.Put(ob)
+			w.encoders.Put(enc)
 			if out == archive.Stored {
 				w.added.Add(obj.Size())
 			}

@@ -23,7 +23,9 @@ import (
 // standby) and writes only what differs. A backup in blocks is compared
 // block by block: each block of an existing file is hashed and compared
 // with the SHA-256 the backup's contents list; only the blocks that
-// differ are fetched (their packs) and written, in place. An older backup
+// differ are fetched and written, in place; only the frames of their
+// packs that hold them are read (see unpackBlocks), so a delta restore
+// over a few changed blocks reads little more than those blocks. An older backup
 // (a tar stream) is compared file by file: a file whose size and checksum
 // match the backup's manifest (PostgreSQL's: CRC-32C by default, a 32-bit
 // check that a same-size file with other content passes once in 4
@@ -46,6 +48,11 @@ type deltaState struct {
 	Written int                     `json:"files_written"`
 	Bytes   int64                   `json:"bytes_written"`
 	Removed int                     `json:"files_removed"`
+	// Packs the blocks to write came from, how many of them were read in
+	// part (only the frames holding those blocks), and the bytes read.
+	Packs       int   `json:"packs"`
+	PacksInPart int   `json:"packs_read_in_part"`
+	Fetched     int64 `json:"bytes_fetched"`
 }
 
 type manifestFile struct {

@@ -28,7 +28,10 @@
 // completed backup, or stored by an interrupted one) is only referred to;
 // a new one is appended to a pack, and a pack (PackSize, 32 MiB of raw
 // blocks) is compressed, checksummed and stored as one object named by
-// the SHA-256 of its content, Jobs packs at once. The backup's contents
+// the SHA-256 of its content, Jobs packs at once. A pack is compressed in
+// frames of up to 512 KiB of whole blocks, with an index of its frames
+// first (envelope.EncodeFramesSum), so that a reader can fetch and decode
+// a few of its blocks without the rest. The backup's contents
 // list every directory and file with its blocks (pack, offset, length,
 // SHA-256). So every backup costs only what changed, yet restores on its
 // own: there is no chain of backups to keep or replay, and retention
@@ -78,7 +81,11 @@
 //
 // Restore lays a backup into an empty directory: the directories and
 // files first, each at its size, then Jobs workers each fetch a whole
-// pack and write its blocks where they belong (an older backup's tar
+// pack and write its blocks where they belong (a pack of which less than
+// half is needed, such as an older backup's pack in a newer backup, is
+// read in part: its index, then only the frames holding the needed
+// blocks, each block checked against its SHA-256; a pack that cannot be
+// read so is read whole) (an older backup's tar
 // parts are fetched in parallel and unpacked in order), with PostgreSQL's modes
 // (0700 directories, 0600 files), writes restore_command and the recovery
 // target into postgresql.auto.conf, and creates recovery.signal or

@@ -221,7 +221,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		fmt.Fprintf(opt.Out, "tablespaces restored into %s (links in pg_tblspc)\n", strings.Join(res.Tablespaces, ", "))
 	}
 	if d := res.Delta; d != nil {
-		fmt.Fprintf(opt.Out, "delta: %d files already as in the backup, %d written (%s), %d removed (not in the backup, pg_wal's included)\n", d.Kept, d.Written, human(d.Bytes), d.Removed)
+		fmt.Fprintf(opt.Out, "delta: %d files already as in the backup, %d written (%s), %d removed (not in the backup, pg_wal's included); %d of %d packs read in part, %s read from the repository\n", d.Kept, d.Written, human(d.Bytes), d.Removed, d.PacksInPart, d.Packs, human(d.Fetched))
 	}
 	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf (timeline %s)\n",
 		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.Timeline)

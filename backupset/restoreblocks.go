@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/freelist"
 	"github.com/walstore/walstore/store"
 )
@@ -25,6 +27,7 @@ type write struct {
 	fileOff int64
 	packOff int64
 	n       int
+	sum     string // the block's SHA-256, hex
 }
 
 // unpackBlocks restores a backup in blocks: the directories and files
@@ -117,7 +120,7 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 		var off int64
 		for i, b := range j.e.Blocks {
 			if j.need == nil || j.need[i] {
-				byPack[b.Pack] = append(byPack[b.Pack], write{path: j.dst, fileOff: off, packOff: b.Off, n: b.Len})
+				byPack[b.Pack] = append(byPack[b.Pack], write{path: j.dst, fileOff: off, packOff: b.Off, n: b.Len, sum: b.SHA256})
 				total += int64(b.Len)
 			}
 			off += int64(b.Len)
@@ -136,20 +139,133 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 		packs = append(packs, p)
 	}
 	sort.Ints(packs)
+	var fetched, inPart atomic.Int64
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opt.Jobs)
 	for _, p := range packs {
 		g.Go(func() error {
 			bp := packPool.Get()
 			defer packPool.Put(bp)
-			data, err := fetchPack(gctx, a, c.Packs[p], bp)
-			if err != nil {
-				return err
+			ws := byPack[p]
+			// A pack of which little is needed (a delta restore, a
+			// backup using a few blocks of an older pack) is read in
+			// part when it is framed; else, or when the part is not
+			// what it should be, whole.
+			var data []byte
+			err := errWhole
+			if inPartWorthIt(ws, delta != nil) {
+				var n int64
+				if data, n, err = readFramed(gctx, a, c.Packs[p], ws, bp); err == nil {
+					fetched.Add(n)
+					inPart.Add(1)
+				}
 			}
-			return writeBlocks(data, byPack[p], prog)
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				// Whatever went wrong reading in part (not framed, an
+				// older walstored, a part that does not check), the
+				// whole read checks the pack against its name: damage
+				// is reported there.
+				var n int64
+				if data, n, err = fetchPack(gctx, a, c.Packs[p], bp); err != nil {
+					return err
+				}
+				fetched.Add(n)
+			}
+			return writeBlocks(data, ws, prog)
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	if delta != nil {
+		delta.Fetched, delta.PacksInPart, delta.Packs = fetched.Load(), int(inPart.Load()), len(packs)
+	}
+	return err
+}
+
+// errWhole says a pack is to be read whole.
+var errWhole = errors.New("read whole")
+
+// inPartWorthIt says whether to read the blocks ws of a pack in part:
+// when they are less than half of it. A pack's size is not known before
+// its header is read: a delta restore (which needs few blocks of any
+// pack) tries when they are less than half of the largest pack; a full
+// one when they are less than half of what lies before the last of them
+// (a pack this backup wrote is needed whole, one an earlier backup wrote
+// may be needed in part).
+func inPartWorthIt(ws []write, delta bool) bool {
+	var need, span int64
+	for _, w := range ws {
+		need += int64(w.n)
+		span = max(span, w.packOff+int64(w.n))
+	}
+	if delta {
+		return need < PackSize/2
+	}
+	return need < span/2
+}
+
+// readFramed reads the blocks ws of a framed pack in part: its header
+// and frame index, then only the frames holding those blocks (adjacent
+// ones in one read), each decoded into *buf at its place in the pack's
+// content and each block checked against its SHA-256. It returns that
+// buffer, in which only the blocks of ws are valid, and the bytes read.
+func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, buf *[]byte) ([]byte, int64, error) {
+	key := a.Layout.Pack(id)
+	hdr, frames, err := a.Frames(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if hdr.Digest.String() != id {
+		return nil, 0, fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
+	}
+	if hdr.RawSize > PackSize {
+		return nil, 0, fmt.Errorf("%w: pack %s holds %d bytes, more than a pack may (%d)", archive.ErrCorrupt, id[:12], hdr.RawSize, PackSize)
+	}
+	// The frames each block lies in (a block is never split).
+	want := make([]bool, len(frames))
+	for _, w := range ws {
+		i := sort.Search(len(frames), func(i int) bool { return frames[i].RawOff+frames[i].RawLen > w.packOff })
+		if i == len(frames) || w.packOff < frames[i].RawOff || w.packOff+int64(w.n) > frames[i].RawOff+frames[i].RawLen {
+			return nil, 0, fmt.Errorf("%w: a block at %d of pack %s lies across its frames", errWhole, w.packOff, id[:12])
+		}
+		want[i] = true
+	}
+	if int64(cap(*buf)) < hdr.RawSize {
+		*buf = make([]byte, 0, hdr.RawSize)
+	}
+	data := (*buf)[:hdr.RawSize]
+	read := int64(hdr.Size()) + frames[0].Off // the header and the index
+	var z []byte
+	for i := 0; i < len(frames); {
+		if !want[i] {
+			i++
+			continue
+		}
+		j := i
+		for j+1 < len(frames) && want[j+1] {
+			j++
+		}
+		if z, err = a.ReadFrames(ctx, key, hdr, frames[i], frames[j], z); err != nil {
+			return nil, 0, err
+		}
+		read += int64(len(z))
+		for k := i; k <= j; k++ {
+			f := frames[k]
+			at := z[f.Off-frames[i].Off : f.Off-frames[i].Off+f.Len]
+			if _, err := envelope.DecodeFrame(data[f.RawOff:f.RawOff], at, f); err != nil {
+				return nil, 0, fmt.Errorf("pack %s: %w", id[:12], err)
+			}
+		}
+		i = j + 1
+	}
+	for _, w := range ws {
+		if sum := sha256.Sum256(data[w.packOff : w.packOff+int64(w.n)]); hex.EncodeToString(sum[:]) != w.sum {
+			return nil, 0, fmt.Errorf("%w: a block of %s read from pack %s is not the one the backup lists", archive.ErrCorrupt, w.path, id[:12])
+		}
+	}
+	return data, read, nil
 }
 
 // prepareFile makes the file at dst the entry's size and returns which of
@@ -206,20 +322,21 @@ func prepareFile(dst string, e archive.Entry, delta bool) (need []bool, changed 
 }
 
 // packPool holds pack-sized buffers, filled by a backup and emptied by a
-// restore, one per pack in flight; encodedPool the buffers packs are
-// encoded into for upload.
-var packPool, encodedPool = freelist.New(8, PackSize), freelist.New(8, 0)
+// restore, one per pack in flight.
+var packPool = freelist.New(8, PackSize)
 
 // fetchPack reads a whole pack into *buf (grown if need be) and checks it
 // is the content its name says (the envelope's SHA-256 of the raw content,
-// checked as it is read).
-func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) ([]byte, error) {
+// checked as it is read). It returns the content and the stored size.
+func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) ([]byte, int64, error) {
 	var data []byte
+	var stored int64
 	err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
 		hdr, rc, err := a.Open(ctx, a.Layout.Pack(id))
 		if err != nil {
 			return err
 		}
+		stored = hdr.ObjectSize()
 		defer rc.Close()
 		if hdr.Digest.String() != id {
 			return fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
@@ -245,9 +362,9 @@ func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pack %s: %w", id[:12], err)
+		return nil, 0, fmt.Errorf("pack %s: %w", id[:12], err)
 	}
-	return data, nil
+	return data, stored, nil
 }
 
 // writeBlocks writes a pack's blocks into their files, each file opened

@@ -36,6 +36,7 @@ package recompress
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -304,7 +305,10 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 		p.rep.Encrypted++
 		return nil
 	}
-	fast, decided := literalsCoding(head[min(int64(len(head)), hdr.Size()):])
+	fast, decided := false, false
+	if first := firstFrame(head[min(int64(len(head)), hdr.Size()):]); first != nil {
+		fast, decided = literalsCoding(first)
+	}
 	if hdr.Compression == envelope.Zstd && decided && !fast {
 		p.rep.AlreadySmall++
 		return nil
@@ -319,7 +323,7 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 		p.rep.Changed++ // not the copy stat saw: the next pass looks again
 		return nil
 	}
-	if hdr.Compression == envelope.Zstd && !decided && !fastEncoded(buf[hdr.Size():]) {
+	if hdr.Compression == envelope.Zstd && !decided && !fastEncoded(firstFrame(buf[hdr.Size():])) {
 		p.rep.AlreadySmall++
 		return nil
 	}
@@ -338,7 +342,14 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 		return fmt.Errorf("%s: %w", info.Key, err)
 	}
 	p.enc.SystemID = hdr.SystemID
-	obj, err := p.enc.EncodeBytes(raw, info.Key)
+	// A framed object (a backup's pack) keeps its frames, so that it can
+	// still be read in part; the digest is computed again, not copied.
+	var obj *envelope.Object
+	if frames, _, ferr := envelope.Frames(hdr, buf[hdr.Size():]); ferr == nil {
+		obj, err = p.enc.EncodeFramesSum(raw, envelope.FrameSizes(frames), sha256.Sum256(raw), info.Key)
+	} else {
+		obj, err = p.enc.EncodeBytes(raw, info.Key)
+	}
 	if err != nil {
 		return err
 	}
@@ -372,6 +383,16 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 	p.rep.RawBytes += hdr.RawSize
 	p.opt.Log.Debug("recompressed", "key", info.Key, "before", len(buf), "after", obj.Size())
 	return nil
+}
+
+// firstFrame is a payload past its frame index, if it has one (nil when
+// p ends inside the index: nothing is decided from it).
+func firstFrame(p []byte) []byte {
+	n := envelope.IndexSize(p)
+	if n > len(p) {
+		return nil
+	}
+	return p[n:]
 }
 
 // readAll reads a whole stored object (at most one envelope's worth).

@@ -65,7 +65,7 @@ func TestDeltaRestoreOfADivergedOldPrimary(t *testing.T) {
 	if res.Code != 0 {
 		t.Fatalf("walfetch restore --delta: exit %d: %s%s", res.Code, res.Stdout, res.Stderr)
 	}
-	m := regexp.MustCompile(`delta: (\d+) files already as in the backup, (\d+) written \(([^)]*)\), (\d+) removed`).FindStringSubmatch(res.Stdout)
+	m := regexp.MustCompile(`delta: (\d+) files already as in the backup, (\d+) written \(([^)]*)\), (\d+) removed.*; (\d+) of (\d+) packs read in part`).FindStringSubmatch(res.Stdout)
 	if m == nil {
 		t.Fatalf("no delta summary: %s", res.Stdout)
 	}
@@ -73,6 +73,11 @@ func TestDeltaRestoreOfADivergedOldPrimary(t *testing.T) {
 	written, _ := strconv.Atoi(m[2])
 	removed, _ := strconv.Atoi(m[4])
 	t.Logf("delta restore over the diverged old primary: %s", m[0])
+	// Few blocks of each pack differ: each is read in part, only the
+	// frames holding them.
+	if inPart, packs := m[5], m[6]; inPart != packs || packs == "0" {
+		t.Errorf("delta: %s of %s packs read in part, want all", inPart, packs)
+	}
 	if kept < 5*written || written == 0 || removed == 0 {
 		t.Fatalf("delta: %d kept, %d written, %d removed: want most files kept, some written and removed", kept, written, removed)
 	}

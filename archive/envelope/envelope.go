@@ -314,7 +314,7 @@ type Encoder struct {
 	// then shares it and is valid only until the next call on this
 	// encoder. For a worker that encodes and sends one object at a time,
 	// and drops the encoder when a send failed (the request may still be
-	// reading the body).
+	// reading the body); see EncoderList.
 	Reuse bool
 	level zstd.EncoderLevel
 	zw    *zstd.Encoder
@@ -323,9 +323,10 @@ type Encoder struct {
 }
 
 // buffer returns an output buffer of length hsize and at least capacity
-// need: the kept one (Reuse) or dst when large enough, else a new one.
-func (e *Encoder) buffer(dst []byte, hsize, need int) []byte {
-	if dst == nil && e.Reuse {
+// need: the kept one (Reuse) when large enough, else a new one.
+func (e *Encoder) buffer(hsize, need int) []byte {
+	var dst []byte
+	if e.Reuse {
 		dst = e.out
 	}
 	if cap(dst) < need {
@@ -407,7 +408,7 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 	if sizeHint <= 0 || sizeHint > MaxRawSize {
 		capHint = int64(hsize) + 1<<20
 	}
-	out := bytes.NewBuffer(e.buffer(nil, hsize, int(capHint)))
+	out := bytes.NewBuffer(e.buffer(hsize, int(capHint)))
 	h := sha256.New()
 	var raw int64
 	var w io.Writer = out
@@ -454,16 +455,13 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 // hashed where they lie and compressed in one call (zstd's EncodeAll),
 // which spares the streaming encoder's copies into its block buffers.
 func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
-	return e.EncodeBytesSum(nil, b, sha256.Sum256(b), name)
+	return e.EncodeBytesSum(b, sha256.Sum256(b), name)
 }
 
 // EncodeBytesSum is EncodeBytes for a caller that already holds the
 // SHA-256 of b (a pack is named by it): b is not hashed again. A wrong sum
 // makes an object that every reader, walstored's door first, refuses.
-// The envelope is built in dst when its capacity suffices, so that a
-// caller encoding many large objects can reuse one buffer (fresh pages
-// cost a fault each); nil allocates.
-func (e *Encoder) EncodeBytesSum(dst, b []byte, sum Digest, name string) (*Object, error) {
+func (e *Encoder) EncodeBytesSum(b []byte, sum Digest, name string) (*Object, error) {
 	if len(name) > MaxNameLen {
 		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
 	}
@@ -479,7 +477,7 @@ func (e *Encoder) EncodeBytesSum(dst, b []byte, sum Digest, name string) (*Objec
 		Name:        name,
 		Digest:      sum,
 	}
-	buf := e.buffer(dst, hsize, hsize+len(b)+len(b)/128+64<<10)
+	buf := e.buffer(hsize, hsize+len(b)+len(b)/128+64<<10)
 	switch e.Compression {
 	case Zstd:
 		buf = e.zw.EncodeAll(b, buf)

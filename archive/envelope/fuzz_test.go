@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"testing"
@@ -53,10 +54,24 @@ func FuzzVerifyPayloadBytesAgrees(f *testing.F) {
 		f.Add(obj.Bytes()[:len(obj.Bytes())-1])
 		f.Add(append(bytes.Clone(obj.Bytes()), 0))
 	}
+	parts := bytes.Repeat([]byte("pages of a relation; "), 2000)
+	framed, _ := NewEncoder().EncodeFramesSum(parts, []int{10000, 20000, len(parts) - 30000}, sha256.Sum256(parts), "a/backups/packs/x")
+	f.Add(framed.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hdr, err := ParseHeader(b)
 		if err != nil {
 			return
+		}
+		// A frame index, when there is one, is read without a panic, and
+		// each frame it lists decodes to its length or is corrupt.
+		if frames, _, err := Frames(hdr, b[hdr.Size():]); err == nil {
+			for _, fr := range frames {
+				if fr.Off+fr.Len <= int64(len(b))-hdr.Size() {
+					if _, err := DecodeFrame(nil, b[hdr.Size()+fr.Off:hdr.Size()+fr.Off+fr.Len], fr); err != nil && !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("frame %+v: unexpected error class: %v", fr, err)
+					}
+				}
+			}
 		}
 		payload := b[hdr.Size():]
 		streamed := VerifyPayload(hdr, bytes.NewReader(payload), nil)

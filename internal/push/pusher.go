@@ -106,7 +106,7 @@ func pushAndMark(ctx context.Context, cfg Config, mk markers, n wal.Name, enc *e
 	}
 	listed := enc == nil
 	if listed {
-		enc = getEncoder()
+		enc = encoders.Get()
 	}
 	res, err := pushFile(ctx, cfg, enc, p, n)
 	if err != nil {
@@ -132,25 +132,4 @@ func pushAndMark(ctx context.Context, cfg Config, mk markers, n wal.Name, enc *e
 // encoders keeps the pusher's encoders, with their zstd state and output
 // buffer, from one segment to the next: made fresh for each segment, they
 // cost some 2500 page faults, more CPU than their SHA-256s.
-var encoders = make(encoderList, 8)
-
-type encoderList chan *envelope.Encoder
-
-func getEncoder() *envelope.Encoder {
-	select {
-	case e := <-encoders:
-		return e
-	default:
-		e := envelope.NewEncoder()
-		e.Reuse = true
-		return e
-	}
-}
-
-// Put keeps e for the next segment (or drops it when enough are kept).
-func (l encoderList) Put(e *envelope.Encoder) {
-	select {
-	case l <- e:
-	default:
-	}
-}
+var encoders = envelope.NewEncoderList(8, envelope.NewEncoder)

@@ -100,10 +100,14 @@ func BenchmarkBackup(b *testing.B) {
 	}
 	_, restoreTime := restore()
 	blocks, damaged := damageBlocks(b, pgdata, 0.05)
+	sh(b, dir, "sync") // the damage's own writes are not the restore's to flush
 	dout, deltaTime := restore("--delta", "--json")
 	var dres struct {
 		Delta struct {
-			Bytes int64 `json:"bytes_written"`
+			Bytes       int64 `json:"bytes_written"`
+			Fetched     int64 `json:"bytes_fetched"`
+			Packs       int   `json:"packs"`
+			PacksInPart int   `json:"packs_read_in_part"`
 		} `json:"delta"`
 	}
 	json.Unmarshal([]byte(dout.Stdout), &dres)
@@ -143,8 +147,8 @@ func BenchmarkBackup(b *testing.B) {
 	fmt.Printf("stored by the full backup: %s (stream), %s (local); raw %s\n", size(full.StoredSize), size(lfull.StoredSize), size(full.RawSize))
 	fmt.Printf("added by the incremental after 2%% appended and 1%% of the hot rows updated: %s (%.1f%% of the full; local %s, %.1f%%)\n",
 		size(incr.StoredSize), 100*float64(incr.StoredSize)/float64(full.StoredSize), size(lincr.StoredSize), 100*float64(lincr.StoredSize)/float64(lfull.StoredSize))
-	fmt.Printf("delta restore: %.2f of the full restore's time, wrote %s (%.1f%% of %s)\n", deltaTime.Seconds()/restoreTime.Seconds(),
-		size(dres.Delta.Bytes), 100*float64(dres.Delta.Bytes)/float64(full.RawSize), size(full.RawSize))
+	fmt.Printf("delta restore: %.2f of the full restore's time, wrote %s (%.1f%% of %s), read %s from the repository (%d of %d packs in part)\n", deltaTime.Seconds()/restoreTime.Seconds(),
+		size(dres.Delta.Bytes), 100*float64(dres.Delta.Bytes)/float64(full.RawSize), size(full.RawSize), size(dres.Delta.Fetched), dres.Delta.PacksInPart, dres.Delta.Packs)
 	fmt.Printf("packs after three backups (third added %s): %s; after retain --keep-last 1: %s, %d objects, %.1f objects per stored GiB\n",
 		size(third.StoredSize), size(beforeRetain), size(afterRetain), objects, float64(objects)/(float64(afterRetain)/(1<<30)))
 }
