@@ -20,6 +20,7 @@ import (
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
+	"golang.org/x/sys/unix"
 )
 
 // RestoreOptions configure Restore.
@@ -200,6 +201,13 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	}
 	res.Removed = append(res.Removed, removed...)
 	res.Warnings = append(res.Warnings, confWarnings(opt.PGData)...)
+	// The files are on disk before the signal file says they may be
+	// recovered from; the signal file and the settings are too before
+	// the restore says it is done.
+	dirs := append([]string{opt.PGData}, res.Tablespaces...)
+	if err := syncFS(dirs); err != nil {
+		return res, err
+	}
 	if err := finish(opt.PGData, res); err != nil {
 		cleanup(opt.PGData, created)
 		return res, err
@@ -210,6 +218,9 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 				return res, err
 			}
 		}
+	}
+	if err := syncFS(dirs); err != nil {
+		return res, err
 	}
 	for _, l := range res.Removed {
 		fmt.Fprintf(opt.Out, "removed from postgresql.auto.conf (left by an earlier recovery): %s\n", l)
@@ -228,6 +239,23 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	fmt.Fprintf(opt.Out, "recovery replays the WAL archived since the backup's start: up to %d segments (%s) to the end of the archive\nstart PostgreSQL to recover: %s\n",
 		res.ReplaySegments, human(res.ReplayBytes), res.StartCommand)
 	return res, nil
+}
+
+// syncFS flushes the file systems that hold dirs (syncfs(2): one call
+// per file system, not an fsync per file).
+func syncFS(dirs []string) error {
+	for _, d := range dirs {
+		f, err := os.Open(d)
+		if err != nil {
+			return err
+		}
+		err = unix.Syncfs(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // chooseTimeline decides the recovery_target_timeline line: the user's,
