@@ -207,3 +207,12 @@ func newSiteServing(t *testing.T, segMB int, serveFlags []string, extra ...strin
 	p.Exec(ledgerDDL)
 	return site{dir: dir, repoDir: repoDir, ws: ws, r: r, p: p}
 }
+
+// restoredStandby writes 1000 rows on the site's primary, backs it up
+// and restores the backup as an archive-fed standby (--wait 2s), not
+// started yet.
+func (st site) restoredStandby(t *testing.T) *testenv.Cluster {
+	insertBatch(st.p, 0, 1000)
+	takeBackup(t, st.r, st.p)
+	return restore(t, st.r, st.dir, "standby", "--standby", "--wait", "2s")
+}

@@ -381,9 +381,7 @@ func TestRewindThroughWalfetchTwentyTimes(t *testing.T) {
 	bins := testenv.Binaries(t)
 	st := newSite(t, 1, "wal_log_hints = on")
 	dir, r, p := st.dir, st.r, st.p
-	insertBatch(p, 0, 1000)
-	takeBackup(t, r, p)
-	s := restore(t, r, dir, "standby", "--standby", "--wait", "2s")
+	s := st.restoredStandby(t)
 	s.AutoConf(fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres'", p.Port))
 	s.Start()
 	insertBatch(p, 1, 1000)

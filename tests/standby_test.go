@@ -68,18 +68,11 @@ func TestArchiveFedStandbys(t *testing.T) {
 // an archive-fed standby that follows timeline 2.
 func TestPromoteRewindRejoin(t *testing.T) {
 	bins := testenv.Binaries(t)
-	dir := testenv.Dir(t)
-	repoDir := filepath.Join(dir, "repo")
-	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
-	r := repo{url: ws.URL}
-	p := archivingCluster(t, dir, "primary", r, 1, "wal_log_hints = on")
-	p.Start()
-	p.Exec(ledgerDDL)
-	insertBatch(p, 0, 1000)
-	takeBackup(t, r, p)
+	st := newSite(t, 1, "wal_log_hints = on")
+	repoDir, r, p := st.repoDir, st.r, st.p
 	// Streaming with the archive as fallback: promotion then ends inside
 	// a segment, whose old-timeline copy PostgreSQL archives as .partial.
-	s := restore(t, r, dir, "standby", "--standby", "--wait", "2s")
+	s := st.restoredStandby(t)
 	s.AutoConf(fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres'", p.Port))
 	s.Start()
 	insertBatch(p, 1, 1000)

@@ -112,15 +112,9 @@ func TestBackupFromAStandby(t *testing.T) {
 // standby's replay was, both restore to every row, and a PITR from the
 // local one stops at its target.
 func TestBackupFromAnArchiveFedStandby(t *testing.T) {
-	dir := testenv.Dir(t)
-	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
-	r := repo{url: ws.URL}
-	p := archivingCluster(t, dir, "primary", r, 1, "archive_timeout = 1")
-	p.Start()
-	p.Exec(ledgerDDL)
-	insertBatch(p, 0, 1000)
-	takeBackup(t, r, p)
-	s := restore(t, r, dir, "standby", "--standby", "--wait", "2s")
+	st := newSite(t, 1, "archive_timeout = 1")
+	dir, r, p := st.dir, st.r, st.p
+	s := st.restoredStandby(t)
 	s.Start()
 	insertBatch(p, 1, 2000)
 	waitReplayed(t, s, p.QueryString("SELECT pg_current_wal_flush_lsn()::text"), 2*time.Minute)
