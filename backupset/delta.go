@@ -37,13 +37,17 @@ import (
 //
 // The directory must hold a stopped cluster (no postmaster.pid) whose
 // pg_control names the system the archive is bound to: a delta restore
-// never touches another cluster's files. A failed delta restore leaves
+// never touches another cluster's files. A tablespace is compared in
+// place where the directory's own pg_tblspc link points (at its mapped
+// place, or where the backup says), or restored into an empty place;
+// any other non-empty place is refused. A failed delta restore leaves
 // the directory partly restored (never emptied): run it again.
 
 // deltaState is what a delta restore learns and does.
 type deltaState struct {
 	sums    map[string]manifestFile // by path, from the backup's manifest
 	seen    map[string]bool         // paths the backup has
+	links   map[string]string       // its tablespaces: pg_tblspc/OID to where they are
 	Kept    int                     `json:"files_kept"`
 	Written int                     `json:"files_written"`
 	Bytes   int64                   `json:"bytes_written"`
@@ -79,9 +83,6 @@ func checkDeltaDir(ctx context.Context, dir string, a *archive.Archive, rec arch
 	if fmt.Sprint(sysid) != rec.SystemID {
 		return fmt.Errorf("%w: --delta: %s holds system %d, backup %s is of system %s: never restore over another cluster", archive.ErrWrongSystem, dir, sysid, rec.ID, rec.SystemID)
 	}
-	if entries, err := os.ReadDir(filepath.Join(dir, "pg_tblspc")); err == nil && len(entries) > 0 {
-		return fmt.Errorf("%w: --delta: %s has tablespaces (pg_tblspc), which walstore does not restore", archive.ErrInvalid, dir)
-	}
 	return nil
 }
 
@@ -89,7 +90,7 @@ func checkDeltaDir(ctx context.Context, dir string, a *archive.Archive, rec arch
 func newDelta(ctx context.Context, a *archive.Archive, rec archive.Record) (*deltaState, error) {
 	if rec.Format == archive.FormatBlocks {
 		// Compared block by block with the backup's contents.
-		return &deltaState{seen: map[string]bool{}}, nil
+		return &deltaState{seen: map[string]bool{}, links: map[string]string{}}, nil
 	}
 	if !rec.Manifest {
 		return nil, fmt.Errorf("%w: --delta: backup %s has no manifest to compare files with", archive.ErrInvalid, rec.ID)
@@ -107,7 +108,7 @@ func newDelta(ctx context.Context, a *archive.Archive, rec archive.Record) (*del
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: --delta: the backup's manifest: %v", archive.ErrCorrupt, err)
 	}
-	d := &deltaState{sums: map[string]manifestFile{}, seen: map[string]bool{}}
+	d := &deltaState{sums: map[string]manifestFile{}, seen: map[string]bool{}, links: map[string]string{}}
 	for _, f := range m.Files {
 		d.sums[filepath.FromSlash(f.Path)] = f.manifestFile
 	}
@@ -189,16 +190,33 @@ func (d *deltaState) write(dst, rel string, size int64, r io.Reader) error {
 }
 
 // removeStrays removes the files the backup does not have (pg_wal's
-// included: the WAL there may be a diverged timeline's) and links.
+// included: the WAL there may be a diverged timeline's) and links, in
+// dir and in the backup's tablespaces (links: pg_tblspc/OID to where the
+// tablespace was restored), whose files are named through their links.
 func (d *deltaState) removeStrays(dir string) error {
-	return filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+	if err := d.removeStraysUnder(dir, ""); err != nil {
+		return err
+	}
+	for rel, target := range d.links {
+		if err := d.removeStraysUnder(target, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeStraysUnder removes what the backup does not have under root,
+// whose files the backup names under prefix.
+func (d *deltaState) removeStraysUnder(root, prefix string) error {
+	return filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if e.IsDir() {
 			return nil
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.Join(prefix, rel)
 		if d.seen[rel] {
 			return nil
 		}

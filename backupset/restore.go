@@ -131,7 +131,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 				}
 			}
 		}
-		if res.Tablespaces, tsRoots, err = placeTablespaces(c, mapping, opt.Delta); err != nil {
+		if res.Tablespaces, tsRoots, err = placeTablespaces(c, mapping, opt.PGData, opt.Delta); err != nil {
 			return res, err
 		}
 	} else if len(mapping) > 0 {

@@ -55,14 +55,24 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 		}
 		dst := filepath.Join(opt.PGData, rel)
 		if e.Link != "" {
-			// The tablespace's directory (checked empty by
-			// placeTablespaces), and the link PostgreSQL follows.
+			// The tablespace's directory (checked by placeTablespaces:
+			// empty, or this cluster's with delta), and the link
+			// PostgreSQL follows.
 			target := tablespaceTarget(e.Link, mapping)
 			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return err
+			}
+			if delta != nil {
+				delta.seen[rel], delta.links[rel] = true, target
+				if to, err := os.Readlink(dst); err == nil && to == target {
+					continue
+				}
+				if err := os.RemoveAll(dst); err != nil {
+					return err
+				}
 			}
 			if err := os.Symlink(target, dst); err != nil {
 				return err
@@ -144,37 +154,41 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 	g.SetLimit(opt.Jobs)
 	for _, p := range packs {
 		g.Go(func() error {
-			bp := packPool.Get()
-			defer packPool.Put(bp)
 			ws := byPack[p]
 			// A pack of which little is needed (a delta restore, a
 			// backup using a few blocks of an older pack) is read in
 			// part when it is framed; else, or when the part is not
 			// what it should be, whole.
-			var data []byte
-			err := errWhole
 			if inPartWorthIt(ws, delta != nil) {
-				var n int64
-				if data, n, err = readFramed(gctx, a, c.Packs[p], ws, bp); err == nil {
-					fetched.Add(n)
+				n, done, err := readFramed(gctx, a, c.Packs[p], ws, prog)
+				fetched.Add(n)
+				if err == nil {
 					inPart.Add(1)
+					return nil
 				}
-			}
-			if err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
 				// Whatever went wrong reading in part (not framed, an
 				// older walstored, a part that does not check), the
-				// whole read checks the pack against its name: damage
-				// is reported there.
-				var n int64
-				if data, n, err = fetchPack(gctx, a, c.Packs[p], bp); err != nil {
-					return err
+				// whole read checks the pack against its name, and
+				// reports damage; it writes what is left.
+				var rest []write
+				for i, w := range ws {
+					if !done[i] {
+						rest = append(rest, w)
+					}
 				}
-				fetched.Add(n)
+				ws = rest
 			}
-			return writeBlocks(data, ws, prog)
+			bp := packPool.Get()
+			defer packPool.Put(bp)
+			data, n, err := fetchPack(gctx, a, c.Packs[p], bp)
+			if err != nil {
+				return err
+			}
+			fetched.Add(n)
+			return writeBlocks(data, 0, ws, prog)
 		})
 	}
 	err := g.Wait()
@@ -206,67 +220,86 @@ func inPartWorthIt(ws []write, delta bool) bool {
 	return need < span/2
 }
 
-// readFramed reads the blocks ws of a framed pack in part: its header
-// and frame index, then only the frames holding those blocks (adjacent
-// ones in one read), each decoded into *buf at its place in the pack's
-// content and each block checked against its SHA-256. It returns that
-// buffer, in which only the blocks of ws are valid, and the bytes read.
-func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, buf *[]byte) ([]byte, int64, error) {
+// readFramed writes the blocks ws of a framed pack, reading it in part:
+// its header and frame index, then only the frames holding those blocks
+// (adjacent ones in one read, up to maxRun), each decoded into a small
+// kept buffer, its blocks checked against their SHA-256 and written. It
+// returns the bytes read, and on error which blocks were written (the
+// caller writes the others from the whole pack).
+func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, prog *progress) (read int64, done []bool, err error) {
+	done = make([]bool, len(ws))
 	key := a.Layout.Pack(id)
 	hdr, frames, err := a.Frames(ctx, key)
 	if err != nil {
-		return nil, 0, err
+		return 0, done, err
 	}
 	if hdr.Digest.String() != id {
-		return nil, 0, fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
+		return 0, done, fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
 	}
-	if hdr.RawSize > PackSize {
-		return nil, 0, fmt.Errorf("%w: pack %s holds %d bytes, more than a pack may (%d)", archive.ErrCorrupt, id[:12], hdr.RawSize, PackSize)
-	}
-	// The frames each block lies in (a block is never split).
-	want := make([]bool, len(frames))
-	for _, w := range ws {
+	// The blocks of each frame (a block is never split across frames).
+	inFrame := make([][]int, len(frames))
+	for k, w := range ws {
 		i := sort.Search(len(frames), func(i int) bool { return frames[i].RawOff+frames[i].RawLen > w.packOff })
-		if i == len(frames) || w.packOff < frames[i].RawOff || w.packOff+int64(w.n) > frames[i].RawOff+frames[i].RawLen {
-			return nil, 0, fmt.Errorf("%w: a block at %d of pack %s lies across its frames", errWhole, w.packOff, id[:12])
+		if i == len(frames) || w.packOff < frames[i].RawOff || w.packOff+int64(w.n) > frames[i].RawOff+frames[i].RawLen || frames[i].RawLen > maxFrame {
+			return 0, done, fmt.Errorf("%w: a block at %d of pack %s lies across its frames", errWhole, w.packOff, id[:12])
 		}
-		want[i] = true
+		inFrame[i] = append(inFrame[i], k)
 	}
-	if int64(cap(*buf)) < hdr.RawSize {
-		*buf = make([]byte, 0, hdr.RawSize)
-	}
-	data := (*buf)[:hdr.RawSize]
-	read := int64(hdr.Size()) + frames[0].Off // the header and the index
-	var z []byte
+	zp, rp := framePool.Get(), framePool.Get()
+	defer framePool.Put(zp)
+	defer framePool.Put(rp)
+	read = hdr.Size() + frames[0].Off // the header and the index
 	for i := 0; i < len(frames); {
-		if !want[i] {
+		if inFrame[i] == nil {
 			i++
 			continue
 		}
 		j := i
-		for j+1 < len(frames) && want[j+1] {
+		for j+1 < len(frames) && inFrame[j+1] != nil && j+1-i < maxRun {
 			j++
 		}
-		if z, err = a.ReadFrames(ctx, key, hdr, frames[i], frames[j], z); err != nil {
-			return nil, 0, err
+		z, err := a.ReadFrames(ctx, key, hdr, frames[i], frames[j], (*zp)[:0])
+		if err != nil {
+			return read, done, err
 		}
+		*zp = z[:0]
 		read += int64(len(z))
 		for k := i; k <= j; k++ {
 			f := frames[k]
-			at := z[f.Off-frames[i].Off : f.Off-frames[i].Off+f.Len]
-			if _, err := envelope.DecodeFrame(data[f.RawOff:f.RawOff], at, f); err != nil {
-				return nil, 0, fmt.Errorf("pack %s: %w", id[:12], err)
+			raw, err := envelope.DecodeFrame((*rp)[:0], z[f.Off-frames[i].Off:f.Off-frames[i].Off+f.Len], f)
+			if err != nil {
+				return read, done, fmt.Errorf("pack %s: %w", id[:12], err)
+			}
+			part := make([]write, 0, len(inFrame[k]))
+			for _, b := range inFrame[k] {
+				w := ws[b]
+				if sum := sha256.Sum256(raw[w.packOff-f.RawOff : w.packOff-f.RawOff+int64(w.n)]); hex.EncodeToString(sum[:]) != w.sum {
+					return read, done, fmt.Errorf("%w: a block of %s read from pack %s is not the one the backup lists", archive.ErrCorrupt, w.path, id[:12])
+				}
+				part = append(part, w)
+			}
+			if err := writeBlocks(raw, f.RawOff, part, prog); err != nil {
+				return read, done, err
+			}
+			for _, b := range inFrame[k] {
+				done[b] = true
 			}
 		}
 		i = j + 1
 	}
-	for _, w := range ws {
-		if sum := sha256.Sum256(data[w.packOff : w.packOff+int64(w.n)]); hex.EncodeToString(sum[:]) != w.sum {
-			return nil, 0, fmt.Errorf("%w: a block of %s read from pack %s is not the one the backup lists", archive.ErrCorrupt, w.path, id[:12])
-		}
-	}
-	return data, read, nil
+	return read, done, nil
 }
+
+// A frame holds at most maxFrame bytes of content (whole blocks up to
+// 512 KiB); a read takes at most maxRun adjacent frames. framePool keeps
+// the buffers frames are read and decoded into, one each per pack in
+// flight: fresh buffers cost a page fault per 4 KiB.
+const (
+	maxFrame = 512 << 10
+	maxRun   = 8
+)
+
+var framePool = freelist.New(16, maxRun*(maxFrame+maxFrame/64+1024))
 
 // prepareFile makes the file at dst the entry's size and returns which of
 // its blocks must be written (nil: all, a new file). With delta, an
@@ -368,8 +401,8 @@ func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 }
 
 // writeBlocks writes a pack's blocks into their files, each file opened
-// once.
-func writeBlocks(data []byte, ws []write, prog *progress) error {
+// once; data holds the pack's content from offset base on.
+func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 	sort.Slice(ws, func(i, j int) bool {
 		if ws[i].path != ws[j].path {
 			return ws[i].path < ws[j].path
@@ -383,7 +416,7 @@ func writeBlocks(data []byte, ws []write, prog *progress) error {
 		}
 	}()
 	for _, w := range ws {
-		if w.packOff+int64(w.n) > int64(len(data)) {
+		if w.packOff < base || w.packOff-base+int64(w.n) > int64(len(data)) {
 			return fmt.Errorf("%w: a block of %s lies past the end of its pack", archive.ErrCorrupt, w.path)
 		}
 		if f == nil || f.Name() != w.path {
@@ -397,7 +430,7 @@ func writeBlocks(data []byte, ws []write, prog *progress) error {
 				return err
 			}
 		}
-		if _, err := f.WriteAt(data[w.packOff:w.packOff+int64(w.n)], w.fileOff); err != nil {
+		if _, err := f.WriteAt(data[w.packOff-base:w.packOff-base+int64(w.n)], w.fileOff); err != nil {
 			return err
 		}
 		prog.add(int64(w.n))
@@ -436,9 +469,11 @@ func tablespaceTarget(location string, mapping map[string]string) string {
 
 // placeTablespaces decides where the backup's tablespaces go and checks
 // that each place is free: an empty or missing directory, as PostgreSQL
-// requires of a tablespace's location. Every mapping must name one of
-// the backup's tablespaces (a typo is not silently ignored).
-func placeTablespaces(c archive.Contents, mapping map[string]string, delta bool) (targets, roots []string, err error) {
+// requires of a tablespace's location, or, with delta, the place the
+// data directory's own link for that tablespace points to (compared in
+// place). Every mapping must name one of the backup's tablespaces (a
+// typo is not silently ignored).
+func placeTablespaces(c archive.Contents, mapping map[string]string, pgdata string, delta bool) (targets, roots []string, err error) {
 	var links []archive.Entry
 	seen := map[string]bool{}
 	for _, e := range c.Entries {
@@ -454,12 +489,19 @@ func placeTablespaces(c archive.Contents, mapping map[string]string, delta bool)
 	}
 	targets = []string{}
 	for _, e := range links {
-		if delta {
-			return nil, nil, fmt.Errorf("%w: --delta: the backup has tablespaces (%s), which a delta restore does not handle: restore into an empty directory", archive.ErrInvalid, e.Link)
-		}
 		target := tablespaceTarget(e.Link, mapping)
-		if ents, err := os.ReadDir(target); err == nil && len(ents) > 0 {
+		// With delta, the data directory's own tablespace: compared in
+		// place like the rest of it.
+		own := false
+		if delta {
+			to, err := os.Readlink(filepath.Join(pgdata, filepath.FromSlash(e.Path)))
+			own = err == nil && filepath.Clean(to) == target
+		}
+		if ents, err := os.ReadDir(target); err == nil && len(ents) > 0 && !own {
 			hint := ""
+			if delta {
+				hint = fmt.Sprintf(" and is not this cluster's (its %s does not point there)", e.Path)
+			}
 			if target == e.Link {
 				hint = " (give --tablespace-mapping " + e.Link + "=NEW to restore it elsewhere)"
 			}

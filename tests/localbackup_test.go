@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,8 @@ func TestLocalBackupWithTablespaces(t *testing.T) {
 			"--tablespace-mapping", filepath.Join(spc, "two") + "=" + newTwo}, extra...)
 		return restore(t, r, dir, name, args...), newOne, newTwo
 	}
+	var pitr *testenv.Cluster
+	var pitrOne, pitrTwo string
 	for _, tc := range []struct {
 		name       string
 		args       []string
@@ -133,7 +136,8 @@ func TestLocalBackupWithTablespaces(t *testing.T) {
 		{"first", []string{"--backup", first.ID}, ones, twos},
 		{"pitr", []string{"--backup", second.ID, "--target-time", target}, ones, twos - 500},
 	} {
-		rc, newOne, _ := restoreMapped(tc.name, tc.args...)
+		rc, newOne, newTwo := restoreMapped(tc.name, tc.args...)
+		pitr, pitrOne, pitrTwo = rc, newOne, newTwo
 		links, _ := filepath.Glob(filepath.Join(rc.Dir, "pg_tblspc", "*"))
 		found := false
 		for _, l := range links {
@@ -158,6 +162,51 @@ func TestLocalBackupWithTablespaces(t *testing.T) {
 		}
 		rc.Stop()
 	}
+
+	// The PITR copy, promoted at its target, diverges in both
+	// tablespaces; a delta restore of the second backup over it compares
+	// its tablespaces in place too: the diverged rows are gone, every
+	// archived row is back.
+	pitr.Start()
+	for _, tbl := range []string{"t_one", "t_two"} {
+		pitr.Exec("INSERT INTO " + tbl + " SELECT g, 'diverged' FROM generate_series(1, 300) g")
+	}
+	pitr.Exec("CHECKPOINT")
+	pitr.Stop()
+	delta := func(one, two string) testenv.Result {
+		return testenv.Run(t, dir, nil, bins.WalFetch, "restore", "--repo", r.url, "--archive", "main", "--backup", second.ID,
+			"--pgdata", pitr.Dir, "--owner", "postgres", "--delta",
+			"--tablespace-mapping", filepath.Join(spc, "one")+"="+one, "--tablespace-mapping", filepath.Join(spc, "two")+"="+two)
+	}
+	// A place that holds something else than this cluster's tablespace
+	// is never written over.
+	elsewhere := filepath.Join(spc, "elsewhere")
+	os.MkdirAll(elsewhere, 0o700)
+	os.WriteFile(filepath.Join(elsewhere, "someone-elses"), []byte("x"), 0o600)
+	if res := delta(elsewhere, pitrTwo); res.Code == 0 || !strings.Contains(res.Stderr, "not this cluster's") {
+		t.Fatalf("--delta with a tablespace mapped over another directory: exit %d %q", res.Code, res.Stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(elsewhere, "someone-elses")); err != nil || string(b) != "x" {
+		t.Fatalf("the refused delta restore touched %s: %q %v", elsewhere, b, err)
+	}
+	res = delta(pitrOne, pitrTwo)
+	if res.Code != 0 || !strings.Contains(res.Stdout, "delta: ") {
+		t.Fatalf("--delta over the diverged copy with tablespaces: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	t.Logf("delta restore with tablespaces: %s", regexp.MustCompile(`delta: [^\n]*`).FindString(res.Stdout))
+	pitr.AutoConf(fmt.Sprintf("port = %d", pitr.Port), fmt.Sprintf("unix_socket_directories = '%s'", filepath.Dir(pitr.Dir)), "archive_mode = off")
+	pitr.Start()
+	pitr.WaitRecovered(3 * time.Minute)
+	if got := pitr.QueryInt("SELECT count(*) FROM t_one"); got != ones {
+		t.Fatalf("after the delta restore: t_one has %d rows, want %d", got, ones)
+	}
+	if got := pitr.QueryInt("SELECT count(*) FROM t_two"); got != twos {
+		t.Fatalf("after the delta restore: t_two has %d rows, want %d", got, twos)
+	}
+	if n := pitr.QueryInt("SELECT (SELECT count(*) FROM t_one WHERE pad = 'diverged') + (SELECT count(*) FROM t_two WHERE pad = 'diverged')"); n != 0 {
+		t.Fatalf("%d diverged rows survived the delta restore", n)
+	}
+	pitr.Stop()
 }
 
 // A page whose checksum fails: the local backup names the file and block
