@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // Body is what Put stores: a reader, its exact length, and a way back to
@@ -143,3 +144,57 @@ func (e *exactBody) checkEnd() error {
 	}
 	return nil
 }
+
+// Shared is memory a body was read into that goes back to its owner (a
+// free list) once nobody holds it any more: the caller that made it,
+// until its Put returned; a wrapper that keeps the body (the cache),
+// while it keeps it; each reader of the kept copy, until it is closed.
+// A fresh buffer for a 16 MiB segment costs thousands of page faults,
+// so walstored recycles the buffers of the WAL it caches this way.
+//
+// Whoever is not sure that nothing reads the memory any more (a request
+// that failed may still be reading it) does not release its hold: the
+// memory is then left to the garbage collector, never recycled.
+type Shared struct {
+	b    []byte
+	refs atomic.Int64
+	free func([]byte)
+}
+
+// NewShared holds b for its maker; free gets it back when the last hold
+// is released.
+func NewShared(b []byte, free func([]byte)) *Shared {
+	s := &Shared{b: b, free: free}
+	s.refs.Store(1)
+	return s
+}
+
+// Bytes returns the memory (not a copy), valid while a hold is kept.
+func (s *Shared) Bytes() []byte { return s.b }
+
+// Hold takes one more hold; the caller must have one already.
+func (s *Shared) Hold() { s.refs.Add(1) }
+
+// Release gives up one hold; the last gives the memory back.
+func (s *Shared) Release() {
+	switch n := s.refs.Add(-1); {
+	case n == 0 && s.free != nil:
+		s.free(s.b)
+	case n < 0:
+		panic("store: Shared released more often than held")
+	}
+}
+
+// SharedBytes is Bytes for a body in shared memory: a wrapper that keeps
+// it takes a hold of its own (through the Shared method), which the
+// maker's Release then does not end.
+func SharedBytes(s *Shared) Body {
+	return &sharedBody{bytesBody: Bytes(s.b).(*bytesBody), s: s}
+}
+
+type sharedBody struct {
+	*bytesBody
+	s *Shared
+}
+
+func (b *sharedBody) Shared() *Shared { return b.s }

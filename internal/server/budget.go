@@ -170,3 +170,23 @@ func (v *verifying) close() { v.finish(errors.New("put ended")) }
 // core (a pack's check at the door is CPU-bound). walstored holds them
 // once a backup has run: GOMAXPROCS times the largest pack body.
 var packBodies = freelist.New(runtime.GOMAXPROCS(0), 0)
+
+// walBodies keeps the buffers of the bodies walstored caches after
+// storing them (WAL segments, 128 KiB to walBodyCap): the cache holds each
+// (store.Shared) while it keeps it and while a standby reads it, and
+// gives it back here when it evicts it. A fresh buffer per pushed
+// segment cost some 2000 page faults, about 40 ms of CPU on the test
+// machine; with the buffers recycled a pushed segment costs none.
+var walBodies = freelist.New(walBodyKept, walBodyCap)
+
+const (
+	walBodyCap  = 17 << 20  // a 16 MiB segment's envelope, stored raw at worst
+	walBodyMin  = 128 << 10 // smaller bodies (history files, records) are not worth a whole buffer
+	walBodyKept = 4
+)
+
+// recycleWALBody is the Shared free function of walBodies' buffers.
+func recycleWALBody(b []byte) {
+	b = b[:0]
+	walBodies.Put(&b)
+}

@@ -80,8 +80,12 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 		// large (a fresh 32 MiB buffer is 8192 page faults) and read
 		// back once, by a restore, so they are not cached either.
 		var kept *[]byte
-		if k.Kind == archive.KindPack {
+		cached := false
+		switch {
+		case k.Kind == archive.KindPack:
 			kept = packBodies.Get()
+		case size >= walBodyMin && size <= walBodyCap:
+			kept, cached = walBodies.Get(), true
 		}
 		buf, err := readBody(kept, body, hb.Bytes(), size)
 		if err != nil {
@@ -103,13 +107,23 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		sb := store.Bytes(buf)
-		if kept != nil {
+		var shared *store.Shared
+		switch {
+		case cached:
+			shared = store.NewShared(buf, recycleWALBody)
+			sb = store.SharedBytes(shared) // the cache holds it while it keeps it
+		case kept != nil:
 			sb = store.Section(bytes.NewReader(buf), size) // no Bytes method: the cache keeps nothing
 		}
 		out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, sb)
-		if kept != nil && err == nil {
-			// Every store took the whole body. After an error a store's
-			// request may still be reading it: the buffer is dropped.
+		// Every store took the whole body. After an error a store's
+		// request may still be reading it: the buffer is left to the
+		// garbage collector.
+		switch {
+		case err != nil:
+		case cached:
+			shared.Release()
+		case kept != nil:
 			*kept = buf[:0]
 			packBodies.Put(kept)
 		}

@@ -9,7 +9,10 @@
 // sharing the same store is noticed too: an entry older than Revalidate
 // is served only after a Stat of the store says the object is still
 // there (a stat costs far less than a read), and entries expire after
-// MaxAge. A body held in memory is cached by reference, not copied.
+// MaxAge. A body held in memory is cached by reference, not copied; one
+// in shared memory (store.SharedBytes, walstored's recycled WAL buffers)
+// is held while cached and while each reader of it is open, and counts
+// its whole buffer against MaxBytes.
 package cachestore
 
 import (
@@ -20,10 +23,12 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/walstore/walstore/internal/freelist"
 	"github.com/walstore/walstore/store"
 )
 
@@ -58,10 +63,37 @@ type Store struct {
 }
 
 type entry struct {
-	key   string
-	data  []byte
-	mtime time.Time
-	added time.Time
+	key    string
+	data   []byte
+	size   int64         // counted against MaxBytes
+	shared *store.Shared // the memory, held while cached (nil: not shared)
+	mtime  time.Time
+	added  time.Time
+}
+
+// hold takes a hold on e's memory for a reader (under s.mu, so that an
+// eviction cannot give it back in between).
+func (e *entry) hold() {
+	if e.shared != nil {
+		e.shared.Hold()
+	}
+}
+
+// release gives up a hold taken by hold.
+func (e *entry) release() {
+	if e.shared != nil {
+		e.shared.Release()
+	}
+}
+
+// reader reads b, part of e's memory, under a hold taken by hold, which
+// Close gives up.
+func (e *entry) reader(b []byte) io.ReadCloser {
+	r := reader(b).(*memReader)
+	if e.shared != nil {
+		r.release = e.shared.Release
+	}
+	return r
 }
 
 // New wraps inner.
@@ -96,6 +128,8 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
+// lookup finds key's entry and takes a hold on its memory, which the
+// caller gives up (release, or the Close of e.reader).
 func (s *Store) lookup(key string) (*entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -109,20 +143,26 @@ func (s *Store) lookup(key string) (*entry, bool) {
 		return nil, false
 	}
 	s.lru.MoveToFront(el)
+	e.hold()
 	return e, true
 }
 
-func (s *Store) add(key string, data []byte, mtime time.Time) {
+func (s *Store) add(key string, data []byte, shared *store.Shared, mtime time.Time) {
 	if int64(len(data)) > s.opt.MaxObject {
 		return
+	}
+	e := &entry{key: key, data: data, size: int64(len(data)), mtime: mtime, added: time.Now()}
+	if shared != nil {
+		shared.Hold()
+		e.shared, e.size = shared, int64(cap(shared.Bytes()))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if el, ok := s.entries[key]; ok {
 		s.removeLocked(el)
 	}
-	s.entries[key] = s.lru.PushFront(&entry{key: key, data: data, mtime: mtime, added: time.Now()})
-	s.bytes += int64(len(data))
+	s.entries[key] = s.lru.PushFront(e)
+	s.bytes += e.size
 	for s.bytes > s.opt.MaxBytes {
 		s.removeLocked(s.lru.Back())
 		s.stats.Evictions++
@@ -133,7 +173,8 @@ func (s *Store) removeLocked(el *list.Element) {
 	e := el.Value.(*entry)
 	s.lru.Remove(el)
 	delete(s.entries, e.key)
-	s.bytes -= int64(len(e.data))
+	s.bytes -= e.size
+	e.release()
 }
 
 // Evict drops key from the cache (an object deleted or replaced behind
@@ -159,7 +200,11 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 		return err
 	}
 	if b, ok := body.(interface{ Bytes() []byte }); ok {
-		s.add(key, b.Bytes(), time.Now())
+		var shared *store.Shared
+		if sb, ok := body.(interface{ Shared() *store.Shared }); ok {
+			shared = sb.Shared()
+		}
+		s.add(key, b.Bytes(), shared, time.Now())
 	}
 	return nil
 }
@@ -191,18 +236,20 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if e, ok := s.lookup(key); ok {
 		if time.Since(e.added) <= s.opt.Revalidate {
 			s.count(func(st *Stats) { st.Hits++ })
-			return reader(e.data), nil
+			return e.reader(e.data), nil
 		}
 		_, err := s.inner.Stat(ctx, key)
 		switch {
 		case err == nil:
 			s.count(func(st *Stats) { st.Hits++ })
-			return reader(e.data), nil
+			return e.reader(e.data), nil
 		case errors.Is(err, store.ErrNotFound):
+			e.release()
 			s.Evict(key) // deleted behind this cache (another walstored)
 			return nil, err
 		}
 		// The store did not answer: read it the ordinary way below.
+		e.release()
 	}
 	ch := s.group.DoChan(key, func() (any, error) {
 		// Detached from the first caller's context: one caller giving up
@@ -214,6 +261,25 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 			return nil, err
 		}
 		defer rc.Close()
+		// An object whose size the store tells (a file) is read into a
+		// buffer of the cache's own, given back when it is evicted and
+		// no longer read; each caller then takes its hold through
+		// lookup. A fresh buffer per read costs a page fault per 4 KiB
+		// and the zeroing of reused heap.
+		if n, ok := sizeOf(rc); ok && n >= minShared && n <= s.opt.MaxObject {
+			bp := missBuffers.Get()
+			if int64(cap(*bp)) < n {
+				*bp = make([]byte, 0, max(n, sharedCap))
+			}
+			data := (*bp)[:n]
+			if _, err := io.ReadFull(rc, data); err != nil {
+				return nil, err
+			}
+			sh := store.NewShared(data, recycleMiss)
+			s.add(key, data, sh, time.Now())
+			sh.Release()
+			return cachedHere{}, nil
+		}
 		data, err := io.ReadAll(io.LimitReader(rc, s.opt.MaxObject+1))
 		if err != nil {
 			return nil, err
@@ -221,7 +287,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		if int64(len(data)) > s.opt.MaxObject {
 			return nil, errTooBig
 		}
-		s.add(key, data, time.Now())
+		s.add(key, data, nil, time.Now())
 		return data, nil
 	})
 	var res singleflight.Result
@@ -241,7 +307,39 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if res.Err != nil {
 		return nil, res.Err
 	}
+	if _, ok := res.Val.(cachedHere); ok {
+		if e, ok := s.lookup(key); ok {
+			return e.reader(e.data), nil
+		}
+		return s.inner.Get(ctx, key) // evicted already: read past the cache
+	}
 	return reader(res.Val.([]byte)), nil
+}
+
+// cachedHere is a read's result that is in the cache, in shared memory:
+// each caller takes its own hold (lookup).
+type cachedHere struct{}
+
+// Read buffers of the cache (objects of at least minShared bytes), kept
+// for reuse when the cache evicts what they hold.
+const (
+	minShared = 128 << 10
+	sharedCap = 17 << 20 // a 16 MiB segment's envelope
+)
+
+var missBuffers = freelist.New(4, 0)
+
+func recycleMiss(b []byte) {
+	b = b[:0]
+	missBuffers.Put(&b)
+}
+
+// sizeOf is the size a store's reader knows without another request.
+func sizeOf(rc io.ReadCloser) (int64, bool) {
+	if r, ok := rc.(interface{ Size() int64 }); ok && r.Size() >= 0 {
+		return r.Size(), true
+	}
+	return 0, false
 }
 
 // GetRange implements store.Ranger: from memory when the object is
@@ -253,10 +351,13 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	if err := store.ValidRange(key, off, n); err != nil {
 		return nil, err
 	}
-	if e, ok := s.lookup(key); ok && time.Since(e.added) <= s.opt.Revalidate {
-		s.count(func(st *Stats) { st.Hits++ })
-		start := min(off, int64(len(e.data)))
-		return reader(e.data[start:min(start+n, int64(len(e.data)))]), nil
+	if e, ok := s.lookup(key); ok {
+		if time.Since(e.added) <= s.opt.Revalidate {
+			s.count(func(st *Stats) { st.Hits++ })
+			start := min(off, int64(len(e.data)))
+			return e.reader(e.data[start:min(start+n, int64(len(e.data)))]), nil
+		}
+		e.release()
 	}
 	return store.GetRange(ctx, s.inner, key, off, n)
 }
@@ -265,11 +366,18 @@ func reader(b []byte) io.ReadCloser { return &memReader{Reader: bytes.NewReader(
 
 type memReader struct {
 	*bytes.Reader
-	n int64
+	n       int64
+	release func() // gives up the hold on shared memory (nil: none)
+	closed  atomic.Bool
 }
 
-func (m *memReader) Close() error { return nil }
-func (m *memReader) Size() int64  { return m.n }
+func (m *memReader) Close() error {
+	if m.release != nil && !m.closed.Swap(true) {
+		m.release()
+	}
+	return nil
+}
+func (m *memReader) Size() int64 { return m.n }
 
 // Stat implements store.Store.
 func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {

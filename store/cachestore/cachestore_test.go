@@ -1,8 +1,10 @@
 package cachestore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -139,5 +141,113 @@ func TestDeletedBehindTheCache(t *testing.T) {
 	}
 	if c.Stats().Bytes != 0 {
 		t.Fatal("the entry was kept")
+	}
+}
+
+// Shared memory is given back once: not while the cache keeps it, not
+// while a reader of it is open (even after an eviction), and then
+// exactly once; what a reader reads is the object.
+func TestSharedMemoryHeldWhileCachedAndRead(t *testing.T) {
+	ctx := context.Background()
+	c := cachestore.New(memstore.New(), cachestore.Options{MaxBytes: 4 << 20, MaxObject: 2 << 20})
+	var freed atomic.Int64
+	buf := make([]byte, 100, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	sh := store.NewShared(buf, func([]byte) { freed.Add(1) })
+	if err := c.Put(ctx, "a/k", store.SharedBytes(sh)); err != nil {
+		t.Fatal(err)
+	}
+	sh.Release() // the maker's hold
+	if freed.Load() != 0 {
+		t.Fatal("given back while cached")
+	}
+	rc, err := c.Get(ctx, "a/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := store.GetRange(ctx, c, "a/k", 10, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Evict("a/k")
+	if freed.Load() != 0 {
+		t.Fatal("given back while two readers are open")
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	rc.Close() // a second Close gives nothing back again
+	p, _ := io.ReadAll(part)
+	if len(got) != 100 || got[99] != 99 || len(p) != 5 || p[0] != 10 {
+		t.Fatalf("read %d bytes (last %d), part %v", len(got), got[len(got)-1], p)
+	}
+	if freed.Load() != 0 {
+		t.Fatal("given back while the ranged reader is open")
+	}
+	part.Close()
+	if n := freed.Load(); n != 1 {
+		t.Fatalf("given back %d times, want once", n)
+	}
+	// Evicted by newer objects (the cache counts whole buffers): given
+	// back without any reader.
+	for i := range 6 {
+		sh := store.NewShared(make([]byte, 10, 1<<20), func([]byte) { freed.Add(1) })
+		if err := c.Put(ctx, "a/n"+string(rune('0'+i)), store.SharedBytes(sh)); err != nil {
+			t.Fatal(err)
+		}
+		sh.Release()
+	}
+	if n := freed.Load(); n != 1+2 {
+		t.Fatalf("after 6 objects of 1 MiB buffers in a 4 MiB cache: %d given back, want 3", n)
+	}
+}
+
+// Readers racing evictions never see another object's bytes: buffers go
+// back for reuse only when no reader holds them (pushed objects in shared
+// memory and objects read on a miss alike), in a cache that holds two.
+func TestRecycledBuffersNeverServeOtherBytes(t *testing.T) {
+	ctx := context.Background()
+	inner := memstore.New()
+	c := cachestore.New(inner, cachestore.Options{MaxBytes: 40 << 20, MaxObject: 32 << 20, Revalidate: time.Hour})
+	want := map[string][]byte{}
+	for i := range 12 {
+		key := fmt.Sprintf("a/o%02d", i)
+		b := bytes.Repeat([]byte{byte(i + 1)}, 200<<10+i)
+		want[key] = b
+		if i%2 == 0 { // half pushed through the cache in shared memory
+			buf := make([]byte, len(b), 17<<20)
+			copy(buf, b)
+			sh := store.NewShared(buf, func([]byte) {})
+			if err := c.Put(ctx, key, store.SharedBytes(sh)); err != nil {
+				t.Fatal(err)
+			}
+			sh.Release()
+		} else if err := inner.Put(ctx, key, store.Bytes(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 60 {
+				key := fmt.Sprintf("a/o%02d", (g*7+i*5)%12)
+				rc, err := c.Get(ctx, key)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, _ := io.ReadAll(rc)
+				rc.Close()
+				if !bytes.Equal(got, want[key]) {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d reads returned other bytes than the object's", n)
 	}
 }
