@@ -50,8 +50,16 @@ func ValidRange(key string, off, n int64) error {
 }
 
 // SeekRange is GetRange for a store whose Get returns a reader that can
-// seek (a file, memory): rc, moved to off and cut at n bytes.
-func SeekRange(rc io.ReadCloser, key string, off, n int64) (io.ReadCloser, error) {
+// seek (a file, memory): the object opened with get, moved to off and
+// cut at n bytes.
+func SeekRange(ctx context.Context, get func(context.Context, string) (io.ReadCloser, error), key string, off, n int64) (io.ReadCloser, error) {
+	if err := ValidRange(key, off, n); err != nil {
+		return nil, err
+	}
+	rc, err := get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
 	sk, ok := rc.(io.Seeker)
 	if !ok {
 		rc.Close()

@@ -292,14 +292,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // GetRange implements store.Ranger.
 func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if err := store.ValidRange(key, off, n); err != nil {
-		return nil, err
-	}
-	rc, err := s.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return store.SeekRange(rc, key, off, n)
+	return store.SeekRange(ctx, s.Get, key, off, n)
 }
 
 // file is a Get result that knows its size and stops with its context.
