@@ -236,6 +236,9 @@ func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, 
 	if hdr.Digest.String() != id {
 		return 0, done, fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
 	}
+	if len(frames) == 0 {
+		return 0, done, fmt.Errorf("%w: pack %s has no frames", errWhole, id[:12])
+	}
 	// The blocks of each frame (a block is never split across frames).
 	inFrame := make([][]int, len(frames))
 	for k, w := range ws {
