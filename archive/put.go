@@ -36,6 +36,14 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
+// BodyDone says whether the store took the whole body and answered
+// after it: the body's memory may then be reused. After AlreadyStored
+// it may not: the store refused the name (S3's put-if-absent, walstored's
+// "exists") possibly before it had read the body, and the request that
+// sends it may still be reading it (the race detector caught an HTTP
+// transport's write loop doing so).
+func (o Outcome) BodyDone() bool { return o == Stored || o == Repaired }
+
 // PutObject writes an encoded object under key (see PutEnvelope).
 func PutObject(ctx context.Context, s store.Store, key string, obj *envelope.Object) (Outcome, error) {
 	return PutEnvelope(ctx, s, key, obj.Header, store.Bytes(obj.Bytes()))

@@ -311,8 +311,12 @@ func (w *blockWriter) flush(last bool) error {
 				// answered early may still be reading it.
 				return fmt.Errorf("store pack %s: %w", id[:12], err)
 			}
-			// Stored or already there: the store has read every byte.
-			w.encoders.Put(enc)
+			// Stored: the store has read every byte. Already there: the
+			// store may have answered before reading it all, and the
+			// request may still be reading: the encoder is dropped.
+			if out.BodyDone() {
+				w.encoders.Put(enc)
+			}
 			if out == archive.Stored {
 				w.added.Add(obj.Size())
 			}

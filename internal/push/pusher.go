@@ -112,8 +112,8 @@ func pushAndMark(ctx context.Context, cfg Config, mk markers, n wal.Name, enc *e
 	if err != nil {
 		return res, err // the encoder is dropped: its buffer may still be read
 	}
-	if listed {
-		encoders.Put(enc)
+	if listed && res.Outcome.BodyDone() {
+		encoders.Put(enc) // else the request may still be reading its buffer
 	}
 	after, err := statIdentity(p, cfg)
 	if err != nil || !sameFile(before, after) {

@@ -116,11 +116,11 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 			sb = store.Section(bytes.NewReader(buf), size) // no Bytes method: the cache keeps nothing
 		}
 		out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, sb)
-		// Every store took the whole body. After an error a store's
-		// request may still be reading it: the buffer is left to the
-		// garbage collector.
+		// Every store took the whole body. After an error, or a name
+		// found taken, a store's request may still be reading it: the
+		// buffer is left to the garbage collector.
 		switch {
-		case err != nil:
+		case err != nil || !out.BodyDone():
 		case cached:
 			shared.Release()
 		case kept != nil:
