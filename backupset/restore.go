@@ -177,27 +177,28 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if opt.Delta {
-		// Never emptied on failure: it is a cluster's directory. Half
-		// restored, it has no signal file and no recovery settings yet.
-		os.Remove(filepath.Join(opt.PGData, "recovery.signal"))
-		os.Remove(filepath.Join(opt.PGData, "standby.signal"))
-		if err := unpack(ctx, opt, res.Backup, contents, mapping, res.Delta); err != nil {
+	fail := func(err error) (RestoreResult, error) {
+		abandon(opt.PGData, opt.Delta, created, res.Tablespaces)
+		if opt.Delta {
 			return res, fmt.Errorf("delta restore of backup %s into %s failed, the directory is partly restored (run the same command again): %w", res.Backup.ID, opt.PGData, err)
 		}
+		return res, fmt.Errorf("restore backup %s into %s: %w", res.Backup.ID, opt.PGData, err)
+	}
+	if opt.Delta {
+		// Half restored, it has no signal file and no recovery settings yet.
+		removeSignals(opt.PGData)
+		if err := unpack(ctx, opt, res.Backup, contents, mapping, res.Delta); err != nil {
+			return fail(err)
+		}
 		if err := res.Delta.removeStrays(opt.PGData); err != nil {
-			return res, fmt.Errorf("delta restore into %s: remove files the backup does not have: %w", opt.PGData, err)
+			return fail(fmt.Errorf("remove files the backup does not have: %w", err))
 		}
 	} else if err := unpack(ctx, opt, res.Backup, contents, mapping, nil); err != nil {
-		// Nothing half-restored is left to be started by mistake.
-		cleanup(opt.PGData, created)
-		cleanupTablespaces(res.Tablespaces)
-		return res, fmt.Errorf("restore backup %s into %s: %w", res.Backup.ID, opt.PGData, err)
+		return fail(err)
 	}
 	removed, err := cleanAutoConf(opt.PGData)
 	if err != nil {
-		cleanup(opt.PGData, created)
-		return res, fmt.Errorf("clean postgresql.auto.conf: %w", err)
+		return fail(fmt.Errorf("clean postgresql.auto.conf: %w", err))
 	}
 	res.Removed = append(res.Removed, removed...)
 	res.Warnings = append(res.Warnings, confWarnings(opt.PGData)...)
@@ -206,21 +207,20 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	// the restore says it is done.
 	dirs := append([]string{opt.PGData}, res.Tablespaces...)
 	if err := syncFS(dirs); err != nil {
-		return res, err
+		return fail(err)
 	}
 	if err := finish(opt.PGData, res); err != nil {
-		cleanup(opt.PGData, created)
-		return res, err
+		return fail(err)
 	}
 	if uid >= 0 {
 		for _, d := range append([]string{opt.PGData}, tsRoots...) {
 			if err := chownTree(d, uid, gid); err != nil {
-				return res, err
+				return fail(err)
 			}
 		}
 	}
 	if err := syncFS(dirs); err != nil {
-		return res, err
+		return fail(err)
 	}
 	for _, l := range res.Removed {
 		fmt.Fprintf(opt.Out, "removed from postgresql.auto.conf (left by an earlier recovery): %s\n", l)
@@ -388,6 +388,26 @@ func prepareDir(dir string) (created bool, err error) {
 	return false, os.Chmod(dir, 0o700)
 }
 
+// abandon undoes what a failed restore wrote. A new data directory is
+// emptied (removed if the restore created it), its tablespaces too, so
+// nothing half restored is left to be started by mistake. A delta
+// restore's directory is a cluster's own and is never emptied: it only
+// loses its signal file, and the same command finishes the work.
+func abandon(pgdata string, delta, created bool, tablespaces []string) {
+	if delta {
+		removeSignals(pgdata)
+		return
+	}
+	cleanup(pgdata, created)
+	cleanupTablespaces(tablespaces)
+}
+
+// removeSignals removes the files that let PostgreSQL start recovery.
+func removeSignals(pgdata string) {
+	os.Remove(filepath.Join(pgdata, "recovery.signal"))
+	os.Remove(filepath.Join(pgdata, "standby.signal"))
+}
+
 // cleanup empties PGDATA after a failed restore.
 func cleanup(dir string, created bool) {
 	if created {
@@ -397,6 +417,16 @@ func cleanup(dir string, created bool) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
+// cleanupTablespaces empties the tablespaces of a failed restore.
+func cleanupTablespaces(dirs []string) {
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(d, e.Name()))
+		}
 	}
 }
 

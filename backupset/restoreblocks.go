@@ -527,13 +527,3 @@ func placeTablespaces(c archive.Contents, mapping map[string]string, pgdata stri
 	}
 	return targets, roots, nil
 }
-
-// cleanupTablespaces empties the tablespaces of a failed restore.
-func cleanupTablespaces(dirs []string) {
-	for _, d := range dirs {
-		ents, _ := os.ReadDir(d)
-		for _, e := range ents {
-			os.RemoveAll(filepath.Join(d, e.Name()))
-		}
-	}
-}
