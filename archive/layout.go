@@ -290,6 +290,13 @@ func Identity(key string) string {
 	return key
 }
 
+// IsPack reports whether key names a pack of backup blocks: read once
+// per restore, large, not worth a place in walstored's cache.
+func IsPack(key string) bool {
+	k, err := ParseKey(key)
+	return err == nil && k.Kind == KindPack
+}
+
 // ValidBackupID checks a backup id (also a key component).
 func ValidBackupID(id string) error {
 	if id == "" || len(id) > 64 || store.ValidComponent(id) != nil {

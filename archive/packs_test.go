@@ -48,9 +48,18 @@ func TestPackKeys(t *testing.T) {
 	if err != nil || k.Kind != archive.KindPack || k.Pack != id {
 		t.Fatalf("%+v %v", k, err)
 	}
+	if !archive.IsPack(archive.Layout{Archive: "main"}.Pack(id)) {
+		t.Error("a pack's key is not a pack's (walstored would cache packs)")
+	}
 	for _, bad := range []string{"main/packs/" + strings.ToUpper(id), "main/packs/abc", "main/packs/" + id + "/x"} {
 		if _, err := archive.ParseKey(bad); err == nil {
 			t.Errorf("%s parsed", bad)
 		}
+		if archive.IsPack(bad) {
+			t.Errorf("%s taken for a pack", bad)
+		}
+	}
+	if archive.IsPack(archive.Layout{Archive: "main"}.WALPrefix() + "000000010000000000000001") {
+		t.Error("a segment taken for a pack (walstored would not cache WAL)")
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/internal/server"
 	"github.com/walstore/walstore/store"
@@ -39,7 +40,7 @@ func bindServe(fs *pflag.FlagSet, e env) func(context.Context) error {
 	maxPerClient := fs.Int("max-per-client", 32, "concurrent requests allowed per client")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	cacheSize := fs.String("cache-size", "256MiB", "memory for recently pushed and fetched objects (0 disables the cache)")
+	cacheSize := fs.String("cache-size", "256MiB", "memory for recently pushed and fetched objects, backup packs excepted (0 disables the cache)")
 	memoryLimit := fs.String("memory-limit", "512MiB", "memory for request bodies held at once; past it, pushes are told to retry (503)")
 	bufferLimit := fs.String("buffer-limit", "64MiB", "objects up to this size are held in memory and verified before they are stored; larger ones are verified as they stream through")
 	minRate := fs.String("min-body-rate", "256KiB", "the slowest a client may send a body, per second (after 10 s)")
@@ -127,7 +128,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		return err
 	}
 	if cacheBytes > 0 {
-		st = cachestore.New(st, cachestore.Options{MaxBytes: cacheBytes})
+		st = cachestore.New(st, cachestore.Options{MaxBytes: cacheBytes, Admit: func(key string) bool { return !archive.IsPack(key) }})
 	}
 	cfg.Store = st
 	go reloadOnHUP(ctx, log, cfg.Tokens, tlsFiles)

@@ -41,6 +41,10 @@ type Options struct {
 	// says the object is still in the store (default 2 s; the fresh
 	// segment many standbys ask for at once is served from memory alone).
 	Revalidate time.Duration
+	// Admit says which objects may be cached (nil: all). The others pass
+	// through: a restore reading gigabytes of backup packs once must not
+	// push out the WAL that standbys read again and again.
+	Admit func(key string) bool
 }
 
 // Stats counts cache activity (for metrics).
@@ -112,6 +116,8 @@ func New(inner store.Store, opt Options) *Store {
 	}
 	return &Store{inner: inner, opt: opt, lru: list.New(), entries: map[string]*list.Element{}}
 }
+
+func (s *Store) admits(key string) bool { return s.opt.Admit == nil || s.opt.Admit(key) }
 
 // Unwrap returns the store behind the cache.
 func (s *Store) Unwrap() store.Store { return s.inner }
@@ -199,6 +205,9 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 	if err := s.inner.Put(ctx, key, body); err != nil {
 		return err
 	}
+	if !s.admits(key) {
+		return nil
+	}
 	if b, ok := body.(interface{ Bytes() []byte }); ok {
 		var shared *store.Shared
 		if sb, ok := body.(interface{ Shared() *store.Shared }); ok {
@@ -232,6 +241,9 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if !s.admits(key) {
+		return s.inner.Get(ctx, key)
 	}
 	if e, ok := s.lookup(key); ok {
 		if time.Since(e.added) <= s.opt.Revalidate {

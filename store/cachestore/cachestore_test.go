@@ -123,6 +123,49 @@ func TestPutPopulatesAndDeleteEvicts(t *testing.T) {
 	}
 }
 
+// Objects the cache does not admit (backup packs, in walstored) pass
+// through, written or read, and never push out the objects it does keep.
+func TestObjectsNotAdmittedPassThrough(t *testing.T) {
+	cs := &countingStore{Store: memstore.New()}
+	c := cachestore.New(cs, cachestore.Options{MaxBytes: 4 << 20, Admit: func(key string) bool { return key[0] == 'w' }})
+	ctx := context.Background()
+	seg := storetest.Random(3 << 20)
+	if err := c.Put(ctx, "wal/1", store.Bytes(seg)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		key := fmt.Sprintf("pack/%d", i)
+		if err := c.Put(ctx, key, store.Bytes(storetest.Random(2<<20))); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			rc, err := c.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				t.Fatal(err)
+			}
+			rc.Close()
+		}
+	}
+	if n := cs.gets.Load(); n != 8 {
+		t.Errorf("%d reads of the store for 8 reads of objects not admitted: want each read to pass through", n)
+	}
+	if st := c.Stats(); st.Bytes != int64(len(seg)) || st.Evictions != 0 {
+		t.Errorf("cache holds %d bytes after %d evictions, want only the admitted %d and none evicted", st.Bytes, st.Evictions, len(seg))
+	}
+	rc, err := c.Get(ctx, "wal/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, seg) || cs.gets.Load() != 8 {
+		t.Error("the admitted object was not served from the cache after the others passed through")
+	}
+}
+
 // An object deleted behind the cache (through another walstored sharing
 // the store) is not served once its entry is older than Revalidate.
 func TestDeletedBehindTheCache(t *testing.T) {
