@@ -265,7 +265,18 @@ func fakePGData(b *testing.B, w workload) string {
 		}
 		os.WriteFile(filepath.Join(status, filepath.Base(s)+".ready"), nil, 0o600)
 	}
+	fakePostmaster(b, pgdata)
 	return pgdata
+}
+
+// fakePostmaster makes pgdata look served by a running PostgreSQL (this
+// process), as it is when PostgreSQL calls archive_command and
+// restore_command: the detached pusher and prefetcher stop, and walfetch
+// does not prefetch, for a data directory whose server is gone.
+func fakePostmaster(b *testing.B, pgdata string) {
+	if err := os.WriteFile(filepath.Join(pgdata, "postmaster.pid"), fmt.Appendf(nil, "%d\n%s\n", os.Getpid(), pgdata), 0o600); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // archiveBacklog plays PostgreSQL's archiver over a backlog: oldest .ready
@@ -298,9 +309,15 @@ func fetchAll(b *testing.B, pgdata string, segs []string, command string) {
 	}
 }
 
+// emptyPGData is a data directory in archive recovery, as a restore
+// leaves it: restore_command fetches into its pg_wal.
 func emptyPGData(b *testing.B) string {
 	pgdata := filepath.Join(testenv.Dir(b), "pgdata")
 	os.MkdirAll(filepath.Join(pgdata, "pg_wal"), 0o700)
+	if err := os.WriteFile(filepath.Join(pgdata, "recovery.signal"), nil, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	fakePostmaster(b, pgdata)
 	return pgdata
 }
 
