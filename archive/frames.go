@@ -22,7 +22,7 @@ const headRead = 16 << 10
 // envelope.ErrNotFramed: the object can only be read whole (written
 // whole, or encrypted).
 func (a *Archive) Frames(ctx context.Context, key string) (envelope.Header, []envelope.Frame, error) {
-	head, err := readRange(ctx, a.Store, key, 0, headRead, false)
+	head, err := readRange(ctx, a.Store, key, 0, headRead, false, nil)
 	if err != nil {
 		return envelope.Header{}, nil, err
 	}
@@ -36,7 +36,7 @@ func (a *Archive) Frames(ctx context.Context, key string) (envelope.Header, []en
 	payload := head[min(int64(len(head)), hdr.Size()):]
 	frames, need, err := envelope.Frames(hdr, payload)
 	if err == nil && need > 0 {
-		if payload, err = readRange(ctx, a.Store, key, hdr.Size(), int64(need), true); err == nil {
+		if payload, err = readRange(ctx, a.Store, key, hdr.Size(), int64(need), true, nil); err == nil {
 			frames, _, err = envelope.Frames(hdr, payload)
 		}
 	}
@@ -54,7 +54,13 @@ func (a *Archive) ReadFrames(ctx context.Context, key string, hdr envelope.Heade
 	if n < 0 || last.Off+last.Len > hdr.PayloadSize {
 		return nil, fmt.Errorf("%w: %s: frames at %d..%d of a %d-byte payload", envelope.ErrCorrupt, key, first.Off, last.Off+last.Len, hdr.PayloadSize)
 	}
-	rc, err := store.GetRange(ctx, a.Store, key, hdr.Size()+first.Off, n)
+	return readRange(ctx, a.Store, key, hdr.Size()+first.Off, n, true, buf)
+}
+
+// readRange reads n bytes of key from off into buf (grown if need be):
+// exactly n, or (exact false) up to n when the object ends first.
+func readRange(ctx context.Context, s store.Store, key string, off, n int64, exact bool, buf []byte) ([]byte, error) {
+	rc, err := store.GetRange(ctx, s, key, off, n)
 	if err != nil {
 		return nil, err
 	}
@@ -63,25 +69,7 @@ func (a *Archive) ReadFrames(ctx context.Context, key string, hdr envelope.Heade
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: %s ends before its frames do", envelope.ErrCorrupt, key)
-		}
-		return nil, err
-	}
-	return buf, nil
-}
-
-// readRange reads n bytes of key from off: exactly n, or (exact false)
-// up to n when the object ends first.
-func readRange(ctx context.Context, s store.Store, key string, off, n int64, exact bool) ([]byte, error) {
-	rc, err := store.GetRange(ctx, s, key, off, n)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b := make([]byte, n)
-	m, err := io.ReadFull(rc, b)
+	m, err := io.ReadFull(rc, buf)
 	if !exact && errors.Is(err, io.ErrUnexpectedEOF) {
 		err = nil
 	}
@@ -91,5 +79,5 @@ func readRange(ctx context.Context, s store.Store, key string, off, n int64, exa
 		}
 		return nil, err
 	}
-	return b[:m], nil
+	return buf[:m], nil
 }
