@@ -51,9 +51,9 @@ func BenchmarkBackup(b *testing.B) {
 	dbBytes := c.QueryInt("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
 	mb := float64(dbBytes) / (1 << 20)
 
-	backup := func(archiveName string, extra ...string) (archive.Record, time.Duration) {
+	backup := func(archiveName string, extra ...string) (archive.Record, timing) {
 		var out testenv.Result
-		d := timeIt(func() {
+		d := timeBusy(func() {
 			args := append([]string{"backup", "--repo", ws.URL, "--archive", archiveName, "--pg", c.ConnString(), "--json"}, extra...)
 			out = testenv.Run(b, dir, nil, bins.WalStored, args...)
 		})
@@ -69,7 +69,7 @@ func BenchmarkBackup(b *testing.B) {
 	local := []string{"--pgdata", c.Dir, "--skip-archive-command-check"}
 
 	plainDir := testenv.PostgresDir(b, dir, "plain")
-	plain := timeIt(func() {
+	plain := timeBusy(func() {
 		c.Run("pg_basebackup", "-D", filepath.Join(plainDir, "b"), "-Ft", "-X", "none", "-c", "fast", "--no-sync")
 	})
 	full, fullTime := backup("bench")
@@ -83,12 +83,12 @@ func BenchmarkBackup(b *testing.B) {
 	lincr, lincrTime := backup("local", local...)
 
 	cpDir := testenv.PostgresDir(b, dir, "cp")
-	cpTime := timeIt(func() { sh(b, dir, fmt.Sprintf("cp -a %s %s/copy && sync", c.Dir, cpDir)) })
+	cpTime := timeBusy(func() { sh(b, dir, fmt.Sprintf("cp -a %s %s/copy && sync", c.Dir, cpDir)) })
 
 	pgdata := filepath.Join(testenv.PostgresDir(b, dir, "restore"), "data")
-	restore := func(extra ...string) (testenv.Result, time.Duration) {
+	restore := func(extra ...string) (testenv.Result, timing) {
 		var out testenv.Result
-		d := timeIt(func() {
+		d := timeBusy(func() {
 			args := append([]string{"restore", "--repo", ws.URL, "--archive", "bench", "--backup", incr.ID, "--pgdata", pgdata, "--owner", "postgres"}, extra...)
 			out = testenv.Run(b, dir, nil, bins.WalFetch, args...)
 			sh(b, dir, "sync")
@@ -131,9 +131,9 @@ func BenchmarkBackup(b *testing.B) {
 	})
 
 	fmt.Printf("\nwalstore backup benchmark: %.0f MiB of databases (history table %d rows, pgbench scale 15 as the hot table), walstored on a local directory, %d cores\n\n", mb, historyRows, numCPU())
-	fmt.Printf("| %-62s | %8s | %8s | %10s |\n|%s|%s|%s|%s|\n", "operation", "seconds", "MB/s", "vs. base", strings.Repeat("-", 64), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12))
-	row := func(name string, d, base time.Duration) {
-		fmt.Printf("| %-62s | %8.1f | %8.1f | %9.2fx |\n", name, d.Seconds(), mb/d.Seconds(), base.Seconds()/d.Seconds())
+	fmt.Printf("| %-62s | %8s | %8s | %10s | %6s |\n|%s|%s|%s|%s|%s|\n", "operation", "seconds", "MB/s", "vs. base", "busy", strings.Repeat("-", 64), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12), strings.Repeat("-", 8))
+	row := func(name string, t, base timing) {
+		fmt.Printf("| %-62s | %8.1f | %8.1f | %9.2fx | %5.0f%% |\n", name, t.d.Seconds(), mb/t.d.Seconds(), base.d.Seconds()/t.d.Seconds(), 100*t.busy)
 	}
 	row("pg_basebackup -Ft --no-sync to a local directory (base)", plain, plain)
 	row("walstored backup, full (pg_basebackup stream)", fullTime, plain)
@@ -147,10 +147,23 @@ func BenchmarkBackup(b *testing.B) {
 	fmt.Printf("stored by the full backup: %s (stream), %s (local); raw %s\n", size(full.StoredSize), size(lfull.StoredSize), size(full.RawSize))
 	fmt.Printf("added by the incremental after 2%% appended and 1%% of the hot rows updated: %s (%.1f%% of the full; local %s, %.1f%%)\n",
 		size(incr.StoredSize), 100*float64(incr.StoredSize)/float64(full.StoredSize), size(lincr.StoredSize), 100*float64(lincr.StoredSize)/float64(lfull.StoredSize))
-	fmt.Printf("delta restore: %.2f of the full restore's time, wrote %s (%.1f%% of %s), read %s from the repository (%d of %d packs in part)\n", deltaTime.Seconds()/restoreTime.Seconds(),
+	fmt.Printf("delta restore: %.2f of the full restore's time, wrote %s (%.1f%% of %s), read %s from the repository (%d of %d packs in part)\n", deltaTime.d.Seconds()/restoreTime.d.Seconds(),
 		size(dres.Delta.Bytes), 100*float64(dres.Delta.Bytes)/float64(full.RawSize), size(full.RawSize), size(dres.Delta.Fetched), dres.Delta.PacksInPart, dres.Delta.Packs)
 	fmt.Printf("packs after three backups (third added %s): %s; after retain --keep-last 1: %s, %d objects, %.1f objects per stored GiB\n",
 		size(third.StoredSize), size(beforeRetain), size(afterRetain), objects, float64(objects)/(float64(afterRetain)/(1<<30)))
+}
+
+// timing is how long an operation took and the share of the machine's
+// cores busy meanwhile (near 100%: it was bound by the CPU).
+type timing struct {
+	d    time.Duration
+	busy float64
+}
+
+func timeBusy(f func()) timing {
+	var t timing
+	t.busy, _ = busyDuring(func() { t.d = timeIt(f) })
+	return t
 }
 
 // damageBlocks overwrites a fraction of the 128 KiB blocks of the
