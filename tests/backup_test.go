@@ -131,12 +131,14 @@ func backupScenario(t *testing.T, r repo) {
 }
 
 func TestBackupRestoreThroughWalstored(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	backupScenario(t, repo{url: ws.URL})
 }
 
 func TestBackupRestoreDirectMinIO(t *testing.T) {
+	t.Parallel()
 	m := testenv.SharedMinIO(t)
 	testenv.InitRepo(t, m.URL("backups"), m.Env())
 	backupScenario(t, repo{url: m.URL("backups"), env: m.Env()})
@@ -145,6 +147,7 @@ func TestBackupRestoreDirectMinIO(t *testing.T) {
 // Three backups with a promotion in between; retention, verify and a PITR
 // from the oldest kept backup.
 func TestRetentionVerifyAcrossPromotion(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	dir, repoDir, r, p := st.dir, st.repoDir, st.r, st.p
 	insertBatch(p, 0, 3000)
@@ -244,6 +247,7 @@ func mustName(s string) wal.Name {
 
 // Bad input: one line, non-zero, nothing deleted or half-written.
 func TestBackupRestoreRetainRefuseBadInput(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")

@@ -21,6 +21,7 @@ import (
 // with none of the diverged rows. The directory of a running cluster, of
 // another cluster, or no cluster's at all is refused.
 func TestDeltaRestoreOfADivergedOldPrimary(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	r := repo{url: ws.URL}

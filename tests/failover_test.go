@@ -24,6 +24,7 @@ import (
 // restore_command lists B first keeps replaying while B is down, and
 // promotes.
 func TestClientsFailOverBetweenInstances(t *testing.T) {
+	t.Parallel()
 	t.Run("file", func(t *testing.T) {
 		u := "file://" + filepath.Join(testenv.Dir(t), "repo")
 		failOver(t, testenv.StartWalstored(t, nil, "--store", u), testenv.StartWalstored(t, nil, "--store", u))
@@ -104,6 +105,7 @@ func failOver(t *testing.T, a, b *testenv.Walstored) {
 // not when B next looks at the store; B's last-push metrics count A's
 // pushes.
 func TestPeersWakeWaitingStandbys(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
 	a := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
@@ -150,6 +152,7 @@ func TestPeersWakeWaitingStandbys(t *testing.T) {
 // deleted is not found through B, which had it cached, and walfetch says
 // that retention removed it.
 func TestDistributedMinIOBehindTwoInstances(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	m := testenv.StartMinIODrives(t, 4)
 	u := m.URL("ha")

@@ -60,6 +60,7 @@ func checkStoreClean(t *testing.T, s store.Store, prefix string) int {
 // Every segment PostgreSQL marked .done is in the archive and verifies,
 // and nothing torn or temporary is visible.
 func TestWalstoredKilledWhileArchiving(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)
@@ -109,6 +110,7 @@ func TestWalstoredKilledWhileArchiving(t *testing.T) {
 // message, nothing partial is left, and archiving resumes once space is
 // freed.
 func TestFileStoreFull(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	mnt := filepath.Join(dir, "small")
@@ -158,6 +160,7 @@ func TestFileStoreFull(t *testing.T) {
 // A stored object corrupted on disk is never written to DEST and never
 // reported as "not found"; walstored verify names it.
 func TestCorruptObjectRefused(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")

@@ -12,6 +12,7 @@ import (
 
 // walpush → walstored (file store) → walfetch: crash, wipe, restore, PITR.
 func TestPITRThroughWalstoredOnFileStore(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	pitrScenario(t, repo{url: ws.URL})
@@ -19,6 +20,7 @@ func TestPITRThroughWalstoredOnFileStore(t *testing.T) {
 
 // The same with the clients writing a directory directly (file://).
 func TestPITRDirectFileRepo(t *testing.T) {
+	t.Parallel()
 	dir := testenv.PostgresDir(t, testenv.Dir(t), "repo")
 	testenv.InitRepo(t, "file://"+dir, nil)
 	testenv.Chown(t, dir)
@@ -27,6 +29,7 @@ func TestPITRDirectFileRepo(t *testing.T) {
 
 // The contract's push and fetch rules, on a real cluster's segments.
 func TestPushAndFetchRules(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))

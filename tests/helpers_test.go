@@ -1,6 +1,14 @@
 // Package tests holds walstore's end-to-end tests: real PostgreSQL 15
 // clusters archiving through the real binaries into walstored, a directory
 // or a real MinIO, then crashing, restoring and recovering.
+//
+// Most of their time is spent waiting on PostgreSQL (start-up,
+// checkpoints, recovery), so they run in parallel (t.Parallel; go test
+// runs as many at once as there are cores). Each test has its own
+// directories, clusters, walstored, ports (testenv.FreePort never hands
+// out a port twice in one process) and MinIO prefix. The tests that
+// measure load or memory, or drive a browser, run alone (they do not
+// call t.Parallel).
 package tests
 
 import (

@@ -134,12 +134,14 @@ func incrementalScenario(t *testing.T, r repo) {
 }
 
 func TestIncrementalBackupsThroughWalstored(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	incrementalScenario(t, repo{url: ws.URL})
 }
 
 func TestIncrementalBackupsDirectMinIO(t *testing.T) {
+	t.Parallel()
 	m := testenv.SharedMinIO(t)
 	testenv.InitRepo(t, m.URL("incremental"), m.Env())
 	incrementalScenario(t, repo{url: m.URL("incremental"), env: m.Env()})
@@ -148,6 +150,7 @@ func TestIncrementalBackupsDirectMinIO(t *testing.T) {
 // A backup killed halfway resumes with the same command: the second run
 // uploads none of the packs the first stored, and the backup restores.
 func TestBackupResumesAfterKill(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir)

@@ -53,6 +53,7 @@ func parseRecord(t *testing.T, res testenv.Result) archive.Record {
 // second incremental), and a restore with --tablespace-mapping puts each
 // tablespace in its new place, with every row, PITR included.
 func TestLocalBackupWithTablespaces(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	r := repo{url: ws.URL}
@@ -212,6 +213,7 @@ func TestLocalBackupWithTablespaces(t *testing.T) {
 // A page whose checksum fails: the local backup names the file and block
 // and fails; --accept-bad-checksums stores it and lists the page.
 func TestLocalBackupReportsBadChecksums(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	r := repo{url: ws.URL}

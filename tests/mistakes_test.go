@@ -49,6 +49,7 @@ func mustFail(t *testing.T, what string, res testenv.Result, code int, want ...s
 // Typos in archive names, repository paths and config files exit non-zero
 // and say what is wrong; an explicit flag accepts an empty archive.
 func TestTyposFailLoudly(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
@@ -105,6 +106,7 @@ func TestTyposFailLoudly(t *testing.T) {
 
 // Permanent errors fail at once, in one line, without retries.
 func TestPermanentErrorsFailAtOnce(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	segs := segmentFiles(t, 1)
@@ -166,6 +168,7 @@ func TestPermanentErrorsFailAtOnce(t *testing.T) {
 // and fails, naming the broken link, on a bad archive_command, a wrong
 // archive and a stopped walstored.
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	r, p := st.r, st.p
 	check := func(extra ...string) testenv.Result {
@@ -208,6 +211,7 @@ func TestCheckCommand(t *testing.T) {
 // An idle archive-fed standby does not fill walstored's log: the
 // prefetcher's probes for segments not archived yet are DEBUG lines.
 func TestIdleStandbyLogsLittle(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	r, p := st.r, st.p
 	insertBatch(p, 0, 1000)
@@ -258,6 +262,7 @@ func workersIn(pgdata string) []int {
 // Detached workers (push-ahead, prefetch) exit when their PostgreSQL is
 // gone, even while their store is down.
 func TestDetachedWorkersExitWithTheirCluster(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	r := repo{url: ws.URL, extra: []string{"--jobs", "4"}}
@@ -287,6 +292,7 @@ func TestDetachedWorkersExitWithTheirCluster(t *testing.T) {
 // command's top-level fields; keys are snake_case, empty lists are [],
 // times are RFC 3339.
 func TestJSONOutputs(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	r, p := st.r, st.p
 	insertBatch(p, 0, 1000)

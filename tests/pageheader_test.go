@@ -17,6 +17,7 @@ import (
 // segments) parse, match their names, and carry pg_control's system
 // identifier.
 func TestPageHeaderOfRealSegments(t *testing.T) {
+	t.Parallel()
 	for _, mb := range []int{1, 16} {
 		c := testenv.NewCluster(t, testenv.Dir(t), "pg"+strconv.Itoa(mb), testenv.ClusterOptions{WalSegSizeMB: mb})
 		out, err := exec.Command(filepath.Join(testenv.PGBin, "pg_controldata"), c.Dir).Output()

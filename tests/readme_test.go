@@ -78,6 +78,7 @@ func heredoc(t *testing.T, block []string, path string) []string {
 // Only the host name, the /etc/walstore directory and the paths of the
 // binaries are replaced.
 func TestREADMEConfiguration(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	etc := testenv.PostgresDir(t, dir, "etc") + "/"

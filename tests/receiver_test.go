@@ -64,6 +64,7 @@ func metric(t *testing.T, ws *testenv.Walstored, prefix string) string {
 // last commit returned; a restore of the newest backup with the archive
 // and the received partial segment has every committed row. Five times.
 func TestReceiverSynchronousLosesNothing(t *testing.T) {
+	t.Parallel()
 	for i := range 5 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			dir := testenv.Dir(t)
@@ -106,6 +107,7 @@ func TestReceiverSynchronousLosesNothing(t *testing.T) {
 // byte-identical whichever path came first (no conflict), the receiver
 // starts again from its slot without a gap, and verify passes.
 func TestReceiverAndArchiveCommandTogether(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	p := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{WalSegSizeMB: 1})
 	ws := receiving(t, dir, conninfo(p))
@@ -156,6 +158,7 @@ func TestReceiverAndArchiveCommandTogether(t *testing.T) {
 // 2 from it (its slot made there), the archive continuous across the
 // switch; a restore to the end of the archive has every row.
 func TestReceiverFollowsPromotion(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	p := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{WalSegSizeMB: 1})
 	// The standby will listen on a port chosen now, so that the receiver
@@ -203,6 +206,7 @@ func TestReceiverFollowsPromotion(t *testing.T) {
 // stopped walstored does not stop commits: the streaming standby
 // acknowledges them.
 func TestReceiverStoppedQuorumGoesOn(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	p := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{WalSegSizeMB: 1})
 	ws := receiving(t, dir, conninfo(p))
@@ -231,6 +235,7 @@ func TestReceiverStoppedQuorumGoesOn(t *testing.T) {
 // position, which would leave a gap; it says so in its log, in a metric
 // and in /v1/status, and the archive stays as it was.
 func TestReceiverSlotInvalidatedSaysSo(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	p := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{WalSegSizeMB: 1, Conf: []string{"max_slot_wal_keep_size = '2MB'"}})
 	p.Start()

@@ -85,6 +85,7 @@ func sameAsArchived(t *testing.T, r repo, raw string) {
 // nothing to do, and the backup, whose parts were recompressed too,
 // restores and recovers every row.
 func TestRecompressionKeepsEveryByte(t *testing.T) {
+	t.Parallel()
 	t.Run("file", func(t *testing.T) {
 		recompressLife(t, "file://"+filepath.Join(testenv.Dir(t), "repo"), nil)
 	})
@@ -137,6 +138,7 @@ func recompressLife(t *testing.T, u string, env []string) {
 // left by a killed pass does not block the next one, and a last pass
 // finishes the work.
 func TestRecompressionSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	u := "file://" + filepath.Join(testenv.Dir(t), "repo")
 	_, r, raw := recompressCluster(t, u, nil)
 	bins := testenv.Binaries(t)
@@ -173,6 +175,7 @@ func TestRecompressionSurvivesSIGKILL(t *testing.T) {
 
 // Operator mistakes: each is exit 2 with one line that says what is wrong.
 func TestRecompressMistakes(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	u := "file://" + filepath.Join(dir, "repo")
 	testenv.InitRepo(t, u, nil)

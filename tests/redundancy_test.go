@@ -34,6 +34,7 @@ func storeKeys(t *testing.T, s store.Store, prefix string) []string {
 // opted in; sync fills the gap; a PITR restore works with either store
 // alone; a corrupt copy in one store is served from the other and reported.
 func TestTwoStores(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	t0 := time.Now()
@@ -164,6 +165,7 @@ func TestTwoStores(t *testing.T) {
 // restore with the key works, the wrong key fails clearly and never looks
 // like "not found".
 func TestEncryptionAtRest(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	keyText := testenv.Run(t, dir, nil, bins.WalStored, "key").Stdout

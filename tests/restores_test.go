@@ -70,6 +70,7 @@ func archivedTo(t *testing.T, c *testenv.Cluster) string {
 }
 
 func TestSecondRestoreOfARestoredCluster(t *testing.T) {
+	t.Parallel()
 	t.Run("walstored-file", func(t *testing.T) {
 		ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(testenv.Dir(t), "repo"))
 		secondRestore(t, repo{url: ws.URL})
@@ -220,6 +221,7 @@ func (ds deadBranchSite) looks(t *testing.T, name string, extra ...string) int64
 // verify pass and PostgreSQL's own 'latest' work again; bringing it back
 // restores every object.
 func TestDeadBranchRetired(t *testing.T) {
+	t.Parallel()
 	ds := newDeadBranchSite(t)
 	r := ds.r
 	v := admin(t, r, "verify")
@@ -302,6 +304,7 @@ func drill(t *testing.T, r repo) (int, archive.Drill, string) {
 // it; it fails, naming why, on a missing segment and on a corrupt backup
 // part.
 func TestRestoreDrill(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	r, p := st.r, st.p
 	insertBatch(p, 0, 1000)
@@ -378,6 +381,7 @@ func TestRestoreDrill(t *testing.T) {
 // times in a row against copies of one diverged old primary: walstore's
 // own files never meet the directories pg_rewind rewrites.
 func TestRewindThroughWalfetchTwentyTimes(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	st := newSite(t, 1, "wal_log_hints = on")
 	dir, r, p := st.dir, st.r, st.p
@@ -441,6 +445,7 @@ func TestRewindThroughWalfetchTwentyTimes(t *testing.T) {
 // A file store owned by root (directories 0755, files 0644) and a
 // read-only bind mount of it are read by walfetch running as postgres.
 func TestReadOnlyFileStoreReadAsPostgres(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	r, p := st.r, st.p
 	insertBatch(p, 0, 1000)
@@ -523,6 +528,7 @@ func retainJSON(t *testing.T, r repo, args ...string) (res struct {
 // window's start falls between backups 1 and 2. The dry run reports
 // exactly what the real run then deletes.
 func TestRecoveryWindowRetention(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	r, p := st.r, st.p
 	var ids []string

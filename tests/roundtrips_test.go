@@ -84,6 +84,7 @@ func pushAsArchiveCommand(t *testing.T, r repo, segs []string) {
 // marker and conditional writes are proven and the binding is cached on
 // the database host (the first call pays for those).
 func TestRequestsPerSegment(t *testing.T) {
+	t.Parallel()
 	const n = 10
 	segs := segmentFiles(t, n+1)
 	t.Run("walstored", func(t *testing.T) {
@@ -119,6 +120,7 @@ func TestRequestsPerSegment(t *testing.T) {
 // A base backup's pack upload that meets a 503 is sent again, and the
 // backup completes and restores.
 func TestBackupPackSurvivesA503(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	px := newProxy(t, ws.URL)

@@ -21,6 +21,7 @@ import (
 
 // walpush → walstored → MinIO → walstored → walfetch.
 func TestPITRThroughWalstoredOnMinIO(t *testing.T) {
+	t.Parallel()
 	m := testenv.SharedMinIO(t)
 	ws := testenv.StartWalstored(t, m.Env(), "--store", m.URL("pitr-walstored"))
 	pitrScenario(t, repo{url: ws.URL})
@@ -28,6 +29,7 @@ func TestPITRThroughWalstoredOnMinIO(t *testing.T) {
 
 // The clients talk to MinIO directly (s3://), no daemon.
 func TestPITRDirectS3(t *testing.T) {
+	t.Parallel()
 	m := testenv.SharedMinIO(t)
 	testenv.InitRepo(t, m.URL("pitr-direct"), m.Env())
 	pitrScenario(t, repo{url: m.URL("pitr-direct"), env: m.Env()})
@@ -60,6 +62,7 @@ func verifySegments(t *testing.T, a *archive.Archive, first, last string, segSiz
 // (not hanging while pg_wal fills), nothing partial becomes visible, and
 // once MinIO is back archiving catches up with every segment intact.
 func TestMinIOOutageWhileArchiving(t *testing.T) {
+	t.Parallel()
 	for _, via := range []string{"direct", "walstored"} {
 		t.Run(via, func(t *testing.T) {
 			bins := testenv.Binaries(t)

@@ -47,6 +47,7 @@ func tokenFile(t *testing.T, dir, name, token string) string {
 
 // Tokens with scopes and archives, enforced on real clients.
 func TestTokensAndScopes(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	pushTok, pushLine := mintToken(t, "db1", "push", "main")
@@ -121,6 +122,7 @@ func TestTokensAndScopes(t *testing.T) {
 // TLS: a client trusting the right CA works, the wrong CA is refused at
 // once with a clear message, client certificates are enforced.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	ca := testenv.NewCA(t, "walstore-test")
@@ -152,6 +154,7 @@ func TestTLS(t *testing.T) {
 // Without a token file, walstored only listens on loopback unless told
 // --insecure.
 func TestNonLoopbackListenNeedsTokens(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	res := testenv.Run(t, testenv.Dir(t), nil, bins.WalStored, "serve", "--listen", "0.0.0.0:0", "--store", "file://"+testenv.Dir(t))
 	if res.Code != 2 || !strings.Contains(res.Stderr, "without --tokens") {

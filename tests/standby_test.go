@@ -35,6 +35,7 @@ func waitReplayed(t *testing.T, s *testenv.Cluster, lsn string, d time.Duration)
 // (standby.signal, restore_command, no primary_conninfo): each converges
 // to the primary's last archived segment with the same rows.
 func TestArchiveFedStandbys(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	r := repo{url: ws.URL}
@@ -67,6 +68,7 @@ func TestArchiveFedStandbys(t *testing.T) {
 // primary, pg_rewind it with walfetch as restore_command, and rejoin it as
 // an archive-fed standby that follows timeline 2.
 func TestPromoteRewindRejoin(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	st := newSite(t, 1, "wal_log_hints = on")
 	repoDir, r, p := st.repoDir, st.r, st.p
@@ -139,6 +141,7 @@ func TestPromoteRewindRejoin(t *testing.T) {
 // PITR restore branches onto timeline 3, resolving the right history, and
 // verify accepts the history files.
 func TestTwoPromotionsAndTimelineThree(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1)
 	dir, repoDir, ws, r, p := st.dir, st.repoDir, st.ws, st.r, st.p
 	insertBatch(p, 0, 1000)

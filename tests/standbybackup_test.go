@@ -19,6 +19,7 @@ import (
 // cluster that was itself taken from a standby is a new primary here.
 // The same holds for a backup of the standby read locally (--pgdata).
 func TestBackupFromAStandby(t *testing.T) {
+	t.Parallel()
 	dir := testenv.Dir(t)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
 	r := repo{url: ws.URL}
@@ -112,6 +113,7 @@ func TestBackupFromAStandby(t *testing.T) {
 // standby's replay was, both restore to every row, and a PITR from the
 // local one stops at its target.
 func TestBackupFromAnArchiveFedStandby(t *testing.T) {
+	t.Parallel()
 	st := newSite(t, 1, "archive_timeout = 1")
 	dir, r, p := st.dir, st.r, st.p
 	s := st.restoredStandby(t)

@@ -52,6 +52,7 @@ func through(t *testing.T, s store.Store, passthrough bool) store.Store {
 
 // The byte-level checker against every real store, and HTTP over each.
 func TestStoresConformance(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range realStores(t) {
 		t.Run(name, func(t *testing.T) { storetest.Run(t, newStore, storetest.Options{}) })
 		t.Run("http-over-"+name, func(t *testing.T) {
@@ -71,6 +72,7 @@ func TestStoresConformance(t *testing.T) {
 // The tier-2 suite against every real store, directly and through
 // walstored's door.
 func TestRepositoryConformance(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range realStores(t) {
 		t.Run(name, func(t *testing.T) { archivetest.Run(t, newStore) })
 		t.Run("walstored-over-"+name, func(t *testing.T) {
@@ -81,6 +83,7 @@ func TestRepositoryConformance(t *testing.T) {
 
 // Mistakes with an S3 store are permanent and say what to fix.
 func TestS3Mistakes(t *testing.T) {
+	t.Parallel()
 	m := testenv.SharedMinIO(t)
 	ctx := context.Background()
 	u := "s3://no-such-bucket/x?endpoint=" + m.Endpoint + "&tls=false"

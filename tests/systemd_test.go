@@ -14,6 +14,7 @@ import (
 // for an archive "main", pointing at the binaries just built), and every
 // command line they run is one walstored accepts.
 func TestSystemdUnitsVerify(t *testing.T) {
+	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Fatal("systemd-analyze is not installed: make test installs it (Debian package systemd)")

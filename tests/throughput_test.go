@@ -20,6 +20,7 @@ import (
 // comes back: every segment is stored exactly once (no upload is repeated)
 // and verifies, and no push-ahead marker is left behind.
 func TestBacklogArchivedWithJobs(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")

@@ -78,6 +78,7 @@ func (ts tokenSite) client(t *testing.T, token string) *httpstore.Store {
 // timer's retain keeps the real backups and their WAL, and a restore of
 // latest picks the real newest backup.
 func TestPushTokenCannotForgeHistory(t *testing.T) {
+	t.Parallel()
 	ts := newTokenSite(t)
 	p, admin := ts.p, ts.adminRepo()
 	insertBatch(p, 0, 2000)
@@ -158,6 +159,7 @@ func writeSegment(t *testing.T, dir string, n wal.Name) string {
 // again, atomically, counted and logged; a copy that verifies is never
 // touched.
 func TestDamagedCopyRepairedByTheNextPush(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
@@ -212,6 +214,7 @@ func metricsText(t *testing.T, url, token string) string {
 // by walfetch and by verify, with or without the key: the name is in the
 // header and in every chunk's authenticated data.
 func TestSwappedEncryptedObjectsAreCorrupt(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	dir := testenv.Dir(t)
 	repoDir := filepath.Join(dir, "repo")
@@ -256,6 +259,7 @@ func TestSwappedEncryptedObjectsAreCorrupt(t *testing.T) {
 // that forks a timeline in the past is accepted, and verify reports the
 // dead branch and fails.
 func TestHistoryFilesCheckedAtTheDoor(t *testing.T) {
+	t.Parallel()
 	bins := testenv.Binaries(t)
 	st := newSite(t, 1)
 	insertBatch(st.p, 0, 2000)
@@ -372,6 +376,7 @@ func peakRSS(t *testing.T, pid int) int64 {
 // /metrics and /v1/stores need a token of scope metrics or admin; error
 // bodies name no path of the storage host.
 func TestMetricsNeedATokenAndErrorsNameNoPaths(t *testing.T) {
+	t.Parallel()
 	ts := newTokenSite(t)
 	for _, path := range []string{"/metrics", "/v1/stores"} {
 		for token, want := range map[string]int{"": 401, ts.push: 403, ts.fetch: 403, ts.metrics: 200, ts.admin: 200} {

@@ -119,13 +119,30 @@ func FreePort(t testing.TB) int {
 	return p
 }
 
+// handedOut is every port freePort returned in this process: tests run
+// in parallel, and a port picked for one must not be picked again for
+// another before the first has bound it.
+var (
+	portsMu   sync.Mutex
+	handedOut = map[int]bool{}
+)
+
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut[p] {
+			handedOut[p] = true
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port not handed out already")
 }
 
 // WaitFor polls cond every 50 ms until it returns true or d passes.
