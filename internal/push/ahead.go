@@ -66,8 +66,15 @@ func fromMarker(mk markers, name wal.Name, cfg Config) (Result, bool) {
 	if !ok {
 		return Result{}, false
 	}
-	// The marker stays until PostgreSQL has renamed .ready to .done (clean
-	// removes it then): until that moment the pusher must still see it.
+	// The marker stays until PostgreSQL has renamed .ready to .done:
+	// until that moment a running pusher must still see it, and it
+	// removes it when it exits (clean). With no pusher running, nothing
+	// else would: this call, the last PostgreSQL makes for the file,
+	// removes it.
+	if !flock.Held(mk.lock()) {
+		mk.remove(name.String())
+		mk.clean()
+	}
 	res := Result{Name: name, Outcome: archive.AlreadyStored, FromMarker: true, RawSize: rec.Size}
 	res.Digest, _ = envelope.ParseDigest(rec.SHA256)
 	cfg.Log.Debug("pushed ahead earlier; file unchanged", "file", name.String())

@@ -77,7 +77,8 @@ func TestPusherExitsWhenOnlyFailuresRemain(t *testing.T) {
 }
 
 // Files pushed ahead are vouched for only while they are the same file: a
-// file replaced on disk afterwards is pushed again, never falsely skipped.
+// file replaced on disk afterwards is pushed again, never falsely skipped;
+// a marker the pusher will not clean up goes with the call it answers.
 func TestPushAheadThenReplacedFileIsPushedAgain(t *testing.T) {
 	segs := segments(t, 3)
 	walDir := fakePGWal(t, segs)
@@ -97,6 +98,11 @@ func TestPushAheadThenReplacedFileIsPushedAgain(t *testing.T) {
 	res, err := push.Push(context.Background(), cfg, a)
 	if err != nil || !res.FromMarker {
 		t.Fatalf("unchanged file: %+v %v, want an answer from its marker", res, err)
+	}
+	// With no pusher running, that call was the last use of the marker,
+	// and nothing else would remove it.
+	if _, err := os.Stat(filepath.Join(worker.StateDir(filepath.Dir(walDir)), "pushed", filepath.Base(a))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("marker of %s left after the call it answered, with no pusher running: %v", filepath.Base(a), err)
 	}
 	// Same bytes, new file (new inode): pushed again, already archived.
 	data, _ := os.ReadFile(b)
