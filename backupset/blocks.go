@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -113,6 +114,10 @@ type entryBuild struct {
 	link string // a tablespace: its location
 	size int64
 	refs []blockRef
+	// Read locally: the file's CRC-32C and modification time, for
+	// PostgreSQL's backup_manifest.
+	crc   uint32
+	mtime time.Time
 }
 
 // blockWriter cuts the files of PostgreSQL's tar stream into blocks and

@@ -144,12 +144,7 @@ func (d *deltaState) same(path, rel string, size int64) bool {
 	if _, err := io.Copy(h, f); err != nil {
 		return false
 	}
-	// PostgreSQL writes the CRC-32C's bytes as they lie in memory
-	// (checksum_helper.c: memcpy of the uint32), in hex: little-endian on
-	// the machines PostgreSQL 15 runs on here.
-	var sum [4]byte
-	binary.LittleEndian.PutUint32(sum[:], h.Sum32())
-	return hex.EncodeToString(sum[:]) == strings.ToLower(m.Checksum)
+	return pgCRC32C(h.Sum32()) == strings.ToLower(m.Checksum)
 }
 
 // write puts one file of the backup in place: left as is when it already

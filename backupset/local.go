@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -134,6 +136,10 @@ type blockMsg struct {
 	sum   [32]byte
 	done  bool // the file's last message (data may be empty)
 	gone  bool // the file was removed meanwhile
+	// With done: the CRC-32C of the file's bytes and its modification
+	// time when opened.
+	crc   uint32
+	mtime time.Time
 }
 
 var blockPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
@@ -198,12 +204,12 @@ func readLocal(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *
 	// tablespace_map is kept in the record, not in the files.
 	bw.label = []byte(labelFile)
 	bw.spcMap = spcMap
-	ref, err := bw.add(bw.label)
-	if err != nil {
+	if err := bw.addFile("backup_label", bw.label); err != nil {
 		return err
 	}
-	bw.entries = append(bw.entries, entryBuild{path: "backup_label", size: int64(len(bw.label)), refs: []blockRef{ref}})
-	bw.files++
+	if err := bw.addPGManifest(opt.Warn); err != nil {
+		return err
+	}
 	if err := bw.flush(true); err != nil {
 		return err
 	}
@@ -211,6 +217,48 @@ func readLocal(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *
 		return err
 	}
 	return v.result(opt.AcceptBadChecksums, bw)
+}
+
+// addPGManifest adds PostgreSQL's backup_manifest to a backup read
+// locally, listing every file read (backup_label included) and the WAL
+// from where its label starts to where pg_backup_stop said it ends. A standby
+// backup whose timeline changed while it ran (its upstream was promoted)
+// gets none: its WAL ranges would need the timeline history, and
+// nothing but pg_verifybackup reads the manifest of a backup read
+// locally.
+func (bw *blockWriter) addPGManifest(warn io.Writer) error {
+	bl, err := wal.ParseBackupLabel(bw.label)
+	if err != nil {
+		return fmt.Errorf("backup_label: %w", err)
+	}
+	if bw.stopTLI != 0 && bw.stopTLI != bl.StartTLI {
+		fmt.Fprintf(warn, "WARNING the timeline changed from %d to %d during the backup: it has no backup_manifest (pg_verifybackup cannot check a restored copy)\n", bl.StartTLI, bw.stopTLI)
+		return nil
+	}
+	var files []pgManifestFile
+	for _, e := range bw.entries {
+		if !e.dir && e.link == "" {
+			files = append(files, pgManifestFile{path: e.path, size: e.size, mtime: e.mtime, crc: e.crc})
+		}
+	}
+	bw.manifest = pgManifest(files, bl.StartTLI, bl.StartLSN, bw.stop)
+	return bw.addFile("backup_manifest", bw.manifest)
+}
+
+// addFile adds a file made here (not read from the data directory) to
+// the backup, in blocks.
+func (bw *blockWriter) addFile(path string, data []byte) error {
+	e := entryBuild{path: path, size: int64(len(data)), crc: crc32.Checksum(data, castagnoli), mtime: time.Now()}
+	for off := 0; off < len(data); off += BlockSize {
+		ref, err := bw.add(data[off:min(off+BlockSize, len(data))])
+		if err != nil {
+			return err
+		}
+		e.refs = append(e.refs, ref)
+	}
+	bw.entries = append(bw.entries, e)
+	bw.files++
+	return nil
 }
 
 // checkLocalDir checks that pgdata is the data directory of the cluster
@@ -284,6 +332,8 @@ func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWri
 			prog.add(int64(len(m.data)))
 		}
 		if m.done {
+			e := &bw.entries[m.entry]
+			e.crc, e.mtime = m.crc, m.mtime
 			bw.files++
 		}
 	}
@@ -323,6 +373,7 @@ func readFile(ctx context.Context, e localEntry, i int, msgs chan<- blockMsg, v 
 	}
 	r := io.LimitReader(f, fi.Size())
 	var off int64
+	var crc uint32
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -332,6 +383,7 @@ func readFile(ctx context.Context, e localEntry, i int, msgs chan<- blockMsg, v 
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			v.check(f, e.rel, off, buf[:n])
+			crc = crc32.Update(crc, castagnoli, buf[:n])
 			m := blockMsg{entry: i, data: buf[:n], sum: sha256Sum(buf[:n])}
 			off += int64(n)
 			msgs <- m
@@ -339,7 +391,7 @@ func readFile(ctx context.Context, e localEntry, i int, msgs chan<- blockMsg, v 
 			blockPool.Put(bp)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			msgs <- blockMsg{entry: i, done: true}
+			msgs <- blockMsg{entry: i, done: true, crc: crc, mtime: fi.ModTime()}
 			return nil
 		}
 		if err != nil {
