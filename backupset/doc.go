@@ -5,11 +5,24 @@
 //
 // Take checks the cluster first (wal_level, archive_mode, an
 // archive_command that pushes to this archive, the system identifier the
-// archive is bound to, no user tablespaces) and refuses with one clear line
-// if anything is off. On a standby, which archives nothing itself, the
+// archive is bound to; user tablespaces need the local reader) and
+// refuses with one clear line if anything is off. The files come from one
+// of two readers, which feed the same block writer:
+//
+//   - pg_basebackup's tar stream (below), from anywhere that can open a
+//     replication connection;
+//   - the local reader (local.go, TakeOptions.PGData, on the database
+//     host): pg_backup_start and pg_backup_stop over one session, the files
+//     read by several goroutines, page checksums verified, tablespaces
+//     followed, and PostgreSQL's backup_manifest written here as the server
+//     writes it (pgmanifest.go), so that pg_verifybackup checks a restored
+//     copy.
+//
+// On a standby, which archives nothing itself, the
 // archive must already be bound to its system (its primary archives
-// there); its backup's stop position comes from the manifest's WAL range,
-// since no .backup file is archived for it. It then runs pg_basebackup in
+// there); its backup's stop position comes from the manifest's WAL range
+// (or, read locally, from pg_backup_stop), since no .backup file is
+// archived for it. The stream reader runs pg_basebackup in
 // tar format to stdout ("-D - -Ft -X none") and reads that tar as it
 // streams by: nothing touches local disk.
 //
