@@ -54,6 +54,11 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 	if cl.InRecovery {
 		return fmt.Errorf("%w: the cluster is in recovery (a standby): check its primary", archive.ErrInvalid)
 	}
+	// An archiver that failed before is what a DBA runs check after
+	// fixing: check tries the archiving now and judges by that, where a
+	// backup (cl.Check) refuses at once.
+	failedEarlier := cl.ArchiveFailing
+	cl.ArchiveFailing = ""
 	if err := cl.Check(a.Name, bound, !skipCommand); err != nil {
 		return err
 	}
@@ -68,6 +73,23 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 	var failedBefore int64
 	if err := conn.QueryRow(ctx, `SELECT failed_count FROM pg_stat_archiver`).Scan(&failedBefore); err != nil {
 		return fmt.Errorf("read pg_stat_archiver: %w", err)
+	}
+	// still reports an archiver that was failing and failed again since
+	// the check began, with nothing archived meanwhile: no need to wait.
+	still := func() error {
+		if failedEarlier == "" {
+			return nil
+		}
+		var failed int64
+		var lastFailed *string
+		var failing bool
+		err := conn.QueryRow(ctx, `SELECT failed_count, last_failed_wal,
+			last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)
+			FROM pg_stat_archiver`).Scan(&failed, &lastFailed, &failing)
+		if err != nil || failed <= failedBefore || !failing || lastFailed == nil {
+			return nil
+		}
+		return fmt.Errorf("%w: archiving is failing (failed on %s before this check and again since; see pg_stat_archiver and the server log; archive_command: %s)", archive.ErrBroken, *lastFailed, cl.ArchiveCommand)
 	}
 	var segName string
 	switched := time.Now()
@@ -104,6 +126,9 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 				break
 			}
 		}
+		if err := still(); err != nil {
+			return err
+		}
 		if time.Now().After(deadline) {
 			var failed int64
 			var lastFailed *string
@@ -122,6 +147,9 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 		}
 	}
 	rep.ArchivedSeconds = time.Since(switched).Seconds()
+	if failedEarlier != "" {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("archiving had failed (last on %s) before this check; it works again now", failedEarlier))
+	}
 	t := time.Now()
 	hdr, rc, err := a.OpenWAL(ctx, n)
 	if err != nil {
