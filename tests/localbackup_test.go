@@ -212,6 +212,11 @@ func TestLocalBackupWithTablespaces(t *testing.T) {
 		t.Fatalf("--delta over the diverged copy with tablespaces: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
 	t.Logf("delta restore with tablespaces: %s", regexp.MustCompile(`delta: [^\n]*`).FindString(res.Stdout))
+	// The copy that was restored, promoted and diverged is, after the
+	// delta restore, the second backup exactly, as pg_verifybackup sees it.
+	if out, err := verifyBackup(pitr.Dir); err != nil {
+		t.Fatalf("pg_verifybackup after the delta restore over the diverged copy: %v\n%s", err, out)
+	}
 	pitr.AutoConf(fmt.Sprintf("port = %d", pitr.Port), fmt.Sprintf("unix_socket_directories = '%s'", filepath.Dir(pitr.Dir)), "archive_mode = off")
 	pitr.Start()
 	pitr.WaitRecovered(3 * time.Minute)
