@@ -59,13 +59,15 @@ func (f Fork) String() string {
 		f.Parent, f.ParentLast, f.Child, f.At, f.Parent, also, f.Parent, f.Child)
 }
 
-// descends reports whether timeline t is root or descends from it.
+// descends reports whether timeline t is root or descends from it: root
+// holds part of t's history (an ancestor whose range a later switch point
+// covers, as a second restore to before a fork leaves one, does not).
 func (h Histories) descends(t, root uint32) bool {
 	if t == root {
 		return true
 	}
-	for _, e := range h[t] {
-		if e.TLI == root {
+	for _, s := range h.Effective(t) {
+		if s.TLI == root {
 			return true
 		}
 	}
@@ -73,12 +75,11 @@ func (h Histories) descends(t, root uint32) bool {
 }
 
 // branchesOffAfter reports whether timeline t left timeline p after
-// position at (t's history passes through p and switched away from it
-// later than at).
+// position at (p holds part of t's history, up to a point later than at).
 func (h Histories) branchesOffAfter(t, p uint32, at wal.LSN) bool {
-	for _, e := range h[t] {
-		if e.TLI == p {
-			return e.SwitchPoint > at
+	for _, s := range h.Effective(t) {
+		if s.TLI == p && s.End != 0 {
+			return s.End > at
 		}
 	}
 	return false
@@ -91,12 +92,10 @@ func (inv *Inventory) Forks() []Fork {
 	}
 	var out []Fork
 	for _, child := range inv.sortedHistories() {
-		hist := inv.Histories[child]
-		if len(hist) == 0 {
+		parent, at, ok := inv.Histories.Parent(child)
+		if !ok {
 			continue
 		}
-		last := hist[len(hist)-1]
-		parent, at := last.TLI, last.SwitchPoint
 		// A full segment of the parent from the one holding the switch
 		// point on holds WAL written after it (a promotion leaves the
 		// parent's switch segment as .partial, not as a segment).

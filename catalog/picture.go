@@ -93,8 +93,8 @@ func Draw(inv *Inventory, now time.Time) Picture {
 	dead := inv.dead()
 	for _, tli := range inv.Timelines() {
 		t := PictureTimeline{Timeline: tli, Dead: dead[tli], Runs: []PictureRun{}, Gaps: []PictureGap{}}
-		if h := inv.Histories[tli]; len(h) > 0 {
-			t.Parent, t.SwitchPoint = h[len(h)-1].TLI, h[len(h)-1].SwitchPoint
+		if parent, at, ok := inv.Histories.Parent(tli); ok {
+			t.Parent, t.SwitchPoint = parent, at
 		}
 		rs := inv.Ranges(tli)
 		for i, rg := range rs {

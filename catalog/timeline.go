@@ -26,7 +26,8 @@ type span struct {
 }
 
 // lineage returns target's timeline and its ancestors with where each
-// began, oldest first.
+// began by its history file's lines, oldest first: the order in which
+// PostgreSQL's XLogFileReadAnyTLI looks for a segment's file.
 func (h Histories) lineage(target uint32) []span {
 	hist := h[target]
 	out := make([]span, 0, len(hist)+1)
@@ -38,10 +39,18 @@ func (h Histories) lineage(target uint32) []span {
 	return append(out, span{tli: target, begin: begin})
 }
 
+// Effective returns which timeline holds which WAL along target's
+// history, oldest first, as PostgreSQL decides it (wal.EffectiveLineage):
+// an ancestor whose range a later switch point covers holds nothing.
+func (h Histories) Effective(target uint32) []wal.Span {
+	return wal.EffectiveLineage(target, h[target])
+}
+
 // TimelineFor returns the timeline whose file PostgreSQL reads for
-// segment segNo when recovering along target: the newest timeline of the
-// lineage that began at or before that segment (so the segment holding a
-// switch point comes from the new timeline).
+// segment segNo when recovering along target: as XLogFileReadAnyTLI does,
+// the newest timeline of the history whose first line's position lies at
+// or before that segment (so the segment holding a switch point comes
+// from the new timeline).
 func (h Histories) TimelineFor(target uint32, segNo uint64, segSize int64) uint32 {
 	l := h.lineage(target)
 	for i := len(l) - 1; i >= 0; i-- {
@@ -53,19 +62,22 @@ func (h Histories) TimelineFor(target uint32, segNo uint64, segSize int64) uint3
 }
 
 // OnLineage reports whether position lsn of timeline tli is part of
-// target's history: tli is target, or an ancestor that had not ended yet
-// at lsn.
+// target's history: PostgreSQL's tliOfPointInHistory gives tli for lsn
+// (the check that refuses "requested timeline is not a child of this
+// server's history").
 func (h Histories) OnLineage(target, tli uint32, lsn wal.LSN) bool {
-	if tli == target {
-		return true
+	return wal.TimelineAt(target, h[target], lsn) == tli
+}
+
+// Parent returns the timeline target effectively forked from and where:
+// the ancestor that held the WAL just below target's first position.
+// ok is false for a timeline without a history (timeline 1).
+func (h Histories) Parent(target uint32) (parent uint32, at wal.LSN, ok bool) {
+	l := h.Effective(target)
+	if len(l) < 2 {
+		return 0, 0, false
 	}
-	l := h.lineage(target)
-	for i, s := range l[:len(l)-1] {
-		if s.tli == tli {
-			return lsn >= s.begin && lsn < l[i+1].begin
-		}
-	}
-	return false
+	return l[len(l)-2].TLI, l[len(l)-1].Begin, true
 }
 
 // Check validates the histories against each other: every history lists

@@ -189,3 +189,62 @@ func TestForkAtASegmentBoundary(t *testing.T) {
 		t.Fatalf("parent wrote the segment after the fork: %+v", f)
 	}
 }
+
+// A second point-in-time restore of the backup to a point before the
+// first fork (shared/MEASURED.md): timeline 2 forked from 1 at
+// 0/C000000, and timeline 3's history says it forked from 2 at 0/80045A0,
+// below that. As PostgreSQL reads it, timeline 3 holds from 0/80045A0 and
+// timeline 1 below: timeline 3 forked from 1, and both 1's continuation
+// and timeline 2 are abandoned once 3 is the live one.
+func TestSecondRestoreBeforeAFork(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0xC000000}}, 3: {{TLI: 1, SwitchPoint: 0xC000000}, {TLI: 2, SwitchPoint: 0x80045A0}}}
+	if err := h.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if p, at, ok := h.Parent(3); !ok || p != 1 || at != 0x80045A0 {
+		t.Fatalf("parent of 3: %d %s %v", p, at, ok)
+	}
+	for _, tc := range []struct {
+		seg  uint64
+		want uint32
+	}{{7, 1}, {8, 3}, {0xB, 3}, {0xC, 3}, {0xD, 3}} {
+		if got := h.TimelineFor(3, tc.seg, seg); got != tc.want {
+			t.Errorf("TimelineFor(3, seg %X) = %d, want %d", tc.seg, got, tc.want)
+		}
+	}
+	if h.OnLineage(3, 1, 0x9000000) || !h.OnLineage(3, 1, 0x7000000) || h.OnLineage(3, 2, 0xD000000) {
+		t.Error("OnLineage")
+	}
+	if h.descends(3, 2) || !h.descends(3, 1) {
+		t.Error("timeline 3 holds nothing of timeline 2")
+	}
+	inv := inventory(h, map[uint32][2]uint64{1: {1, 0xB}, 2: {0xC, 0xE}, 3: {8, 9}}, backup("b1", 1, "0/1000028"))
+	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	for i := range inv.Files {
+		f := &inv.Files[i]
+		f.Info.ModTime = base.Add(time.Duration(f.Name.TLI) * time.Minute)
+	}
+	forks := inv.Forks()
+	var f3 *Fork
+	for i := range forks {
+		if forks[i].Child == 3 {
+			f3 = &forks[i]
+		}
+	}
+	if f3 == nil || f3.Parent != 1 || f3.At != 0x80045A0 || f3.DeadChild || len(f3.Abandoned) != 1 || f3.Abandoned[0] != 2 {
+		t.Fatalf("forks: %+v", forks)
+	}
+	if dead := inv.DeadTimelines(); len(dead) != 1 || dead[0] != 2 {
+		t.Fatalf("dead timelines %v, want [2]", dead)
+	}
+	if tl, amb, err := inv.ChooseTimeline(backup("b1", 1, "0/1000028")); err != nil || tl != 3 || amb != nil {
+		t.Fatalf("choose: %d %v %v, want 3", tl, amb, err)
+	}
+	if tl, ok := inv.PostgresLatest(backup("b1", 1, "0/1000028")); tl != 3 || !ok {
+		t.Fatalf("PostgreSQL's latest: %d %v", tl, ok)
+	}
+	// A backup taken on timeline 1 after 3 forked away is not in 3's history.
+	if tl, ok := inv.PostgresLatest(backup("b2", 1, "0/9000028")); ok {
+		t.Fatalf("a backup past the fork on timeline 1 must not follow 3: %d", tl)
+	}
+}

@@ -63,3 +63,48 @@ func FuzzParsePageHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHistory holds ParseHistory to PostgreSQL's reader
+// (readTimeLineHistory): whatever it accepts has strictly increasing
+// timelines below the file's own, reads back the same when written as
+// PostgreSQL writes it, and a history PostgreSQL could write from the
+// same timelines and switch points (in any order) is accepted.
+func FuzzParseHistory(f *testing.F) {
+	f.Add(uint32(3), []byte("1\t0/C000000\tno recovery target specified\n\n2\t0/80045A0\tbefore 2026-12-07\n"))
+	f.Add(uint32(2), []byte("1\t0/3000000\tx\n"))
+	f.Add(uint32(5), []byte("# c\n 1 1/0 a\n3\t0/5\n4\t0X1/0xA\tb"))
+	f.Add(uint32(2), []byte("1\t0/3000000"))
+	f.Fuzz(func(t *testing.T, tli uint32, b []byte) {
+		h, err := ParseHistory(tli, b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		for i, e := range h {
+			if e.TLI == 0 || e.TLI >= tli || i > 0 && e.TLI <= h[i-1].TLI {
+				t.Fatalf("accepted timelines out of PostgreSQL's rules: %+v (file of %d)", h, tli)
+			}
+		}
+		again, err := ParseHistory(tli, FormatHistory(h))
+		if err != nil || len(again) != len(h) {
+			t.Fatalf("written back and read again: %v %+v", err, again)
+		}
+		for i := range h {
+			if again[i].TLI != h[i].TLI || again[i].SwitchPoint != h[i].SwitchPoint {
+				t.Fatalf("line %d read back as %+v, was %+v", i+1, again[i], h[i])
+			}
+		}
+		// The lineage covers every position once, with the tip last.
+		l := EffectiveLineage(tli, h)
+		if l[len(l)-1].TLI != tli || l[0].Begin != 0 {
+			t.Fatalf("lineage %+v", l)
+		}
+		for i := 1; i < len(l); i++ {
+			if l[i-1].End != l[i].Begin || l[i-1].Begin >= l[i-1].End {
+				t.Fatalf("lineage not contiguous: %+v", l)
+			}
+		}
+	})
+}

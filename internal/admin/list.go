@@ -84,9 +84,8 @@ func List(inv *catalog.Inventory, sysid uint64, stores []store.Health) ListRepor
 	}
 	for _, tli := range inv.Timelines() {
 		tj := Timeline{Timeline: tli, Ranges: []Range{}, Gaps: []Range{}, Dead: dead[tli]}
-		if h := inv.Histories[tli]; len(h) > 0 {
-			sp := h[len(h)-1].SwitchPoint
-			tj.Parent, tj.SwitchPoint = h[len(h)-1].TLI, &sp
+		if parent, at, ok := inv.Histories.Parent(tli); ok {
+			tj.Parent, tj.SwitchPoint = parent, &at
 		}
 		rs := inv.Ranges(tli)
 		for i, rg := range rs {
