@@ -41,6 +41,7 @@ const retiredTTL = 10 * time.Second
 type doorArchive struct {
 	a       *Archive
 	retired map[uint32]retiredEntry // by timeline, what was read and when
+	segSize int64                   // of the first segment admitted (0: none yet)
 }
 
 type retiredEntry struct {
@@ -175,6 +176,15 @@ func (d *Door) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
 		if err := da.a.Bind(ctx, hdr.SystemID); err != nil {
 			return err
 		}
+		d.mu.Lock()
+		if da.segSize == 0 {
+			da.segSize = hdr.RawSize
+		}
+		seg := da.segSize
+		d.mu.Unlock()
+		if seg != hdr.RawSize {
+			return fmt.Errorf("%w: %s: %d bytes, but archive %s holds segments of %d bytes", ErrInvalid, n, hdr.RawSize, k.Archive, seg)
+		}
 	case wal.History:
 		if hdr.RawSize > wal.MaxHistorySize {
 			return fmt.Errorf("%w: %s: %d bytes is more than a history file holds", ErrInvalid, n, hdr.RawSize)
@@ -200,6 +210,33 @@ func (d *Door) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
 		}
 	}
 	return nil
+}
+
+// ContentCheck reads an object's raw content as it passes the door, and
+// gives its verdict at Close.
+type ContentCheck interface {
+	io.Writer
+	Close() error
+}
+
+// SegmentCheck returns the check of a segment's or .partial file's
+// content (wal.SegmentChecker: the pages and records as PostgreSQL's
+// reader reads them), or nil for other objects and for encrypted ones,
+// which the client checks (the door cannot read them).
+func SegmentCheck(k Key, hdr envelope.Header) ContentCheck {
+	if hdr.Encrypted() || k.Kind != KindWAL || (k.WAL.Kind != wal.Segment && k.WAL.Kind != wal.Partial) {
+		return nil
+	}
+	return &segmentCheck{wal.NewSegmentChecker(k.WAL, hdr.RawSize, hdr.SystemID)}
+}
+
+type segmentCheck struct{ c *wal.SegmentChecker }
+
+func (s *segmentCheck) Write(p []byte) (int, error) { return s.c.Write(p) }
+
+func (s *segmentCheck) Close() error {
+	_, err := s.c.Close()
+	return err
 }
 
 // NeedsContent reports whether the door checks the decoded content of

@@ -85,8 +85,7 @@ func testIdempotent(t *testing.T, s store.Store, name string) {
 	if out, err := a.PutWAL(ctx(t), n, obj); err != nil || out != archive.AlreadyStored {
 		t.Fatalf("same content again: %v %v, want already archived", out, err)
 	}
-	raw := waltest.Segment(waltest.SystemID, n, segSize)
-	raw[segSize/2] ^= 0xFF
+	raw := waltest.OtherSegment(waltest.SystemID, n, segSize, 1)
 	enc := a.Encoder()
 	enc.SystemID = waltest.SystemID
 	other, _ := a.EncodeWAL(enc, bytes.NewReader(raw), segSize, n)

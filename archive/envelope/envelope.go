@@ -758,6 +758,13 @@ func Verify(r io.Reader, name string, kr *Keyring) (Header, error) {
 // In version 2 the payload checksum is checked too, so that a header that
 // lies about its payload is refused even when the content decodes.
 func VerifyPayload(hdr Header, r io.Reader, kr *Keyring) error {
+	return VerifyPayloadTo(hdr, r, kr, nil)
+}
+
+// VerifyPayloadTo is VerifyPayload that also writes the raw content to w
+// as it is decoded, when w is not nil and the content can be read (not
+// encrypted without a key). w's errors are ignored.
+func VerifyPayloadTo(hdr Header, r io.Reader, kr *Keyring, w io.Writer) error {
 	if hdr.Encrypted() && !kr.hasKeys() {
 		return checkCiphertext(hdr, &exactReader{r: r, left: hdr.PayloadSize})
 	}
@@ -771,7 +778,11 @@ func VerifyPayload(hdr Header, r io.Reader, kr *Keyring) error {
 		return err
 	}
 	defer rc.Close()
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	var sink io.Writer = io.Discard
+	if w != nil {
+		sink = ignoreErrors{w}
+	}
+	if _, err := io.Copy(sink, rc); err != nil {
 		return err
 	}
 	if ph != nil {
@@ -804,4 +815,13 @@ func checkCiphertext(hdr Header, body io.Reader) error {
 		return fmt.Errorf("%w: encrypted payload does not match its checksum", ErrCorrupt)
 	}
 	return nil
+}
+
+// ignoreErrors passes writes on and never fails (a checker keeps its own
+// verdict).
+type ignoreErrors struct{ w io.Writer }
+
+func (i ignoreErrors) Write(p []byte) (int, error) {
+	i.w.Write(p)
+	return len(p), nil
 }

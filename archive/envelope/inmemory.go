@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 
@@ -69,8 +70,16 @@ func putScratch(p *[]byte) { scratch <- p }
 // the same verdicts. Encrypted payloads and very large ones take the
 // streaming path.
 func VerifyPayloadBytes(hdr Header, payload []byte, kr *Keyring) error {
+	return VerifyPayloadBytesTo(hdr, payload, kr, nil)
+}
+
+// VerifyPayloadBytesTo is VerifyPayloadBytes that also writes the raw
+// content to w (a content check that reads it as it passes: walstored's
+// WAL check), when w is not nil. w's errors are ignored: a check keeps
+// its own verdict.
+func VerifyPayloadBytesTo(hdr Header, payload []byte, kr *Keyring, w io.Writer) error {
 	if hdr.Encrypted() || hdr.RawSize > maxScratch || (hdr.Compression != Zstd && hdr.Compression != NoCompression) {
-		return VerifyPayload(hdr, bytes.NewReader(payload), kr)
+		return VerifyPayloadTo(hdr, bytes.NewReader(payload), kr, w)
 	}
 	switch n := int64(len(payload)); {
 	case n < hdr.PayloadSize:
@@ -99,6 +108,9 @@ func VerifyPayloadBytes(hdr Header, payload []byte, kr *Keyring) error {
 	}
 	if sum := Digest(sha256.Sum256(raw)); sum != hdr.Digest {
 		return fmt.Errorf("%w: SHA-256 of the content is %s, header says %s", ErrCorrupt, sum, hdr.Digest)
+	}
+	if w != nil {
+		w.Write(raw)
 	}
 	return nil
 }

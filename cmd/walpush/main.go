@@ -37,6 +37,7 @@ func bind(fs *pflag.FlagSet, c *cli.Common, cfg *push.Config) {
 	c.Bind(fs)
 	fs.DurationVar(&cfg.Timeout, "timeout", push.DefaultTimeout, "give up after this long, retries included (env WALSTORE_TIMEOUT)")
 	fs.IntVar(&cfg.Jobs, "jobs", DefaultJobs(), "files uploaded at once: this one plus other .ready files pushed ahead by a background pusher (1 disables push-ahead)")
+	fs.BoolVar(&cfg.Force, "force", false, "push a file of a live pg_wal that PostgreSQL has not marked .ready (by hand only: walstored still refuses a segment whose WAL stops before its end)")
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/walstore/walstore/archive"
@@ -46,6 +47,9 @@ type Config struct {
 	// re-executes itself); nil keeps push-ahead inside the call.
 	Spawn func(walDir string) error
 	Log   *slog.Logger
+	// Force pushes a file of a live pg_wal that PostgreSQL has not marked
+	// .ready (see Ready).
+	Force bool
 }
 
 // Result describes the push of the file PostgreSQL asked for.
@@ -81,12 +85,36 @@ func Push(ctx context.Context, cfg Config, path string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if !cfg.Force {
+		if err := Ready(path, name); err != nil {
+			return Result{Name: name}, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if cfg.Jobs == 1 {
 		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
 	}
 	return pushWithAhead(ctx, cfg, path, name)
+}
+
+// Ready refuses a file PostgreSQL has not finished: a file of a pg_wal
+// directory (one with archive_status beside it) that is neither marked
+// .ready (PostgreSQL asks for it to be archived: archive_command, or
+// Patroni doing so for a crashed leader) nor .done (archived before). The
+// segment PostgreSQL is writing has neither, and one pushed by hand would
+// be stored half-written, then refuse the finished one as a conflict.
+func Ready(path string, name wal.Name) error {
+	status := filepath.Join(filepath.Dir(path), "archive_status")
+	if fi, err := os.Stat(status); err != nil || !fi.IsDir() {
+		return nil // not a live pg_wal: a copy, or a receiver's directory
+	}
+	for _, suffix := range []string{".ready", ".done"} {
+		if _, err := os.Stat(filepath.Join(status, name.String()+suffix)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s: PostgreSQL has not marked it ready to archive (no archive_status/%s.ready): it may be the segment it is still writing; archive_command pushes it once it is whole (--force pushes it anyway)", archive.ErrInvalid, path, name)
 }
 
 // pushFile checks, encodes and stores one file.
@@ -108,7 +136,7 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 		return res, fmt.Errorf("%w: %s is not a regular file", archive.ErrInvalid, path)
 	}
 	enc.Key = cfg.Key
-	obj, err := encodeFile(enc, f, fi.Size(), name, archive.Layout{Archive: cfg.ArchiveName}.WAL(name))
+	obj, err := encodeFile(enc, f, fi.Size(), name, archive.Layout{Archive: cfg.ArchiveName}.WAL(name), cfg.Key != nil || !viaDoor(cfg.Repo))
 	if err != nil {
 		return res, err
 	}
@@ -129,9 +157,15 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 // encodeFile validates the file against its name and packs it. Segments
 // are checked by their page header before any upload; history and backup
 // files must parse.
-func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, key string) (*envelope.Object, error) {
+//
+// The segment's WAL itself (every page and record, wal.SegmentChecker) is
+// checked by walstored's door as the body arrives, which spares the
+// database host that pass; an encrypted segment, which the door cannot
+// read, is checked here (checkWAL) as it is read.
+func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, key string, checkWAL bool) (*envelope.Object, error) {
 	enc.SystemID = 0
 	var src io.Reader = f
+	var chk *wal.SegmentChecker
 	switch name.Kind {
 	case wal.Segment, wal.Partial:
 		hdr, err := wal.ReadPageHeader(f)
@@ -142,6 +176,10 @@ func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, ke
 			return nil, err
 		}
 		enc.SystemID = hdr.SystemID
+		if checkWAL {
+			chk = wal.NewSegmentChecker(name, size, hdr.SystemID)
+			src = io.TeeReader(f, chk)
+		}
 	case wal.History, wal.Backup:
 		limit := int64(wal.MaxHistorySize)
 		if name.Kind == wal.Backup {
@@ -174,7 +212,17 @@ func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, ke
 	if obj.Header.RawSize != size {
 		return nil, fmt.Errorf("%s changed size while being read (%d, then %d bytes)", name, size, obj.Header.RawSize)
 	}
+	if chk != nil {
+		if _, err := chk.Close(); err != nil {
+			return nil, err
+		}
+	}
 	return obj, nil
+}
+
+// viaDoor: the repository is walstored, whose door checks every segment.
+func viaDoor(repo string) bool {
+	return strings.HasPrefix(repo, "http://") || strings.HasPrefix(repo, "https://")
 }
 
 // oneShotEncoder is the encoder of a walpush call that pushes one file and

@@ -58,7 +58,8 @@ func TestPusherExitsWhenOnlyFailuresRemain(t *testing.T) {
 	cfg, a := config(t)
 	p := filepath.Join(walDir, filepath.Base(segs[0]))
 	b, _ := os.ReadFile(p)
-	b[len(b)/2] ^= 0xFF
+	nb, _ := wal.ParseName(filepath.Base(p))
+	b = waltest.OtherSegment(waltest.SystemID, nb, int64(len(b)), 1)
 	hdr, _ := wal.ParsePageHeader(b)
 	enc := envelope.NewEncoder()
 	enc.SystemID = hdr.SystemID
@@ -114,7 +115,8 @@ func TestPushAheadThenReplacedFileIsPushedAgain(t *testing.T) {
 	}
 	// Other bytes in place: pushed again, and refused as a conflict.
 	data, _ = os.ReadFile(c)
-	data[len(data)/2] ^= 0xFF
+	nc, _ := wal.ParseName(filepath.Base(c))
+	data = waltest.OtherSegment(waltest.SystemID, nc, int64(len(data)), 1)
 	time.Sleep(10 * time.Millisecond) // a new mtime even on coarse clocks
 	os.WriteFile(c, data, 0o600)
 	res, err = push.Push(context.Background(), cfg, c)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/freelist"
 )
@@ -112,11 +113,18 @@ type verifying struct {
 	err    error
 }
 
-func newVerifying(hdr envelope.Header, src io.Reader) *verifying {
+func newVerifying(hdr envelope.Header, src io.Reader, content archive.ContentCheck) *verifying {
 	r, w := io.Pipe()
 	v := &verifying{src: src, pw: w, result: make(chan error, 1)}
+	var cw io.Writer
+	if content != nil {
+		cw = content
+	}
 	go func() {
-		err := envelope.VerifyPayload(hdr, r, nil)
+		err := envelope.VerifyPayloadTo(hdr, r, nil, cw)
+		if err == nil && content != nil {
+			err = content.Close()
+		}
 		r.CloseWithError(errVerifyDone)
 		v.result <- err
 	}()

@@ -19,17 +19,19 @@ import (
 // own (no globals). Store abilities (cache counters, per-store health) are
 // found through the store's optional interfaces, whatever wraps them.
 type metrics struct {
-	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	bytesIn   *prometheus.CounterVec
-	bytesOut  *prometheus.CounterVec
-	storeErrs *prometheus.CounterVec
-	conflicts *prometheus.CounterVec
-	refused   *prometheus.CounterVec
-	corrupt   *prometheus.CounterVec
-	repaired  *prometheus.CounterVec
-	damaged   prometheus.Counter
+	reg             *prometheus.Registry
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	bytesIn         *prometheus.CounterVec
+	bytesOut        *prometheus.CounterVec
+	storeErrs       *prometheus.CounterVec
+	conflicts       *prometheus.CounterVec
+	badWAL          *prometheus.CounterVec
+	backupConflicts *prometheus.CounterVec
+	refused         *prometheus.CounterVec
+	corrupt         *prometheus.CounterVec
+	repaired        *prometheus.CounterVec
+	damaged         prometheus.Counter
 
 	peerNotes, peerFailures prometheus.Counter
 
@@ -68,6 +70,12 @@ func newMetrics(st store.Store) *metrics {
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walstore_conflicts_total", Help: "Pushes refused because the name is stored with other content (split brain?).",
 		}, []string{"archive"}),
+		badWAL: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walstore_wal_refused_total", Help: "Segments refused at the door because PostgreSQL could not replay them to their end (unfinished, recycled, damaged, not WAL).",
+		}, []string{"archive"}),
+		backupConflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walstore_backup_label_conflicts_total", Help: "Backup history files (.backup) pushed under a name already stored with other content: the newcomer is kept beside the first.",
+		}, []string{"archive"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walstore_refused_total", Help: "Requests refused, by reason (invalid, damaged, unauthorized, forbidden, wrong_system, busy, no_space, aborted).",
 		}, []string{"reason"}),
@@ -98,7 +106,7 @@ func newMetrics(st store.Store) *metrics {
 			}, func() float64 { return float64(rep.Health()[i].Owed) }))
 		}
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeErrs, m.conflicts, m.refused, m.corrupt, m.repaired, m.damaged,
+	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.storeErrs, m.conflicts, m.badWAL, m.backupConflicts, m.refused, m.corrupt, m.repaired, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m)
 	if cs, ok := store.As[statser](st); ok {
 		for _, c := range []struct {

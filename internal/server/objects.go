@@ -92,9 +92,21 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 			s.refuseBody(w, r, key, err)
 			return
 		}
-		if err := envelope.VerifyPayloadBytes(hdr, buf[hdr.Size():], nil); err != nil {
+		content := archive.SegmentCheck(k, hdr)
+		var cw io.Writer
+		if content != nil {
+			cw = content
+		}
+		if err := envelope.VerifyPayloadBytesTo(hdr, buf[hdr.Size():], nil, cw); err != nil {
 			s.refuseBody(w, r, key, err)
 			return
+		}
+		if content != nil {
+			if err := content.Close(); err != nil {
+				s.metrics.badWAL.WithLabelValues(k.Archive).Inc()
+				s.fail(w, r, err)
+				return
+			}
 		}
 		if archive.NeedsContent(k, hdr) {
 			raw, err := archive.Decode(buf, wal.MaxHistorySize)
@@ -132,7 +144,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	}
 	// Too large to hold: verified as it streams into the store, which
 	// publishes it only if the stream ends without an error.
-	v := newVerifying(hdr, body)
+	v := newVerifying(hdr, body, archive.SegmentCheck(k, hdr))
 	defer v.close()
 	out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Stream(io.MultiReader(bytes.NewReader(hb.Bytes()), v), size))
 	if errors.Is(err, envelope.ErrCorrupt) && v.done && v.err != io.EOF {
