@@ -30,6 +30,11 @@ type RestoreOptions struct {
 	PGData  string
 	Target  Target
 	Standby bool
+	// ArchiveMode is "preserve" (the default: the copy archives as the
+	// backup's configuration says) or "off" (archive_mode = off: a copy
+	// made to read data back never pushes its new timeline into the
+	// production archive).
+	ArchiveMode string
 	// Owner is the user to own the restored files (when run as root).
 	Owner string
 	// RestoreCommand is written into postgresql.auto.conf.
@@ -151,6 +156,16 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		fmt.Sprintf("%s of backup %s (archive %s) on %s", restoreMark, res.Backup.ID, opt.Archive.Name, time.Now().UTC().Format(time.RFC3339)),
 		"restore_command = " + quoteConf(opt.RestoreCommand),
 	}, targetLines...)
+	switch opt.ArchiveMode {
+	case "", "preserve":
+		if !opt.Standby {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the restored copy keeps the backup's archiving settings: once it promotes, it archives its new timeline into archive %s beside the live one; for a copy made only to read data back, restore with --archive-mode off", opt.Archive.Name))
+		}
+	case "off":
+		res.Settings = append(res.Settings, "archive_mode = off # walfetch restore --archive-mode off: this copy archives nothing")
+	default:
+		return res, fmt.Errorf("%w: --archive-mode %q: want preserve or off", archive.ErrInvalid, opt.ArchiveMode)
+	}
 	res.Signal = "recovery.signal"
 	if opt.Standby {
 		res.Signal = "standby.signal"

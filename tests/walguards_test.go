@@ -1,0 +1,226 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/wal"
+	"github.com/walstore/walstore/wal/waltest"
+)
+
+// The guards hold what PostgreSQL writes, and only that: history files
+// and segments as PostgreSQL's own reader takes them.
+
+// TestSecondRestoreBeforeAFork is the lab write-up's sequence, on a file
+// store and on MinIO: a backup, a crash, a restore to the end (timeline 2
+// forks from 1), then a second restore of the same backup to a time
+// before that fork. PostgreSQL picks timeline 3 and writes a history
+// whose last switch point lies below the one before it; walpush used to
+// refuse it, and archiving stopped for good. Now the history and the WAL
+// after it are archived, a third restore follows timeline 3, and verify
+// is green.
+func TestSecondRestoreBeforeAFork(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"file", "minio"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			dir := testenv.Dir(t)
+			var ws *testenv.Walstored
+			if kind == "file" {
+				ws = testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+			} else {
+				m := testenv.StartMinIO(t)
+				ws = testenv.StartWalstored(t, m.Env(), "--store", m.URL("walguards"))
+			}
+			secondRestoreBeforeAFork(t, dir, repo{url: ws.URL})
+		})
+	}
+}
+
+func secondRestoreBeforeAFork(t *testing.T, dir string, r repo) {
+	p := archivingCluster(t, dir, "primary", r, 0)
+	p.Start()
+	p.Exec(ledgerDDL)
+	insertBatch(p, 0, 1000)
+	takeBackup(t, r, p)
+	insertBatch(p, 1, 1000)
+	p.WaitArchived(p.SwitchWAL(), time.Minute)
+	time.Sleep(1100 * time.Millisecond)
+	target := p.QueryString("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+	time.Sleep(1100 * time.Millisecond)
+	insertBatch(p, 2, 1000)
+	p.WaitArchived(p.SwitchWAL(), time.Minute)
+	insertBatch(p, 3, 1000)
+	p.WaitArchived(p.SwitchWAL(), time.Minute)
+	beforeTarget := p.QueryInt("SELECT count(*) FROM ledger WHERE batch < 2")
+	p.Kill9()
+
+	// First restore: to the end, timeline 2.
+	c2 := restore(t, r, dir, "to-the-end")
+	c2.Start()
+	c2.WaitRecovered(3 * time.Minute)
+	if tl := c2.Timeline(); tl != 2 {
+		t.Fatalf("first restore is on timeline %d, want 2", tl)
+	}
+	insertBatch(c2, 4, 500)
+	c2.WaitArchived(c2.SwitchWAL(), time.Minute)
+	c2.Stop()
+
+	// Second restore of the same backup, to a time before timeline 2
+	// forked, following the latest timeline as PostgreSQL does by default.
+	c3 := restore(t, r, dir, "before-the-fork", "--target-time", target, "--target-timeline", "latest")
+	c3.Start()
+	c3.WaitRecovered(3 * time.Minute)
+	if tl := c3.Timeline(); tl != 3 {
+		t.Fatalf("second restore is on timeline %d, want 3", tl)
+	}
+	if got := c3.QueryInt("SELECT count(*) FROM ledger"); got != beforeTarget {
+		t.Fatalf("second restore: %d rows, want the %d committed before %s", got, beforeTarget, target)
+	}
+	hist, err := os.ReadFile(filepath.Join(c3.Dir, "pg_wal", "00000003.history"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := wal.ParseHistory(3, hist)
+	if err != nil || len(h) != 2 || h[1].SwitchPoint >= h[0].SwitchPoint {
+		t.Fatalf("PostgreSQL wrote %q (%v): the test wants a switch point below the one before it", hist, err)
+	}
+	insertBatch(c3, 5, 500)
+	afterFork := c3.QueryInt("SELECT count(*) FROM ledger")
+	c3.WaitArchived(c3.SwitchWAL(), time.Minute)
+	if failed := c3.QueryInt("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
+		t.Fatalf("archiving failed %d times on timeline 3:\n%s", failed, c3.Log())
+	}
+	c3.Stop()
+
+	// A third restore, of timeline 3 (the newest), holds what 3 wrote.
+	c4 := restore(t, r, dir, "third")
+	c4.Start()
+	c4.WaitRecovered(3 * time.Minute)
+	if got := c4.QueryInt("SELECT count(*) FROM ledger"); got != afterFork || c4.Timeline() != 4 {
+		t.Fatalf("third restore: %d rows on timeline %d, want %d on 4", got, c4.Timeline(), afterFork)
+	}
+	c4.Stop()
+	if res := admin(t, r, "verify"); res.Code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+}
+
+// TestUnfinishedSegmentsAreRefused: the segment PostgreSQL is writing,
+// pushed by hand, is refused by walpush (not .ready); with --force,
+// walstored's door refuses it (its WAL stops before its end), and a
+// recycled file too. Junk and a 128 MiB body under segment names get a
+// 4xx from a hostile client, and nothing is stored.
+// PostgreSQL then archives the finished segment.
+func TestUnfinishedSegmentsAreRefused(t *testing.T) {
+	t.Parallel()
+	bins := testenv.Binaries(t)
+	st := newSite(t, 0)
+	insertBatch(st.p, 0, 2000)
+	cur := st.p.QueryString("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	path := filepath.Join(st.p.Dir, "pg_wal", cur)
+	res := testenv.Run(t, st.dir, nil, bins.WalPush, st.r.args("--jobs", "1", path)...)
+	if res.Code != 1 || !strings.Contains(res.Stderr, ".ready") || !strings.Contains(res.Stderr, "--force") {
+		t.Fatalf("push of the current segment: exit %d %q, want 1 naming .ready and --force", res.Code, res.Stderr)
+	}
+	res = testenv.Run(t, st.dir, nil, bins.WalPush, st.r.args("--jobs", "1", "--force", path)...)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "WAL ends at") || strings.Count(strings.TrimSpace(res.Stderr), "\n") != 0 {
+		t.Fatalf("forced push of the current segment: exit %d %q, want 1: WAL ends before the end", res.Code, res.Stderr)
+	}
+	stored := filepath.Join(st.repoDir, "main", "wal", cur)
+	if _, err := os.Stat(stored); !os.IsNotExist(err) {
+		t.Fatalf("the unfinished segment was stored: %v", err)
+	}
+	// A recycled file: an old finished segment copied under the next name.
+	old := st.p.QueryString("SELECT pg_walfile_name('0/1000000')")
+	oldBytes, err := os.ReadFile(filepath.Join(st.p.Dir, "pg_wal", old))
+	if err == nil {
+		n, _ := wal.ParseName(cur)
+		copy(oldBytes, waltest.Header(mustSysID(t, st.p), n, int64(len(oldBytes))))
+		recycled := filepath.Join(testenv.Dir(t), cur)
+		os.WriteFile(recycled, oldBytes, 0o644)
+		res = testenv.Run(t, st.dir, nil, bins.WalPush, st.r.args("--jobs", "1", recycled)...)
+		if res.Code != 1 || !strings.Contains(res.Stderr, "invalid") {
+			t.Fatalf("push of a recycled file: exit %d %q, want refused", res.Code, res.Stderr)
+		}
+	}
+
+	// A hostile client: junk, and a 128 MiB body.
+	sysid := mustSysID(t, st.p)
+	next, _ := wal.ParseName(cur)
+	for i, body := range [][]byte{bytes.Repeat([]byte("junk"), 4<<20), nil} {
+		n := next.Next(16 << 20).Next(16 << 20)
+		size := int64(16 << 20)
+		if body == nil {
+			n = n.Next(16 << 20)
+			size = 128 << 20
+			body = make([]byte, size)
+		}
+		copy(body, waltest.Header(sysid, n, size))
+		enc := envelope.NewEncoder()
+		enc.SystemID = sysid
+		obj, err := enc.EncodeBytes(body, archive.Layout{Archive: "main"}.WAL(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v1/archives/main/objects/wal/%s", st.ws.URL, n), bytes.NewReader(obj.Bytes()))
+		req.ContentLength = obj.Size()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Fatalf("body %d under %s: status %d, want 4xx", i, n, resp.StatusCode)
+		}
+		if _, err := os.Stat(filepath.Join(st.repoDir, "main", "wal", n.String())); !os.IsNotExist(err) {
+			t.Fatalf("body %d was stored under %s", i, n)
+		}
+	}
+
+	// PostgreSQL finishes the segment and archives it: nothing was in the way.
+	st.p.WaitArchived(st.p.SwitchWAL(), time.Minute)
+	if got := st.p.QueryInt("SELECT failed_count FROM pg_stat_archiver"); got != 0 {
+		t.Fatalf("archiving failed %d times", got)
+	}
+
+	// A copy made to get a table back (--archive-mode off) promotes and
+	// archives nothing into the live archive.
+	takeBackup(t, st.r, st.p)
+	c, out := restoreOut(t, st.r, st.dir, "get-a-table-back", "--archive-mode", "off")
+	if strings.Contains(out, "keeps the backup's archiving settings") {
+		t.Fatalf("--archive-mode off still warns: %s", out)
+	}
+	c.Start()
+	c.WaitRecovered(3 * time.Minute)
+	if mode := c.QueryString("SHOW archive_mode"); mode != "off" || c.Timeline() != 2 {
+		t.Fatalf("restored copy: archive_mode %s on timeline %d, want off on 2", mode, c.Timeline())
+	}
+	c.SwitchWAL()
+	time.Sleep(2 * time.Second)
+	if _, err := os.Stat(filepath.Join(st.repoDir, "main", "wal", "00000002.history")); !os.IsNotExist(err) {
+		t.Fatalf("the copy archived its timeline into the live archive: %v", err)
+	}
+	c.Stop()
+	_, out = restoreOut(t, st.r, st.dir, "kept")
+	if !strings.Contains(out, "--archive-mode off") {
+		t.Fatalf("a restore that keeps archiving does not say how not to: %s", out)
+	}
+}
+
+func mustSysID(t *testing.T, c *testenv.Cluster) uint64 {
+	var id uint64
+	if _, err := fmt.Sscan(c.SystemID(), &id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
