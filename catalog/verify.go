@@ -62,11 +62,19 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	if err := a.Store.List(ctx, a.Name+"/", func(i store.Info) error { keys = append(keys, i); return nil }); err != nil {
 		return rep, err
 	}
+	segs := map[wal.Name]wal.SegmentSummary{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, jobs))
 	for _, k := range keys {
 		g.Go(func() error {
-			n, err := verifyObject(gctx, a, k.Key)
+			n, sum, err := verifyObject(gctx, a, k.Key)
+			if sum != nil {
+				if wk, err := archive.ParseKey(k.Key); err == nil {
+					mu.Lock()
+					segs[wk.WAL] = *sum
+					mu.Unlock()
+				}
+			}
 			if err != nil {
 				if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, archive.ErrNotFound) && gctx.Err() == nil {
 					return fmt.Errorf("read %s: %w", k.Key, err)
@@ -82,6 +90,9 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	}
 	if err := g.Wait(); err != nil {
 		return rep, err
+	}
+	if inv.SegSize > 0 {
+		checkBoundaries(a, segs, inv.SegSize, add)
 	}
 	for tli, err := range inv.historyErrs {
 		key := a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli})
@@ -161,14 +172,76 @@ var ErrDeadBranch = errors.New("dead branch")
 // verifyObject reads an object through its checks: the raw SHA-256 for
 // plain objects and, for encrypted ones, the payload checksum without the
 // key or a full decryption with it.
-func verifyObject(ctx context.Context, a *archive.Archive, key string) (int64, error) {
+//
+// A segment or .partial file whose content can be read is also read as
+// PostgreSQL's reader reads it (wal.SegmentChecker, the door's check): its
+// summary is returned for the checks across segment boundaries.
+func verifyObject(ctx context.Context, a *archive.Archive, key string) (int64, *wal.SegmentSummary, error) {
 	rc, err := a.Store.Get(ctx, key)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer rc.Close()
-	hdr, err := envelope.Verify(rc, archive.Identity(key), a.Keys)
-	return hdr.RawSize, err
+	hdr, err := envelope.ReadHeader(rc)
+	if err == nil {
+		err = hdr.CheckName(archive.Identity(key))
+	}
+	if err != nil {
+		return hdr.RawSize, nil, err
+	}
+	k, kerr := archive.ParseKey(key)
+	if kerr != nil || k.Kind != archive.KindWAL || (k.WAL.Kind != wal.Segment && k.WAL.Kind != wal.Partial) {
+		return hdr.RawSize, nil, envelope.VerifyPayload(hdr, rc, a.Keys)
+	}
+	chk := &countingChecker{c: wal.NewSegmentChecker(k.WAL, hdr.RawSize, hdr.SystemID)}
+	if err := envelope.VerifyPayloadTo(hdr, rc, a.Keys, chk); err != nil {
+		return hdr.RawSize, nil, err
+	}
+	if chk.n == 0 {
+		return hdr.RawSize, nil, nil // encrypted, and no key to read it
+	}
+	sum, err := chk.c.Close()
+	if err != nil {
+		return hdr.RawSize, nil, fmt.Errorf("%w: recovery could not replay it: %v", archive.ErrCorrupt, err)
+	}
+	return hdr.RawSize, &sum, nil
+}
+
+type countingChecker struct {
+	c *wal.SegmentChecker
+	n int64
+}
+
+func (cc *countingChecker) Write(p []byte) (int, error) {
+	cc.n += int64(len(p))
+	return cc.c.Write(p)
+}
+
+// checkBoundaries checks what recovery reads across the boundary of two
+// consecutive segments of one timeline: a record that runs past the end of
+// one must be what the next one's first page says it continues (flag and
+// length), and the first record that begins in the next one must link
+// back to the last one that began before it (PostgreSQL: "invalid
+// contrecord length", "record with incorrect prev-link"). A first page
+// that overwrites a torn record (recovery after a crash) is PostgreSQL's
+// own repair, and is not compared.
+func checkBoundaries(a *archive.Archive, segs map[wal.Name]wal.SegmentSummary, segSize int64, add func(string, error)) {
+	for n, next := range segs {
+		if n.Kind != wal.Segment || n.Seg == 0 && n.Log == 0 {
+			continue
+		}
+		prevName := wal.SegmentName(n.TLI, n.SegNo(segSize)-1, segSize)
+		prev, ok := segs[prevName]
+		if !ok || next.FirstOverwrites || next.Header.SegmentSize != prev.Header.SegmentSize {
+			continue
+		}
+		switch {
+		case prev.Carry != next.FirstRemLen:
+			add(a.Layout.WAL(n), fmt.Errorf("%w: recovery could not read on from %s: a record %d bytes of which run past its end, but this segment's first page continues %d", archive.ErrCorrupt, prevName, prev.Carry, next.FirstRemLen))
+		case next.FirstPrev != 0 && prev.LastStart != 0 && next.FirstPrev != prev.LastStart:
+			add(a.Layout.WAL(n), fmt.Errorf("%w: recovery could not read on from %s: its first record links back to %s, but the last record of %s begins at %s (is one of the two from another server's history?)", archive.ErrCorrupt, prevName, next.FirstPrev, prevName, prev.LastStart))
+		}
+	}
 }
 
 // checkBackup checks that a completed backup's objects and label exist.

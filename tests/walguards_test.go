@@ -140,6 +140,10 @@ func TestUnfinishedSegmentsAreRefused(t *testing.T) {
 	if _, err := os.Stat(stored); !os.IsNotExist(err) {
 		t.Fatalf("the unfinished segment was stored: %v", err)
 	}
+	unfinished, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A recycled file: an old finished segment copied under the next name.
 	old := st.p.QueryString("SELECT pg_walfile_name('0/1000000')")
 	oldBytes, err := os.ReadFile(filepath.Join(st.p.Dir, "pg_wal", old))
@@ -214,6 +218,28 @@ func TestUnfinishedSegmentsAreRefused(t *testing.T) {
 	_, out = restoreOut(t, st.r, st.dir, "kept")
 	if !strings.Contains(out, "--archive-mode off") {
 		t.Fatalf("a restore that keeps archiving does not say how not to: %s", out)
+	}
+
+	// An unfinished segment planted in the store by hand, behind the
+	// door's back: verify reads it as recovery would, and names it.
+	if res := admin(t, st.r, "verify"); res.Code != 0 {
+		t.Fatalf("verify before the plant: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	cn, _ := wal.ParseName(cur)
+	planted := cn.Next(16 << 20).Next(16 << 20).Next(16 << 20).Next(16 << 20)
+	copy(unfinished, waltest.Header(sysid, planted, int64(len(unfinished))))
+	enc := envelope.NewEncoder()
+	enc.SystemID = sysid
+	obj, err := enc.EncodeBytes(unfinished, archive.Layout{Archive: "main"}.WAL(planted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(st.repoDir, "main", "wal", planted.String()), obj.Bytes(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	res = admin(t, st.r, "verify")
+	if res.Code == 0 || !strings.Contains(res.Stdout+res.Stderr, planted.String()+": ") || !strings.Contains(res.Stdout+res.Stderr, "could not replay") {
+		t.Fatalf("verify of an archive holding an unfinished segment: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
 }
 

@@ -57,6 +57,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // segment boundaries) compare these.
 type SegmentSummary struct {
 	Header PageHeader // the first page's long header
+	// FirstOverwrites: the first page overwrites a torn record
+	// (XLP_FIRST_IS_OVERWRITE_CONTRECORD): recovery wrote it after a crash.
+	FirstOverwrites bool
 	// FirstRemLen is how many bytes of a record that began in the
 	// previous segment the first page says it continues (0: none).
 	FirstRemLen uint32
@@ -65,7 +68,7 @@ type SegmentSummary struct {
 	// begins here).
 	FirstPrev LSN
 	// LastStart is the position of the last record that begins in this
-	// file (0: none).
+	// file, whole or running on into the next (0: none).
 	LastStart LSN
 	// Carry is how many bytes of the last record continue into the next
 	// segment (0: the last record ends in this file).
@@ -281,6 +284,7 @@ func (c *SegmentChecker) readPage(pg []byte) {
 		pos = c.consume(pg, pos, lsn)
 	case offset == 0:
 		c.sum.FirstRemLen = 0
+		c.sum.FirstOverwrites = info&xlpFirstIsOverwriteContrecord != 0
 		if contrecord && info&xlpFirstIsOverwriteContrecord == 0 && remLen > 0 {
 			// The end of a record that began in the previous segment.
 			c.sum.FirstRemLen = remLen
@@ -304,6 +308,7 @@ func (c *SegmentChecker) readPage(pg []byte) {
 		}
 		c.recStart, c.recLen, c.remaining, c.foreign, c.hdrFill = at, totLen, totLen, false, 0
 		c.crc = 0
+		c.sum.LastStart = at
 		pos = c.consume(pg, pos, lsn)
 	}
 }
@@ -358,7 +363,7 @@ func (c *SegmentChecker) finishRecord() {
 		c.broken(c.recStart, "incorrect resource manager data checksum in the record of %d bytes", c.recLen)
 		return
 	}
-	c.prevStart, c.sum.LastStart = c.recStart, c.recStart
+	c.prevStart = c.recStart
 	rmid, info := c.hdr[17], c.hdr[16]
 	if rmid == rmXLogID && info&^xlrInfoMask == xlogSwitch {
 		c.sum.Switched, c.ended = true, true
