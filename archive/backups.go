@@ -49,6 +49,10 @@ type Record struct {
 	StartWAL    string    `json:"start_wal"`
 	StopWAL     string    `json:"stop_wal"`
 	BackupFile  string    `json:"backup_history_file"` // the .backup file in the archive ("" for a backup from a standby)
+	// BackupFileKey is where that file is when another content took its
+	// name first and it was kept beside it (Layout.LabelCopy); "" when it
+	// is under its name.
+	BackupFileKey string `json:"backup_history_file_key,omitempty"`
 	FromStandby bool      `json:"from_standby"`        // taken on a standby: its stop position is from its manifest
 	StartTime   time.Time `json:"start_time"`
 	StopTime    time.Time `json:"stop_time"`
@@ -269,7 +273,13 @@ func CrossCheck(own, archived wal.BackupLabel) error {
 
 // ReadBackupFile reads and parses a .backup history file from the
 func (a *Archive) ReadBackupFile(ctx context.Context, name wal.Name) (wal.BackupLabel, error) {
-	_, rc, err := a.OpenWAL(ctx, name)
+	return a.ReadBackupFileAt(ctx, a.Layout.WAL(name), name)
+}
+
+// ReadBackupFileAt is ReadBackupFile of the copy of .backup file name
+// kept at key (Layout.LabelCopy).
+func (a *Archive) ReadBackupFileAt(ctx context.Context, key string, name wal.Name) (wal.BackupLabel, error) {
+	_, rc, err := a.Open(ctx, key)
 	if err != nil {
 		return wal.BackupLabel{}, err
 	}
@@ -319,9 +329,16 @@ func (a *Archive) CheckRecord(ctx context.Context, r Record) (wal.BackupLabel, e
 		if err != nil {
 			return fail("%w", err)
 		}
-		l, err := a.ReadBackupFile(ctx, name)
+		key := a.Layout.WAL(name)
+		if r.BackupFileKey != "" {
+			if k, err := ParseKey(r.BackupFileKey); err != nil || k.Kind != KindLabelCopy || k.WAL != name || k.Archive != a.Name {
+				return fail("%w: its .backup file key %q is not a copy of %s", ErrCorrupt, r.BackupFileKey, name)
+			}
+			key = r.BackupFileKey
+		}
+		l, err := a.ReadBackupFileAt(ctx, key, name)
 		if err != nil {
-			return fail("cannot read its start from %s: %w", name, err)
+			return fail("cannot read its start from %s: %w", key, err)
 		}
 		if err := CrossCheck(own, l); err != nil {
 			return fail("%s is not its label: %w", name, err)

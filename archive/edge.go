@@ -149,6 +149,13 @@ func (d *Door) Admit(ctx context.Context, key string, hdr envelope.Header, size 
 	switch k.Kind {
 	case KindWAL:
 		return k, d.admitWAL(ctx, k, hdr)
+	case KindLabelCopy:
+		if hdr.Digest.String() != k.Digest {
+			return k, fmt.Errorf("%w: %s: the key names SHA-256 %s, the content is %s", ErrInvalid, key, k.Digest, hdr.Digest)
+		}
+		if hdr.RawSize > wal.MaxBackupLabelSize {
+			return k, fmt.Errorf("%w: %s: %d bytes is more than a backup label holds", ErrInvalid, key, hdr.RawSize)
+		}
 	case KindSystem:
 		// Only an admin gets here (a push client may write WAL files
 		// only); walstored itself binds an archive from its first segment.
@@ -245,7 +252,7 @@ func NeedsContent(k Key, hdr envelope.Header) bool {
 	if hdr.Encrypted() {
 		return false
 	}
-	return k.Kind == KindSystem || k.Kind == KindWAL && (k.WAL.Kind == wal.History || k.WAL.Kind == wal.Backup)
+	return k.Kind == KindSystem || k.Kind == KindLabelCopy || k.Kind == KindWAL && (k.WAL.Kind == wal.History || k.WAL.Kind == wal.Backup)
 }
 
 // CheckContent checks the raw content of a history file or backup label
@@ -260,8 +267,8 @@ func (d *Door) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw
 		return nil
 	}
 	n := k.WAL
-	switch n.Kind {
-	case wal.Backup:
+	switch {
+	case n.Kind == wal.Backup:
 		l, err := wal.ParseBackupLabel(raw)
 		if err == nil {
 			err = wal.CheckBackupFile(n, l)
@@ -272,7 +279,7 @@ func (d *Door) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)
 		}
-	case wal.History:
+	case n.Kind == wal.History:
 		hist, err := wal.ParseHistory(n.TLI, raw)
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)

@@ -19,6 +19,7 @@ import (
 //	<archive>/meta/leases/<job>                a job running on the archive (retention), until it expires
 //	<archive>/meta/retention/<id>              a retention run: its policy and what it did (the newest few)
 //	<archive>/meta/recompress/<id>             a recompression pass: what it saved (the newest few)
+//	<archive>/meta/labels/<name>.<sha256>      a .backup file pushed under a name already taken by other content
 //	<archive>/backups/<id>/<file>              base backups: contents (or tar parts), manifest, progress, completion record
 //	<archive>/packs/<sha256>                   blocks of backed-up files, shared by the archive's backups (see packs.go)
 //	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
@@ -92,6 +93,18 @@ func (l Layout) WALPrefix() string { return l.Archive + "/" + walDir + "/" }
 
 // WAL is the key of a WAL file.
 func (l Layout) WAL(n wal.Name) string { return l.WALPrefix() + n.String() }
+
+// LabelCopy is the key of a .backup file kept beside the one stored under
+// its name (another content came first): bound to its SHA-256, so that
+// nobody can take this key with other content.
+func (l Layout) LabelCopy(n wal.Name, sha256 string) string {
+	return l.LabelCopiesPrefix(n) + sha256
+}
+
+// LabelCopiesPrefix is the prefix of the copies kept beside .backup file n.
+func (l Layout) LabelCopiesPrefix(n wal.Name) string {
+	return l.Archive + "/" + metaDir + "/labels/" + n.String() + "."
+}
 
 // System is the key of the archive's system binding.
 func (l Layout) System() string { return l.Archive + "/" + metaDir + "/system" }
@@ -169,6 +182,7 @@ const (
 	KindRetention
 	KindPack
 	KindRecompressRun
+	KindLabelCopy
 )
 
 func (k KeyKind) String() string {
@@ -193,6 +207,8 @@ func (k KeyKind) String() string {
 		return "backup pack"
 	case KindRecompressRun:
 		return "recompression record"
+	case KindLabelCopy:
+		return "backup history file kept beside another"
 	}
 	return "unknown"
 }
@@ -206,6 +222,7 @@ type Key struct {
 	Backup  string   // KindBackup: the backup id
 	File    string   // KindBackup: the file within the backup
 	Pack    string   // KindPack: the pack id
+	Digest  string   // KindLabelCopy: the SHA-256 of the content
 }
 
 // ParseKey parses a store key of the layout; anything else is ErrInvalid.
@@ -244,6 +261,16 @@ func ParseKey(key string) (Key, error) {
 		k.Kind = KindRetention
 	case f[1] == metaDir && len(f) == 4 && f[2] == "recompress":
 		k.Kind = KindRecompressRun
+	case f[1] == metaDir && len(f) == 4 && f[2] == "labels":
+		i := strings.LastIndexByte(f[3], '.')
+		if i < 0 || len(f[3])-i-1 != 64 || strings.Trim(f[3][i+1:], "0123456789abcdef") != "" {
+			return bad("want meta/labels/<.backup name>.<sha256>")
+		}
+		n, err := wal.ParseName(f[3][:i])
+		if err != nil || n.Kind != wal.Backup {
+			return bad("want meta/labels/<.backup name>.<sha256>")
+		}
+		k.Kind, k.WAL, k.Digest = KindLabelCopy, n, f[3][i+1:]
 	case f[1] == backupsDir && len(f) == 4:
 		if err := ValidBackupID(f[2]); err != nil {
 			return Key{}, err

@@ -22,6 +22,9 @@ const (
 	// Repaired: an object with the same content was there but failed
 	// verification; it was replaced by the new, verified body.
 	Repaired
+	// KeptBeside: a .backup file whose name was taken by other content
+	// was stored beside it (Layout.LabelCopy); the first stays.
+	KeptBeside
 )
 
 func (o Outcome) String() string {
@@ -32,6 +35,8 @@ func (o Outcome) String() string {
 		return "already archived"
 	case Repaired:
 		return "repaired"
+	case KeptBeside:
+		return "kept beside another label of the same name"
 	}
 	return "unknown"
 }

@@ -242,6 +242,7 @@ func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *b
 		return archive.Record{}, fmt.Errorf("backup_label: %w", err)
 	}
 	var hist wal.Name
+	var histKey string
 	var stopLabel wal.BackupLabel
 	if cl.InRecovery && bw.stop != 0 {
 		// Read locally: pg_backup_stop said where the backup ends.
@@ -254,14 +255,11 @@ func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *b
 			return archive.Record{}, err
 		}
 	} else {
-		if hist, stopLabel, err = waitBackupFile(ctx, a, bl, cl.SegmentSize, opt.WALTimeout); err != nil {
-			return archive.Record{}, err
-		}
 		// The .backup file came through archive_command, which a push
 		// token can write: it must be this backup's own label, line for
-		// line.
-		if err := archive.CrossCheck(bl, stopLabel); err != nil {
-			return archive.Record{}, fmt.Errorf("the archived %s is not this backup's: %w", hist, err)
+		// line (waitBackupFile takes only such a one).
+		if hist, histKey, stopLabel, err = waitBackupFile(ctx, a, bl, cl.SegmentSize, opt.WALTimeout); err != nil {
+			return archive.Record{}, err
 		}
 	}
 	if err := waitWAL(ctx, a, bl.StartWAL, stopLabel.StopWAL, cl.SegmentSize, opt.WALTimeout); err != nil {
@@ -277,7 +275,7 @@ func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *b
 		StartLSN: bl.StartLSN.String(), StopLSN: stopLabel.StopLSN.String(),
 		StartTLI: bl.StartTLI, StopTLI: stopLabel.StopTLI,
 		StartWAL: bl.StartWAL.String(), StopWAL: stopLabel.StopWAL.String(),
-		BackupFile: backupFile, FromStandby: cl.InRecovery,
+		BackupFile: backupFile, BackupFileKey: histKey, FromStandby: cl.InRecovery,
 		StartTime: stopLabel.StartTime, StopTime: stopLabel.StopTime,
 		Files: bw.files, RawSize: bw.raw.Load(),
 		Manifest: bw.manifest != nil, BackupLabel: string(bw.label),
@@ -360,29 +358,59 @@ func backupFileName(bl wal.BackupLabel, segSize int64) wal.Name {
 }
 
 // waitBackupFile waits for PostgreSQL to archive the backup's .backup
-// history file and returns its name and parsed contents (with the stop
-// position).
-func waitBackupFile(ctx context.Context, a *archive.Archive, bl wal.BackupLabel, segSize int64, timeout time.Duration) (wal.Name, wal.BackupLabel, error) {
+// history file and returns its name, where it is (its name's key, "", or
+// the copy kept beside another content that took the name first: a push
+// token could plant one there) and its contents (with the stop position).
+// Only a file that is this backup's label line for line is taken.
+func waitBackupFile(ctx context.Context, a *archive.Archive, bl wal.BackupLabel, segSize int64, timeout time.Duration) (wal.Name, string, wal.BackupLabel, error) {
 	name := backupFileName(bl, segSize)
 	deadline := time.Now().Add(timeout)
+	var foreign error
 	for {
 		l, err := a.ReadBackupFile(ctx, name)
-		if err == nil {
-			if l.StartLSN != bl.StartLSN {
-				return name, l, fmt.Errorf("%w: %s starts at %s, the backup at %s", archive.ErrCorrupt, name, l.StartLSN, bl.StartLSN)
+		switch {
+		case err == nil:
+			if err = archive.CrossCheck(bl, l); err == nil {
+				return name, "", l, nil
 			}
-			return name, l, nil
-		}
-		if !errors.Is(err, archive.ErrNotFound) {
-			return name, l, err
+			foreign = fmt.Errorf("the archived %s is not this backup's: %w", name, err)
+			key, l, err := ownCopy(ctx, a, name, bl)
+			if err != nil || key != "" {
+				return name, key, l, err
+			}
+		case !errors.Is(err, archive.ErrNotFound):
+			return name, "", l, err
 		}
 		if time.Now().After(deadline) {
-			return name, l, fmt.Errorf("the backup history file %s did not reach archive %s within %v: is archiving working?", name, a.Name, timeout)
+			if foreign != nil {
+				return name, "", l, foreign
+			}
+			return name, "", l, fmt.Errorf("the backup history file %s did not reach archive %s within %v: is archiving working?", name, a.Name, timeout)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return name, l, err
+			return name, "", l, err
 		}
 	}
+}
+
+// ownCopy looks among the copies of .backup file name kept beside
+// another content for this backup's own label.
+func ownCopy(ctx context.Context, a *archive.Archive, name wal.Name, bl wal.BackupLabel) (string, wal.BackupLabel, error) {
+	var keys []string
+	err := a.Store.List(ctx, a.Layout.LabelCopiesPrefix(name), func(i store.Info) error {
+		keys = append(keys, i.Key)
+		return nil
+	})
+	if err != nil {
+		return "", wal.BackupLabel{}, err
+	}
+	for _, k := range keys {
+		l, err := a.ReadBackupFileAt(ctx, k, name)
+		if err == nil && archive.CrossCheck(bl, l) == nil {
+			return k, l, nil
+		}
+	}
+	return "", wal.BackupLabel{}, nil
 }
 
 // waitWAL waits until every segment from first to last is archived.

@@ -250,3 +250,59 @@ func mustSysID(t *testing.T, c *testenv.Cluster) uint64 {
 	}
 	return id
 }
+
+// TestPlantedBackupLabelNeverStallsArchiving: a push client pre-stores a
+// .backup file under the next backup's predictable name. The real one
+// then meets a conflict: it is kept beside the planted one, walpush exits
+// 0 with a warning (archiving goes on), the backup completes and trusts
+// its own label, and verify is green.
+func TestPlantedBackupLabelNeverStallsArchiving(t *testing.T) {
+	t.Parallel()
+	bins := testenv.Binaries(t)
+	st := newSite(t, 0)
+	insertBatch(st.p, 0, 1000)
+	st.p.WaitArchived(st.p.SwitchWAL(), time.Minute)
+	cur, _ := wal.ParseName(st.p.QueryString("SELECT pg_walfile_name(pg_current_wal_lsn())"))
+	next := cur.Next(16 << 20)
+	start := next.StartLSN(16<<20) + 0x28
+	planted := fmt.Sprintf("%s.%08X.backup", next, uint32(start)%(16<<20))
+	label := fmt.Sprintf("START WAL LOCATION: %s (file %s)\nSTOP WAL LOCATION: %s (file %s)\nCHECKPOINT LOCATION: %s\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-12-07 10:00:00 UTC\nLABEL: planted\nSTART TIMELINE: 1\nSTOP TIME: 2026-12-07 10:00:01 UTC\nSTOP TIMELINE: 1\n",
+		start, next, start+0x100, next, start+0x60)
+	p := filepath.Join(testenv.Dir(t), planted)
+	os.WriteFile(p, []byte(label), 0o644)
+	if res := testenv.Run(t, st.dir, nil, bins.WalPush, st.r.args("--jobs", "1", p)...); res.Code != 0 {
+		t.Fatalf("planting %s: exit %d %s", planted, res.Code, res.Stderr)
+	}
+	takeBackup(t, st.r, st.p)
+	copies, _ := filepath.Glob(filepath.Join(st.repoDir, "main", "meta", "labels", planted+".*"))
+	if len(copies) != 1 {
+		all, _ := filepath.Glob(filepath.Join(st.repoDir, "main", "wal", "*.backup"))
+		t.Fatalf("the real %s was not kept beside the planted one (copies %v; labels %v)", planted, copies, all)
+	}
+	if failed := st.p.QueryInt("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
+		t.Fatalf("archiving failed %d times", failed)
+	}
+	// By hand: one more label under that name is kept too, exit 0, one
+	// warning line.
+	os.WriteFile(p, []byte(strings.Replace(label, "LABEL: planted", "LABEL: third", 1)), 0o644)
+	res := testenv.Run(t, st.dir, nil, bins.WalPush, st.r.args("--jobs", "1", p)...)
+	if res.Code != 0 || !strings.Contains(res.Stderr, "WARNING another label is stored under this name") || strings.Count(strings.TrimSpace(res.Stderr), "\n") != 0 {
+		t.Fatalf("a third label under %s: exit %d %q", planted, res.Code, res.Stderr)
+	}
+	insertBatch(st.p, 1, 100)
+	st.p.WaitArchived(st.p.SwitchWAL(), time.Minute)
+	if res := admin(t, st.r, "verify"); res.Code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if m := metricsText(t, st.ws.URL, ""); !strings.Contains(m, `walstore_backup_label_conflicts_total{archive="main"} 2`) {
+		t.Fatalf("metric: %s", m)
+	}
+	// A segment conflict still fails: that is the split-brain fence.
+	c := restore(t, st.r, st.dir, "restored")
+	c.Start()
+	c.WaitRecovered(3 * time.Minute)
+	if got := c.QueryInt("SELECT count(*) FROM ledger"); got != 1100 {
+		t.Fatalf("restore of the backup: %d rows, want 1100", got)
+	}
+	c.Stop()
+}

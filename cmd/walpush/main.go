@@ -99,6 +99,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fail(err)
 	}
+	if res.Beside != "" {
+		fmt.Fprintf(stderr, "walpush: %s: archive %s: WARNING another label is stored under this name (sha256 %s); this one (sha256 %s) was kept beside it as %s: the backup's completion record says which is its own\n",
+			res.Name, c.Archive, res.Taken[:12], res.Digest.Short(), res.Beside)
+		return cli.ExitOK
+	}
 	if c.Verbose {
 		how := res.Outcome.String()
 		if res.FromMarker {

@@ -60,6 +60,9 @@ type Result struct {
 	RawSize    int64
 	StoredSize int64
 	Digest     envelope.Digest
+	// Beside is where a .backup file went whose name was taken by other
+	// content (Outcome KeptBeside), and Taken the stored one's SHA-256.
+	Beside, Taken string
 }
 
 // DefaultTimeout bounds one walpush call.
@@ -143,15 +146,49 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 	res.RawSize, res.StoredSize, res.Digest = obj.Header.RawSize, obj.Size(), obj.Header.Digest
 	// walstored refuses a body that does not verify (damaged on the way):
 	// store.Retry sends it once more, not forever.
+	var a *archive.Archive
 	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
-		a, err := cfg.Open(ctx)
-		if err != nil {
+		var err error
+		if a, err = cfg.Open(ctx); err != nil {
 			return err
 		}
 		res.Outcome, err = a.PutWAL(ctx, name, obj)
 		return err
 	})
+	var ce *archive.ConflictError
+	if name.Kind == wal.Backup && errors.As(err, &ce) {
+		return keepBeside(ctx, a, enc, f, name, res, ce)
+	}
 	return res, err
+}
+
+// keepBeside stores a .backup file whose name another content took first
+// under a key bound to its own SHA-256: a .backup file only informs (the
+// backup's completion record says which label is its own), and archiving
+// must not stall on one, as it would retrying a conflict forever. Segment
+// and history conflicts keep failing: they are the split-brain fence.
+func keepBeside(ctx context.Context, a *archive.Archive, enc *envelope.Encoder, f *os.File, name wal.Name, res Result, ce *archive.ConflictError) (Result, error) {
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, wal.MaxBackupLabelSize+1))
+	if err != nil {
+		return res, err
+	}
+	key := a.Layout.LabelCopy(name, ce.New.String())
+	obj, err := enc.EncodeBytes(b, key)
+	if err != nil {
+		return res, err
+	}
+	if obj.Header.Digest != ce.New {
+		return res, fmt.Errorf("%s changed while being pushed", name)
+	}
+	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
+		_, err := archive.PutObject(ctx, a.Store, key, obj)
+		return err
+	})
+	if err != nil {
+		return res, fmt.Errorf("%s: another label is stored under this name (%s), and keeping this one beside it failed: %w", name, ce.Stored.Short(), err)
+	}
+	res.Outcome, res.Beside, res.Taken = archive.KeptBeside, key, ce.Stored.String()
+	return res, nil
 }
 
 // encodeFile validates the file against its name and packs it. Segments

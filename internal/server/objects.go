@@ -194,6 +194,13 @@ func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k
 	case err == nil && out == archive.AlreadyStored:
 		note(r, "outcome", "identical")
 		s.exists(w, r, key, hdr.Digest.String())
+	case errors.As(err, &ce) && k.Kind == archive.KindWAL && k.WAL.Kind == wal.Backup:
+		// Informational: the client keeps its label beside this one.
+		note(r, "outcome", "conflict")
+		s.metrics.backupConflicts.WithLabelValues(k.Archive).Inc()
+		s.log.Warn("a .backup file was pushed under a name stored with other content; the client keeps it beside the first",
+			"key", key, "stored_sha256", ce.Stored.String(), "new_sha256", ce.New.String(), "remote", r.RemoteAddr)
+		s.exists(w, r, key, ce.Stored.String())
 	case errors.As(err, &ce):
 		note(r, "outcome", "conflict")
 		s.metrics.conflicts.WithLabelValues(k.Archive).Inc()
