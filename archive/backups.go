@@ -36,30 +36,30 @@ type Part struct {
 // every object, bound to its key, and encrypted with the archive's key
 // when the archive is encrypted.
 type Record struct {
-	ID          string    `json:"id"`
-	Archive     string    `json:"archive"`
-	Label       string    `json:"label"`
-	SystemID    string    `json:"system_identifier"`
-	PGVersion   int       `json:"pg_version_num"`
-	SegmentSize int64     `json:"wal_segment_size"`
-	StartLSN    string    `json:"start_lsn"`
-	StopLSN     string    `json:"stop_lsn"`
-	StartTLI    uint32    `json:"start_timeline"`
-	StopTLI     uint32    `json:"stop_timeline"`
-	StartWAL    string    `json:"start_wal"`
-	StopWAL     string    `json:"stop_wal"`
-	BackupFile  string    `json:"backup_history_file"` // the .backup file in the archive ("" for a backup from a standby)
+	ID          string `json:"id"`
+	Archive     string `json:"archive"`
+	Label       string `json:"label"`
+	SystemID    string `json:"system_identifier"`
+	PGVersion   int    `json:"pg_version_num"`
+	SegmentSize int64  `json:"wal_segment_size"`
+	StartLSN    string `json:"start_lsn"`
+	StopLSN     string `json:"stop_lsn"`
+	StartTLI    uint32 `json:"start_timeline"`
+	StopTLI     uint32 `json:"stop_timeline"`
+	StartWAL    string `json:"start_wal"`
+	StopWAL     string `json:"stop_wal"`
+	BackupFile  string `json:"backup_history_file"` // the .backup file in the archive ("" for a backup from a standby)
 	// BackupFileKey is where that file is when another content took its
 	// name first and it was kept beside it (Layout.LabelCopy); "" when it
 	// is under its name.
-	BackupFileKey string `json:"backup_history_file_key,omitempty"`
-	FromStandby bool      `json:"from_standby"`        // taken on a standby: its stop position is from its manifest
-	StartTime   time.Time `json:"start_time"`
-	StopTime    time.Time `json:"stop_time"`
-	Files       int       `json:"files"`
-	RawSize     int64     `json:"raw_size"`
-	StoredSize  int64     `json:"stored_size"`
-	Parts       []Part    `json:"parts"` // FormatTar
+	BackupFileKey string    `json:"backup_history_file_key,omitempty"`
+	FromStandby   bool      `json:"from_standby"` // taken on a standby: its stop position is from its manifest
+	StartTime     time.Time `json:"start_time"`
+	StopTime      time.Time `json:"stop_time"`
+	Files         int       `json:"files"`
+	RawSize       int64     `json:"raw_size"`
+	StoredSize    int64     `json:"stored_size"`
+	Parts         []Part    `json:"parts"` // FormatTar
 	// Format is how the files are stored: FormatTar (parts of the tar
 	// stream) or FormatBlocks (contents and packs).
 	Format string `json:"format"`
