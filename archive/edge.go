@@ -304,17 +304,13 @@ func (d *Door) checkParents(ctx context.Context, archiveName string, tli uint32,
 	if err != nil {
 		return err
 	}
-	b, _, err := a.ReadAll(ctx, a.Layout.WAL(wal.Name{Kind: wal.History, TLI: parent}), wal.MaxHistorySize)
+	ph, err := a.History(ctx, parent) // a retired parent: its stand-in
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %08X.history names parent timeline %d, whose history %08X.history archive %s does not have (push it first: it is in pg_wal)", ErrInvalid, tli, parent, parent, archiveName)
 	}
 	if errors.Is(err, ErrKey) {
 		return nil // an encrypted archive: the client checked
 	}
-	if err != nil {
-		return err
-	}
-	ph, err := wal.ParseHistory(parent, b)
 	if err != nil {
 		return fmt.Errorf("the archive's %08X.history: %w", parent, err)
 	}

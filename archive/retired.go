@@ -33,6 +33,9 @@ type RetiredTimeline struct {
 	// they get new modification times, and recovery's choice between
 	// branches (catalog) must still see how old they are.
 	NewestWrite time.Time `json:"newest_write"`
+	// StandIn is the history walfetch serves in place of the retired one
+	// (see StandInHistory); "" when the timeline had no history file.
+	StandIn string `json:"stand_in_history,omitempty"`
 }
 
 // RestoredTimeline is the record of a timeline brought back from
@@ -116,6 +119,11 @@ func (a *Archive) RetireTimeline(ctx context.Context, tli uint32, by, reason str
 	}
 	if prev, ok := old[tli]; ok {
 		rec = prev // finishing an interrupted retirement, or adding late files
+	}
+	if rec.StandIn == "" && rec.HistorySHA256 != "" {
+		if rec.StandIn, err = a.standIn(ctx, tli); err != nil {
+			return rec, err
+		}
 	}
 	if len(files) == 0 && rec.HistorySHA256 == "" {
 		if _, ok := old[tli]; ok {
@@ -260,4 +268,81 @@ func sameContent(ctx context.Context, s store.Store, key string, b []byte) (bool
 		return false, err
 	}
 	return hdr.Digest.String() == mine, nil
+}
+
+// StandInHistory is the history walfetch serves, in place of the dead
+// branch's own, for retired timeline tli that forked from parent, whose
+// history (nil for timeline 1) is given: the parent's lines, then the
+// parent ending at the highest position there is.
+//
+// PostgreSQL reads it as a timeline that holds no WAL: its parent holds
+// everything. So a promotion's probe for a free timeline number
+// (findNewestTimeLine) sees the number taken and never reuses it (two
+// different timelines would share its segment names), and a recovery
+// that follows the number (recovery_target_timeline = 'latest', when it
+// is the highest) replays the parent's WAL, not the dead branch's. A
+// timeline made later from it names it as its parent; the door and the
+// catalog read this stand-in for it.
+func StandInHistory(tli, parent uint32, parentHistory []wal.HistoryEntry) []byte {
+	entries := append(append([]wal.HistoryEntry{}, parentHistory...), wal.HistoryEntry{
+		TLI: parent, SwitchPoint: wal.LSN(^uint64(0)),
+		Reason: fmt.Sprintf("timeline %d was retired as a dead branch: its number stays taken, and it holds no WAL", tli),
+	})
+	return wal.FormatHistory(entries)
+}
+
+// standIn makes the stand-in history of timeline tli, about to be
+// retired, from its history file and its parent's.
+func (a *Archive) standIn(ctx context.Context, tli uint32) (string, error) {
+	b, _, err := a.ReadAll(ctx, a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli}), wal.MaxHistorySize)
+	if err != nil {
+		return "", fmt.Errorf("read the history of timeline %d: %w", tli, err)
+	}
+	h, err := wal.ParseHistory(tli, b)
+	if err != nil {
+		return "", err
+	}
+	l := wal.EffectiveLineage(tli, h)
+	parent := l[len(l)-2].TLI
+	var ph []wal.HistoryEntry
+	if parent > 1 {
+		if ph, err = a.History(ctx, parent); err != nil {
+			return "", err
+		}
+	}
+	return string(StandInHistory(tli, parent, ph)), nil
+}
+
+// History returns the parsed history file of timeline tli as the archive
+// holds it, or, for a retired timeline, its stand-in (StandInHistory).
+func (a *Archive) History(ctx context.Context, tli uint32) ([]wal.HistoryEntry, error) {
+	b, _, err := a.ReadAll(ctx, a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli}), wal.MaxHistorySize)
+	if errors.Is(err, ErrNotFound) {
+		rec, rerr := a.RetiredRecord(ctx, tli)
+		if rerr != nil || rec == nil || rec.StandIn == "" {
+			return nil, err
+		}
+		b, err = []byte(rec.StandIn), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return wal.ParseHistory(tli, b)
+}
+
+// RetiredRecord reads timeline tli's retirement record; nil if it is not
+// retired.
+func (a *Archive) RetiredRecord(ctx context.Context, tli uint32) (*RetiredTimeline, error) {
+	b, _, err := a.ReadAll(ctx, a.Layout.RetiredRecord(tli), 16<<20)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r RetiredTimeline
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, a.Layout.RetiredRecord(tli), err)
+	}
+	return &r, nil
 }

@@ -291,7 +291,7 @@ func chooseTimeline(inv *catalog.Inventory, opt RestoreOptions, rec archive.Reco
 		return "", "", fmt.Errorf("%w: recovery from backup %s could follow timelines %v, separate branches of archive %s's history: give --target-timeline N, or retire the dead branch (walstored timeline retire)", archive.ErrInvalid, rec.ID, ambiguous, opt.Archive.Name)
 	}
 	latest, ok := inv.PostgresLatest(rec)
-	if opt.Standby && ok && latest == tl {
+	if opt.Standby && ok && inv.Follows(latest) == tl {
 		return "recovery_target_timeline = 'latest'", "", nil
 	}
 	if opt.Standby {

@@ -303,7 +303,9 @@ func (inv *Inventory) liveLeaf(leaves []uint32) (uint32, bool) {
 // PostgresLatest is the timeline PostgreSQL picks for recovery from r with
 // recovery_target_timeline = 'latest': it probes for the history files of
 // the timelines after the backup's, one by one, and stops at the first
-// missing. ok is false when that timeline's history does not contain the
+// missing (a retired timeline's stand-in is there: walfetch serves it so
+// that its number stays taken; following it is following its parent, see
+// Follows). ok is false when that timeline's history does not contain the
 // backup's start: PostgreSQL then refuses to start ("requested timeline is
 // not a child of this server's history").
 func (inv *Inventory) PostgresLatest(r archive.Record) (tli uint32, ok bool) {
@@ -313,10 +315,43 @@ func (inv *Inventory) PostgresLatest(r archive.Record) (tli uint32, ok bool) {
 	}
 	tli = r.StartTLI
 	for {
-		if _, has := inv.Histories[tli+1]; !has {
+		_, has := inv.Histories[tli+1]
+		if _, standIn := inv.StandIns()[tli+1]; !has && !standIn {
 			break
 		}
 		tli++
 	}
+	if h, ok := inv.StandIns()[tli]; ok && tli != r.StartTLI {
+		return tli, wal.TimelineAt(tli, h, start) == r.StartTLI
+	}
 	return tli, tli == r.StartTLI || inv.Histories.OnLineage(tli, r.StartTLI, start)
+}
+
+// StandIns are the histories walfetch serves for retired timelines
+// (archive.StandInHistory), by timeline.
+func (inv *Inventory) StandIns() Histories {
+	out := Histories{}
+	for t, r := range inv.Retired {
+		if r.StandIn == "" {
+			continue
+		}
+		if h, err := wal.ParseHistory(t, []byte(r.StandIn)); err == nil {
+			out[t] = h
+		}
+	}
+	return out
+}
+
+// Follows is the timeline whose WAL recovery replays when it follows
+// timeline tli: tli itself, or for a retired one, the parent its
+// stand-in names (which holds all the WAL).
+func (inv *Inventory) Follows(tli uint32) uint32 {
+	for range 64 {
+		h, ok := inv.StandIns()[tli]
+		if !ok || len(h) == 0 {
+			return tli
+		}
+		tli = h[len(h)-1].TLI
+	}
+	return tli
 }

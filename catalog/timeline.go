@@ -82,13 +82,21 @@ func (h Histories) Parent(target uint32) (parent uint32, at wal.LSN, ok bool) {
 
 // Check validates the histories against each other: every history lists
 // timelines that exist as the prefix of its parent's.
-func (h Histories) Check() error {
+func (h Histories) Check() error { return h.CheckWith(nil) }
+
+// CheckWith is Check where a parent's history may also be a retired
+// timeline's stand-in (archive.StandInHistory): a timeline made after the
+// retirement names the retired number as its parent.
+func (h Histories) CheckWith(standIns Histories) error {
 	for tli, hist := range h {
 		if len(hist) == 0 {
 			continue
 		}
 		parent := hist[len(hist)-1].TLI
 		ph, ok := h[parent]
+		if !ok {
+			ph, ok = standIns[parent]
+		}
 		if !ok && parent != 1 {
 			return fmt.Errorf("%w: timeline %d's history names parent %d, whose history is missing", archive.ErrInvalid, tli, parent)
 		}

@@ -248,3 +248,37 @@ func TestSecondRestoreBeforeAFork(t *testing.T) {
 		t.Fatalf("a backup past the fork on timeline 1 must not follow 3: %d", tl)
 	}
 }
+
+// A retired timeline keeps its number: walfetch serves a stand-in
+// history under which its parent holds all WAL. PostgreSQL's 'latest'
+// reaches it and replays the parent's WAL; a timeline promoted later gets
+// the next number and names the retired one as its parent, and the
+// catalog reads it as forked from the parent.
+func TestRetiredTimelineKeepsItsNumber(t *testing.T) {
+	h := Histories{1: nil, 2: {{TLI: 1, SwitchPoint: 0x3000000}}}
+	inv := inventory(h, map[uint32][2]uint64{1: {1, 2}, 2: {3, 9}}, backup("b2", 2, "0/7000028"))
+	standIn := archive.StandInHistory(3, 2, h[2])
+	inv.Retired = map[uint32]archive.RetiredTimeline{3: {Timeline: 3, StandIn: string(standIn)}}
+	if tl, ok := inv.PostgresLatest(backup("b2", 2, "0/7000028")); tl != 3 || !ok || inv.Follows(tl) != 2 {
+		t.Fatalf("PostgreSQL's latest: %d %v, follows %d; want 3, true, following 2", tl, ok, inv.Follows(tl))
+	}
+	sh, err := wal.ParseHistory(3, standIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at := wal.TimelineAt(3, sh, 0x7000028); at != 2 {
+		t.Fatalf("under the stand-in, 0/7000028 is on timeline %d, want 2", at)
+	}
+	// Timeline 4, promoted from a server that followed the stand-in.
+	four := append(append([]wal.HistoryEntry{}, sh...), wal.HistoryEntry{TLI: 3, SwitchPoint: 0xA000100})
+	inv.Histories[4] = four
+	if err := inv.Histories.CheckWith(inv.StandIns()); err != nil {
+		t.Fatal(err)
+	}
+	if inv.Histories.Check() == nil {
+		t.Fatal("without the stand-in, timeline 4's parent is missing")
+	}
+	if p, at, ok := inv.Histories.Parent(4); !ok || p != 2 || at != 0xA000100 {
+		t.Fatalf("timeline 4 forked from %d at %s, want 2 at 0/A000100", p, at)
+	}
+}

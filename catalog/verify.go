@@ -102,7 +102,7 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 		}
 		add(key, err)
 	}
-	if err := inv.Histories.Check(); err != nil {
+	if err := inv.Histories.CheckWith(inv.StandIns()); err != nil {
 		add(a.Name+"/wal/*.history", err)
 	}
 	reported := map[uint32]bool{} // timelines under a dead-branch problem already

@@ -306,3 +306,46 @@ func TestPlantedBackupLabelNeverStallsArchiving(t *testing.T) {
 	}
 	c.Stop()
 }
+
+// TestRetiredTimelineNumberIsNeverReused: a restore opened read-write by
+// mistake makes timeline 2 while the primary goes on with 1; timeline 2 is
+// retired. A later restore that promotes takes timeline 3, not 2 again
+// (two timelines 2 would share segment names), archives it, and verify
+// is green.
+func TestRetiredTimelineNumberIsNeverReused(t *testing.T) {
+	t.Parallel()
+	st := newSite(t, 0)
+	insertBatch(st.p, 0, 1000)
+	takeBackup(t, st.r, st.p)
+	mistake := restore(t, st.r, st.dir, "mistake")
+	mistake.Start()
+	mistake.WaitRecovered(3 * time.Minute)
+	insertBatch(mistake, 9, 10)
+	mistake.WaitArchived(mistake.SwitchWAL(), time.Minute)
+	mistake.Stop()
+	insertBatch(st.p, 1, 1000)
+	st.p.WaitArchived(st.p.SwitchWAL(), time.Minute)
+	if res := admin(t, st.r, "timeline", "retire", "--timeline", "2", "--reason", "test: opened by mistake"); res.Code != 0 {
+		t.Fatalf("retire: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	c := restore(t, st.r, st.dir, "again")
+	c.Start()
+	c.WaitRecovered(3 * time.Minute)
+	if tl := c.Timeline(); tl != 3 {
+		t.Fatalf("the promotion after retiring timeline 2 took timeline %d, want 3\n%s", tl, c.Log())
+	}
+	insertBatch(c, 2, 10)
+	c.WaitArchived(c.SwitchWAL(), time.Minute)
+	if failed := c.QueryInt("SELECT failed_count FROM pg_stat_archiver"); failed != 0 {
+		t.Fatalf("archiving failed %d times on timeline 3:\n%s", failed, c.Log())
+	}
+	c.Stop()
+	st.p.Stop()
+	if res := admin(t, st.r, "verify"); res.Code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	list := admin(t, st.r, "list")
+	if !strings.Contains(list.Stdout, "timeline 3 (from timeline 1") {
+		t.Fatalf("list: %s", list.Stdout)
+	}
+}

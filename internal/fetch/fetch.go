@@ -128,6 +128,12 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 		}
 		hdr, err := fetchTo(ctx, a, n, dest, wait, nil)
 		res.Size = hdr.RawSize
+		if n.Kind == wal.History && errors.Is(err, archive.ErrNotFound) {
+			var size int64
+			if size, err = retiredHistory(ctx, a, n, dest); err == nil {
+				res.Size = size
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -138,6 +144,36 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 		cfg.announce(sp, n, res.Size)
 	}
 	return res, nil
+}
+
+// retiredHistory answers PostgreSQL's probe for the history file of a
+// retired timeline with its stand-in (archive.StandInHistory): the
+// number stays taken, so a promotion never reuses it, and a recovery that
+// follows it replays the parent's WAL, not the dead branch's.
+func retiredHistory(ctx context.Context, a *archive.Archive, n wal.Name, dest string) (int64, error) {
+	rec, err := a.RetiredRecord(ctx, n.TLI)
+	if err != nil {
+		return 0, err
+	}
+	if rec == nil || rec.StandIn == "" {
+		return 0, fmt.Errorf("%s: %w", a.Layout.WAL(n), archive.ErrNotFound)
+	}
+	b := []byte(rec.StandIn)
+	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".walfetch-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dest)
+	}
+	return int64(len(b)), err
 }
 
 // pgdata is the data directory whose signal files say how to fail.
