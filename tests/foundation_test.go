@@ -87,7 +87,14 @@ func TestPushAndFetchRules(t *testing.T) {
 		if len(segs) == 0 {
 			t.Fatal("no segment in the other cluster's pg_wal")
 		}
-		first := segs[0]
+		// Copied out of its live pg_wal, where walpush would refuse it as
+		// not finished (no .ready) before anything else.
+		b, err := os.ReadFile(segs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := filepath.Join(testenv.Dir(t), filepath.Base(segs[0]))
+		os.WriteFile(first, b, 0o644)
 		res := testenv.Run(t, work, nil, bins.WalPush, r.args("--jobs", "1", first)...)
 		if res.Code != 1 || !strings.Contains(res.Stderr, "belongs to PostgreSQL system "+c.SystemID()) {
 			t.Fatalf("push from another cluster: exit %d: %s", res.Code, res.Stderr)
