@@ -20,23 +20,28 @@ import (
 //	<archive>/meta/retention/<id>              a retention run: its policy and what it did (the newest few)
 //	<archive>/meta/recompress/<id>             a recompression pass: what it saved (the newest few)
 //	<archive>/meta/labels/<name>.<sha256>      a .backup file pushed under a name already taken by other content
+//	<archive>/meta/verify/result               the last verify: when, and what did not verify (small: archives, the page)
+//	<archive>/meta/verify/checked              what passed it, for the next verify to read only what is new
 //	<archive>/backups/<id>/<file>              base backups: contents (or tar parts), manifest, progress, completion record
 //	<archive>/packs/<sha256>                   blocks of backed-up files, shared by the archive's backups (see packs.go)
 //	<archive>/retired/<tli>/retired.json       a timeline taken out of recovery's view
 //	<archive>/retired/<tli>/wal/<WAL name>     its files, still bound to their live names
 //	<archive>/retired/<tli>/restored.json      a retired timeline brought back (when, and how old its WAL was)
+//	<archive>/quarantine/<name>.<sha256>       a WAL object set aside (walstored quarantine), still bound to its name
+//	<archive>/quarantine/<name>.<sha256>.json  who set it aside, when and why
 //	_repo/marker                               this is a walstore repository
 //	_repo/leases/<job>                         a repository-wide job running (walstored sync)
 //	_repo/probes/<random>                      a write probe (/healthz), deleted at once
 //
 // Archive names start with a letter or a digit, so "_repo" is never one.
 const (
-	walDir     = "wal"
-	metaDir    = "meta"
-	backupsDir = "backups"
-	packsDir   = "packs"
-	retiredDir = "retired"
-	repoDir    = "_repo"
+	walDir        = "wal"
+	metaDir       = "meta"
+	backupsDir    = "backups"
+	packsDir      = "packs"
+	retiredDir    = "retired"
+	quarantineDir = "quarantine"
+	repoDir       = "_repo"
 )
 
 // Repository-wide keys.
@@ -104,6 +109,25 @@ func (l Layout) LabelCopy(n wal.Name, sha256 string) string {
 // LabelCopiesPrefix is the prefix of the copies kept beside .backup file n.
 func (l Layout) LabelCopiesPrefix(n wal.Name) string {
 	return l.Archive + "/" + metaDir + "/labels/" + n.String() + "."
+}
+
+// VerifyResult is the key of the last verify's result.
+func (l Layout) VerifyResult() string { return l.Archive + "/" + metaDir + "/verify/result" }
+
+// VerifyChecked is the key of what the last verify found intact.
+func (l Layout) VerifyChecked() string { return l.Archive + "/" + metaDir + "/verify/checked" }
+
+// QuarantinePrefix is the prefix of the archive's quarantined objects.
+func (l Layout) QuarantinePrefix() string { return l.Archive + "/" + quarantineDir + "/" }
+
+// Quarantined is the key of WAL object n with SHA-256 sum, set aside.
+func (l Layout) Quarantined(n wal.Name, sum string) string {
+	return l.QuarantinePrefix() + n.String() + "." + sum
+}
+
+// QuarantineRecord is the key of the record of a quarantined object.
+func (l Layout) QuarantineRecord(n wal.Name, sum string) string {
+	return l.Quarantined(n, sum) + ".json"
 }
 
 // System is the key of the archive's system binding.
@@ -183,6 +207,9 @@ const (
 	KindPack
 	KindRecompressRun
 	KindLabelCopy
+	KindQuarantined
+	KindQuarantineRecord
+	KindVerifyRecord
 )
 
 func (k KeyKind) String() string {
@@ -209,6 +236,10 @@ func (k KeyKind) String() string {
 		return "recompression record"
 	case KindLabelCopy:
 		return "backup history file kept beside another"
+	case KindQuarantined, KindQuarantineRecord:
+		return "quarantined object"
+	case KindVerifyRecord:
+		return "verify record"
 	}
 	return "unknown"
 }
@@ -261,6 +292,8 @@ func ParseKey(key string) (Key, error) {
 		k.Kind = KindRetention
 	case f[1] == metaDir && len(f) == 4 && f[2] == "recompress":
 		k.Kind = KindRecompressRun
+	case f[1] == metaDir && len(f) == 4 && f[2] == "verify" && (f[3] == "result" || f[3] == "checked"):
+		k.Kind = KindVerifyRecord
 	case f[1] == metaDir && len(f) == 4 && f[2] == "labels":
 		i := strings.LastIndexByte(f[3], '.')
 		if i < 0 || len(f[3])-i-1 != 64 || strings.Trim(f[3][i+1:], "0123456789abcdef") != "" {
@@ -281,6 +314,20 @@ func ParseKey(key string) (Key, error) {
 			return Key{}, err
 		}
 		k.Kind, k.Pack = KindPack, f[2]
+	case f[1] == quarantineDir && len(f) == 3:
+		rest, isRecord := strings.CutSuffix(f[2], ".json")
+		i := strings.LastIndexByte(rest, '.')
+		if i < 0 || len(rest)-i-1 != 64 || strings.Trim(rest[i+1:], "0123456789abcdef") != "" {
+			return bad("want quarantine/<WAL name>.<sha256>[.json]")
+		}
+		n, err := wal.ParseName(rest[:i])
+		if err != nil {
+			return Key{}, err
+		}
+		k.Kind, k.WAL, k.Digest = KindQuarantined, n, rest[i+1:]
+		if isRecord {
+			k.Kind = KindQuarantineRecord
+		}
 	case f[1] == retiredDir && len(f) >= 4:
 		tli, err := strconv.ParseUint(f[2], 16, 32)
 		if err != nil || len(f[2]) != 8 || tli == 0 {
@@ -311,7 +358,7 @@ func ParseKey(key string) (Key, error) {
 // that a retired WAL file keeps the name of the live file it was.
 func Identity(key string) string {
 	k, err := ParseKey(key)
-	if err == nil && k.Kind == KindRetiredWAL {
+	if err == nil && (k.Kind == KindRetiredWAL || k.Kind == KindQuarantined) {
 		return Layout{Archive: k.Archive}.WAL(k.WAL)
 	}
 	return key

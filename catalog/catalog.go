@@ -31,7 +31,12 @@ type Inventory struct {
 	// Retired are the timelines taken out of recovery's view.
 	Retired map[uint32]archive.RetiredTimeline
 	// Restored are the timelines brought back from retirement.
-	Restored    map[uint32]archive.RestoredTimeline
+	Restored map[uint32]archive.RestoredTimeline
+	// Quarantined are the WAL objects set aside (walstored quarantine).
+	Quarantined []archive.Quarantined
+	// LastVerify is the last verify's result (nil: none recorded, or not
+	// readable here).
+	LastVerify *archive.VerifyResult
 	byName      map[wal.Name]File // lookup
 	historyErrs map[uint32]error  // unparseable history files
 }
@@ -63,6 +68,12 @@ func Load(ctx context.Context, a *archive.Archive) (*Inventory, error) {
 	if inv.Restored, err = a.RestoredTimelines(ctx); err != nil {
 		return nil, err
 	}
+	if inv.Quarantined, err = a.QuarantinedObjects(ctx); err != nil {
+		return nil, err
+	}
+	// An encrypted archive's record needs its key: without it, the
+	// state is what the names say.
+	inv.LastVerify, _ = a.LastVerify(ctx)
 	inv.SegSize, err = segmentSize(ctx, a, inv)
 	if err != nil {
 		return nil, err
@@ -264,6 +275,27 @@ func (inv *Inventory) lineageSegments(target uint32) []uint64 {
 				out = append(out, s)
 			}
 		}
+	}
+	return out
+}
+
+// Broken are the objects the last verify found broken that are still
+// the copy it read (a WAL file quarantined, or stored again since, is
+// not).
+func (inv *Inventory) Broken() []archive.BrokenObject {
+	if inv.LastVerify == nil {
+		return nil
+	}
+	var out []archive.BrokenObject
+	for _, b := range inv.LastVerify.Broken {
+		k, err := archive.ParseKey(b.Key)
+		if err == nil && k.Kind == archive.KindWAL {
+			f, ok := inv.File(k.WAL)
+			if !ok || !f.Info.ModTime.Equal(b.ModTime) {
+				continue
+			}
+		}
+		out = append(out, b)
 	}
 	return out
 }

@@ -39,8 +39,12 @@ type Summary struct {
 	Gaps            int      `json:"gaps"`
 	DeadBranches    []uint32 `json:"dead_branches"`
 	Retired         []uint32 `json:"retired_timelines"`
-	// State is ok, empty, late, gap or dead_branch; Reasons say why in
-	// words.
+	// Broken are the objects the last verify found broken, still there.
+	Broken []string `json:"broken"`
+	// Quarantined counts the WAL objects set aside.
+	Quarantined int `json:"quarantined"`
+	// State is ok, empty, late, gap, dead_branch or broken; Reasons say
+	// why in words.
 	State   string   `json:"state"`
 	Reasons []string `json:"reasons"`
 }
@@ -147,6 +151,16 @@ func Summarize(inv *Inventory, sysid uint64, now time.Time, late time.Duration) 
 				s.Reasons = append(s.Reasons, f.String())
 			}
 		}
+	}
+	s.Broken = []string{}
+	for _, b := range inv.Broken() {
+		s.Broken = append(s.Broken, b.Key)
+	}
+	s.Quarantined = len(inv.Quarantined)
+	if len(s.Broken) > 0 {
+		s.State = "broken"
+		s.Reasons = append(s.Reasons, fmt.Sprintf("the last verify (%s) found %d objects recovery cannot use, first %s: %s (set a bad WAL object aside with walstored quarantine)",
+			inv.LastVerify.At.Format(time.RFC3339), len(s.Broken), inv.Broken()[0].Key, inv.Broken()[0].Error))
 	}
 	if s.Gaps > 0 {
 		if s.State == "ok" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -35,6 +36,9 @@ type Report struct {
 	Warnings []string  `json:"warnings"`       // things to look at that do not break recovery
 	Paths    []Path    `json:"recovery_paths"` // recovery paths checked, one per backup
 	Skipped  []string  `json:"skipped"`        // checks that need the archive's key, which was not given
+	// Reused counts the objects not read again: unchanged since the last
+	// verify found them intact (Objects includes them).
+	Reused int `json:"reused"`
 }
 
 // Verify reads every object of the archive and checks it (jobs at a
@@ -46,12 +50,26 @@ type Report struct {
 // (recovery_target_timeline = 'latest') from the newest backup would
 // start. Problems are collected, not returned as errors; the error is for
 // failures to read the archive at all.
-func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
+//
+// What passed is recorded (archive.VerifyChecked) with opt.Record: the
+// next run reads only objects that are new or changed since, unless
+// opt.Full. What did not is recorded too (archive.VerifyResult), for
+// archives, the status page and the metrics.
+func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report, error) {
 	rep := Report{Archive: a.Name, Problems: []Problem{}, Warnings: []string{}, Paths: []Path{}, Skipped: []string{}}
 	inv, err := Load(ctx, a)
 	if err != nil {
 		return rep, err
 	}
+	prev := archive.VerifyChecked{Objects: map[string]archive.CheckedObject{}}
+	if !opt.Full {
+		if prev, err = a.LastChecked(ctx); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("what the last verify checked could not be read (%v): every object is read", err))
+			prev = archive.VerifyChecked{Objects: map[string]archive.CheckedObject{}}
+		}
+	}
+	checked := archive.VerifyChecked{At: time.Now().UTC(), Objects: map[string]archive.CheckedObject{}}
+	var broken []archive.BrokenObject
 	var mu sync.Mutex
 	add := func(key string, err error) {
 		mu.Lock()
@@ -64,32 +82,60 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	}
 	segs := map[wal.Name]wal.SegmentSummary{}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, jobs))
+	g.SetLimit(max(1, opt.Jobs))
 	for _, k := range keys {
+		wk, kerr := archive.ParseKey(k.Key)
+		if kerr == nil && wk.Kind == archive.KindVerifyRecord {
+			continue // rewritten by this run
+		}
+		if c, ok := prev.Objects[k.Key]; ok && c.Size == k.Size && c.ModTime.Equal(k.ModTime) {
+			checked.Objects[k.Key] = c
+			if c.Segment != nil && kerr == nil {
+				segs[wk.WAL] = *c.Segment
+			}
+			rep.Objects++
+			rep.Reused++
+			continue
+		}
 		g.Go(func() error {
 			n, sum, err := verifyObject(gctx, a, k.Key)
-			if sum != nil {
-				if wk, err := archive.ParseKey(k.Key); err == nil {
-					mu.Lock()
-					segs[wk.WAL] = *sum
-					mu.Unlock()
-				}
-			}
 			if err != nil {
 				if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, archive.ErrNotFound) && gctx.Err() == nil {
 					return fmt.Errorf("read %s: %w", k.Key, err)
 				}
 				add(k.Key, err)
+				mu.Lock()
+				broken = append(broken, archive.BrokenObject{Key: k.Key, ModTime: k.ModTime, Error: err.Error()})
+				mu.Unlock()
 			}
 			mu.Lock()
+			defer mu.Unlock()
+			if sum != nil && kerr == nil {
+				segs[wk.WAL] = *sum
+			}
+			if err == nil {
+				checked.Objects[k.Key] = archive.CheckedObject{Size: k.Size, ModTime: k.ModTime, Segment: sum}
+			}
 			rep.Objects++
 			rep.Bytes += n
-			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return rep, err
+	}
+	record := func() {
+		if !opt.Record {
+			return
+		}
+		sort.Slice(broken, func(i, j int) bool { return broken[i].Key < broken[j].Key })
+		res := archive.VerifyResult{At: checked.At, Full: opt.Full, OK: rep.OK, Broken: broken, Problems: len(rep.Problems)}
+		if res.Broken == nil {
+			res.Broken = []archive.BrokenObject{}
+		}
+		if err := a.PutVerifyRecords(ctx, res, checked); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("what this verify found could not be recorded (%v): the next one reads everything again, and archives and the status page do not know of it", err))
+		}
 	}
 	if inv.SegSize > 0 {
 		checkBoundaries(a, segs, inv.SegSize, add)
@@ -118,6 +164,9 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 		} else {
 			rep.Warnings = append(rep.Warnings, f.String())
 		}
+	}
+	for _, q := range inv.Quarantined {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s (sha256 %s) is in quarantine since %s: set aside, not served (walstored unquarantine puts it back)", q.Name, q.SHA256[:12], q.At.Format("2006-01-02 15:04:05Z07:00")))
 	}
 	for id := range inv.Backups.Unreadable {
 		rep.Skipped = append(rep.Skipped, "backup "+id+": its completion record is encrypted; give the archive's key to check it")
@@ -162,7 +211,15 @@ func Verify(ctx context.Context, a *archive.Archive, jobs int) (Report, error) {
 	}
 	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Key < rep.Problems[j].Key })
 	rep.OK = len(rep.Problems) == 0
+	record()
 	return rep, nil
+}
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	Jobs   int  // objects read at once
+	Full   bool // read every object, not only what is new since the last run
+	Record bool // record what passed and what did not (needs write access)
 }
 
 // ErrDeadBranch: a branch of the archive's history that recovery must not

@@ -349,3 +349,92 @@ func TestRetiredTimelineNumberIsNeverReused(t *testing.T) {
 		t.Fatalf("list: %s", list.Stdout)
 	}
 }
+
+// TestQuarantineLetsTheGoodCopyIn: an unfinished copy of the segment
+// PostgreSQL is writing is planted in the store by hand (behind the
+// door's back, as a store written before the door checked WAL holds
+// them). PostgreSQL's archiving then meets a conflict; verify exits
+// non-zero naming it; archives (and the metrics) say broken. After
+// walstored quarantine, PostgreSQL archives the good copy, verify is
+// green reading only what is new, list shows what was set aside, and
+// unquarantine refuses to replace the good copy.
+func TestQuarantineLetsTheGoodCopyIn(t *testing.T) {
+	t.Parallel()
+	st := newSite(t, 0)
+	insertBatch(st.p, 0, 1000)
+	takeBackup(t, st.r, st.p)
+	st.p.WaitArchived(st.p.SwitchWAL(), time.Minute)
+	insertBatch(st.p, 1, 1000)
+	cur := st.p.QueryString("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	b, err := os.ReadFile(filepath.Join(st.p.Dir, "pg_wal", cur))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := wal.ParseName(cur)
+	enc := envelope.NewEncoder()
+	enc.SystemID = mustSysID(t, st.p)
+	obj, err := enc.EncodeBytes(b, archive.Layout{Archive: "main"}.WAL(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(st.repoDir, "main", "wal", cur), obj.Bytes(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	st.p.SwitchWAL()
+	testenv.WaitFor(t, time.Minute, "PostgreSQL's archiver to meet the planted copy", func() bool {
+		return st.p.QueryInt("SELECT failed_count FROM pg_stat_archiver") > 0
+	})
+	v := admin(t, st.r, "verify")
+	if v.Code != 1 || !strings.Contains(v.Stdout+v.Stderr, cur) || !strings.Contains(v.Stdout+v.Stderr, "could not replay") {
+		t.Fatalf("verify with the planted copy: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+	arch := admin(t, st.r, "archives", "--json")
+	if arch.Code != 1 || !strings.Contains(arch.Stdout, `"state": "broken"`) || !strings.Contains(arch.Stdout, cur) {
+		t.Fatalf("archives with a broken segment: exit %d\n%s%s", arch.Code, arch.Stdout, arch.Stderr)
+	}
+	testenv.WaitFor(t, time.Minute, "the broken segment in walstored's metrics", func() bool {
+		return strings.Contains(metricsText(t, st.ws.URL, ""), `walstore_archive_broken_objects{archive="main"} 1`)
+	})
+
+	q := admin(t, st.r, "quarantine", cur, "--reason", "test: planted unfinished copy")
+	if q.Code != 0 || !strings.Contains(q.Stdout, "set aside") {
+		t.Fatalf("quarantine: exit %d %s%s", q.Code, q.Stdout, q.Stderr)
+	}
+	insertBatch(st.p, 2, 10)
+	last := st.p.SwitchWAL() // wakes the archiver, which retries the segment
+	st.p.WaitArchived(last, 2*time.Minute)
+	good := filepath.Join(testenv.Dir(t), "good")
+	if res := testenv.Run(t, st.dir, nil, testenv.Binaries(t).WalFetch, st.r.args(cur, good)...); res.Code != 0 {
+		t.Fatalf("fetch of the good copy: exit %d %s", res.Code, res.Stderr)
+	}
+	if _, err := wal.CheckSegmentBytes(n, mustRead(t, good), 0); err != nil {
+		t.Fatalf("the copy now stored is not whole: %v", err)
+	}
+	v = admin(t, st.r, "verify")
+	if v.Code != 0 || !strings.Contains(v.Stdout, "not read again") || !strings.Contains(v.Stdout, "quarantine") {
+		t.Fatalf("verify after the quarantine: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+	if full := admin(t, st.r, "verify", "--full"); full.Code != 0 || strings.Contains(full.Stdout, "not read again") {
+		t.Fatalf("verify --full: exit %d\n%s%s", full.Code, full.Stdout, full.Stderr)
+	}
+	if arch := admin(t, st.r, "archives", "--json"); arch.Code != 0 || strings.Contains(arch.Stdout, `"state": "broken"`) {
+		t.Fatalf("archives after the quarantine: exit %d\n%s", arch.Code, arch.Stdout)
+	}
+	if l := admin(t, st.r, "list"); !strings.Contains(l.Stdout, "quarantined") || !strings.Contains(l.Stdout, cur) || !strings.Contains(l.Stdout, "planted unfinished copy") {
+		t.Fatalf("list does not show the quarantined copy:\n%s", l.Stdout)
+	}
+	// Back under its name? The door refuses it (its WAL stops early), as it
+	// would refuse to replace the good copy.
+	if u := admin(t, st.r, "unquarantine", cur); u.Code == 0 || !strings.Contains(u.Stderr, "WAL ends at") {
+		t.Fatalf("unquarantine over the good copy: exit %d %s%s", u.Code, u.Stdout, u.Stderr)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

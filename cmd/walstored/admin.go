@@ -16,6 +16,7 @@ import (
 	"github.com/walstore/walstore/retention"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/wal"
 )
 
 // openArchive validates the shared flags and opens the archive. Unless
@@ -94,9 +95,23 @@ func bindArchives(fs *pflag.FlagSet, e env) func(context.Context) error {
 			}
 		}
 		if *asJSON {
-			return admin.JSON(e.stdout, rep)
+			err = admin.JSON(e.stdout, rep)
+		} else {
+			admin.PrintArchives(e.stdout, rep, now)
 		}
-		admin.PrintArchives(e.stdout, rep, now)
+		if err != nil {
+			return err
+		}
+		// An archive recovery cannot trust fails the command, as verify does.
+		var bad []string
+		for _, a := range rep.Archives {
+			if a.State == "broken" || a.State == "dead_branch" {
+				bad = append(bad, a.Archive+" ("+a.State+")")
+			}
+		}
+		if len(bad) > 0 {
+			return &failedError{code: cli.ExitFailure, err: fmt.Errorf("%s: walstored verify --archive A says what and how to fix it", strings.Join(bad, ", "))}
+		}
 		return nil
 	}
 }
@@ -141,17 +156,20 @@ func bindRetain(fs *pflag.FlagSet, e env) func(context.Context) error {
 }
 
 func bindVerify(fs *pflag.FlagSet, e env) func(context.Context) error {
-	c := cli.Common{Getenv: e.getenv, ReadOnly: true, NoCache: true, FailFastFirst: true}
+	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
 	c.Bind(fs)
 	jobs := fs.Int("jobs", 4, "objects read at once")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	allowEmpty := fs.Bool("allow-empty", false, "an archive that does not exist (yet) passes, instead of failing")
+	full := fs.Bool("full", false, "read every object again, not only those new or changed since the last verify")
+	noRecord := fs.Bool("no-record", false, "record nothing (read-only access): every object is read, and archives and the status page do not learn of the result")
 	return func(ctx context.Context) error {
+		c.ReadOnly = *noRecord
 		a, err := openArchive(ctx, &c, *allowEmpty)
 		if err != nil {
 			return err
 		}
-		rep, err := catalog.Verify(ctx, a, *jobs)
+		rep, err := catalog.Verify(ctx, a, catalog.VerifyOptions{Jobs: *jobs, Full: *full || *noRecord, Record: !*noRecord})
 		if err != nil {
 			return err
 		}
@@ -205,6 +223,69 @@ func bindTimeline(fs *pflag.FlagSet, e env) func(context.Context) error {
 		fmt.Fprintf(e.stdout, "timeline %d of archive %s %s: %s (%s)\n", n, a.Name, verb, admin.Count(len(rec.Files), "file", "files"), admin.Size(rec.Bytes))
 		return nil
 	}
+}
+
+// bindQuarantine is "walstored quarantine": a stored WAL object set
+// aside, recorded, deleting nothing.
+func bindQuarantine(fs *pflag.FlagSet, e env) func(context.Context) error {
+	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
+	c.Bind(fs)
+	reason := fs.String("reason", "", "why, for the record")
+	asJSON := fs.Bool("json", false, "print the record as JSON")
+	return func(ctx context.Context) error {
+		n, err := oneWALName(fs)
+		if err != nil {
+			return err
+		}
+		a, err := openArchive(ctx, &c, false)
+		if err != nil {
+			return err
+		}
+		q, err := a.Quarantine(ctx, n, by(e), *reason)
+		if err != nil {
+			return err
+		}
+		return printReport(e, *asJSON, q, func() {
+			fmt.Fprintf(e.stdout, "%s of archive %s (sha256 %s, %s) set aside as %s; the name is free for the good copy (walstored unquarantine puts it back)\n", n, a.Name, q.SHA256[:12], admin.Size(q.Bytes), q.Key)
+		})
+	}
+}
+
+// bindUnquarantine is "walstored unquarantine": a quarantined object back
+// under its name.
+func bindUnquarantine(fs *pflag.FlagSet, e env) func(context.Context) error {
+	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
+	c.Bind(fs)
+	sum := fs.String("sha256", "", "which quarantined copy, when there are several of that name")
+	asJSON := fs.Bool("json", false, "print the record as JSON")
+	return func(ctx context.Context) error {
+		n, err := oneWALName(fs)
+		if err != nil {
+			return err
+		}
+		a, err := openArchive(ctx, &c, false)
+		if err != nil {
+			return err
+		}
+		q, err := a.Unquarantine(ctx, n, *sum)
+		if err != nil {
+			return err
+		}
+		return printReport(e, *asJSON, q, func() {
+			fmt.Fprintf(e.stdout, "%s of archive %s (sha256 %s) is back under its name\n", n, a.Name, q.SHA256[:12])
+		})
+	}
+}
+
+func oneWALName(fs *pflag.FlagSet) (wal.Name, error) {
+	if fs.NArg() != 1 {
+		return wal.Name{}, fmt.Errorf("%w: want one WAL file name, got %d arguments", cli.ErrUsage, fs.NArg())
+	}
+	n, err := wal.ParseName(fs.Arg(0))
+	if err != nil {
+		return wal.Name{}, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	return n, nil
 }
 
 // parseTimeline reads "3" or "00000003" (hex, as in file names).

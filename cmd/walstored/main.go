@@ -51,10 +51,12 @@ var commands = []command{
 	{"list", "walstored list --repo URL --archive A [--json]", "list an archive's backups and WAL ranges (with gaps)", 10 * time.Minute, bindList},
 	{"archives", "walstored archives --repo URL [--json]", "every archive of a repository at a glance", 10 * time.Minute, bindArchives},
 	{"retain", "walstored retain --repo URL --archive A --keep-last N [--keep-within DUR] [--dry-run] [--json]", "delete expired backups and the WAL no kept backup needs", time.Hour, bindRetain},
-	{"verify", "walstored verify --repo URL --archive A [--jobs N] [--json]", "check every object's checksum, WAL continuity and timelines", 6 * time.Hour, bindVerify},
+	{"verify", "walstored verify --repo URL --archive A [--full] [--jobs N] [--json]", "check every object's checksum, WAL continuity and timelines", 6 * time.Hour, bindVerify},
 	{"drill", "walstored drill --repo URL --archive A [--backup latest|ID] [--json]", "restore a backup into a scratch directory and recover it with PostgreSQL", 24 * time.Hour, bindDrill},
 	{"check", "walstored check --repo URL --archive A --pg CONNINFO [--json]", "check that a cluster's archiving reaches the archive, end to end", 5 * time.Minute, bindCheck},
 	{"timeline", "walstored timeline retire|restore --repo URL --archive A --timeline N [--reason TEXT]", "take a dead branch out of recovery's view, or bring it back", time.Hour, bindTimeline},
+	{"quarantine", "walstored quarantine --repo URL --archive A NAME [--reason TEXT] [--json]", "set a stored WAL object aside (deletes nothing): the name is free for the good copy", 10 * time.Minute, bindQuarantine},
+	{"unquarantine", "walstored unquarantine --repo URL --archive A NAME [--sha256 S] [--json]", "put a quarantined WAL object back under its name", 10 * time.Minute, bindUnquarantine},
 	{"token", "walstored token --name NAME --scope push|fetch|metrics|admin --archives A[,B]|* [--json]", "mint a client token and print its token-file line", 0, bindToken},
 	{"key", "walstored key > /etc/walstore/ARCHIVE.key", "print a new archive encryption key (for --encryption-key-file)", 0, bindKey},
 	{"sync", "walstored sync --store URL --store URL [--prefix P] [--json]", "copy what one store is missing from another", 24 * time.Hour, bindSync},
@@ -102,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cli.Usage(stdout, cmd.synopsis, fs)
 		return cli.ExitOK
 	}
-	if err == nil && fs.NArg() != 0 && cmd.name != "timeline" {
+	if err == nil && fs.NArg() != 0 && cmd.name != "timeline" && cmd.name != "quarantine" && cmd.name != "unquarantine" {
 		err = fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
 	if err == nil && timeout != nil {

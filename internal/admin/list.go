@@ -25,6 +25,7 @@ type ListReport struct {
 	Timelines   []Timeline                `json:"timelines"`
 	Warnings    []string                  `json:"warnings"`
 	Retired     []archive.RetiredTimeline `json:"retired_timelines"`
+	Quarantined []archive.Quarantined     `json:"quarantined"`
 	Stores      []store.Health            `json:"stores"`
 }
 
@@ -101,6 +102,7 @@ func List(inv *catalog.Inventory, sysid uint64, stores []store.Health) ListRepor
 		r.Retired = append(r.Retired, rt)
 	}
 	sort.Slice(r.Retired, func(i, j int) bool { return r.Retired[i].Timeline < r.Retired[j].Timeline })
+	r.Quarantined = append([]archive.Quarantined{}, inv.Quarantined...)
 	return r
 }
 
@@ -163,6 +165,12 @@ func PrintList(w io.Writer, r ListReport) {
 	}
 	for _, rt := range r.Retired {
 		fmt.Fprintf(w, "  timeline %d: retired %s%s (%s, %s; walstored timeline restore brings it back)\n", rt.Timeline, rt.At.Format(time.RFC3339), reason(rt.Reason), Count(len(rt.Files), "file", "files"), Size(rt.Bytes))
+	}
+	if len(r.Quarantined) > 0 {
+		fmt.Fprintln(w, "\nquarantined (set aside, not served; walstored unquarantine puts one back):")
+		for _, q := range r.Quarantined {
+			fmt.Fprintf(w, "  %s sha256 %s (%s) %s by %s%s\n", q.Name, q.SHA256[:12], Size(q.Bytes), q.At.Format(time.RFC3339), q.By, reason(q.Reason))
+		}
 	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "\nWARNING %s\n", warn)

@@ -9,7 +9,11 @@ import (
 
 // PrintVerify prints a verify report for people.
 func PrintVerify(w io.Writer, rep catalog.Report) {
-	fmt.Fprintf(w, "verify archive %s: %s, %s checked\n", rep.Archive, Count(rep.Objects, "object", "objects"), Size(rep.Bytes))
+	fmt.Fprintf(w, "verify archive %s: %s, %s checked", rep.Archive, Count(rep.Objects, "object", "objects"), Size(rep.Bytes))
+	if rep.Reused > 0 {
+		fmt.Fprintf(w, " (%d unchanged since the last verify found them intact, not read again; --full reads them)", rep.Reused)
+	}
+	fmt.Fprintln(w)
 	for _, p := range rep.Paths {
 		fmt.Fprintf(w, "  backup %s: WAL continuous from %s to %s (%s, timeline %d)\n", p.Backup, p.From, p.To, Count(p.Segments, "segment", "segments"), p.Target)
 	}

@@ -478,7 +478,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // enough to scan it again soon (backups, drills, retired timelines).
 func changesSummary(k archive.Key) bool {
 	switch k.Kind {
-	case archive.KindDrill, archive.KindRetention, archive.KindRetiredRecord, archive.KindRestoredRecord:
+	case archive.KindDrill, archive.KindRetention, archive.KindRetiredRecord, archive.KindRestoredRecord, archive.KindQuarantineRecord:
+		return true
+	case archive.KindVerifyRecord:
 		return true
 	case archive.KindBackup:
 		return k.File == archive.RecordFile

@@ -198,6 +198,8 @@ var (
 		"Gaps in the archive's WAL, over all timelines.", []string{"archive"}, nil)
 	descDead = prometheus.NewDesc("walstore_archive_dead_branches",
 		"Dead timeline branches in recovery's view (walstored verify names them; walstored timeline retire takes one out).", []string{"archive"}, nil)
+	descBroken = prometheus.NewDesc("walstore_archive_broken_objects",
+		"Objects the last walstored verify found that recovery cannot use, still stored (quarantine a bad WAL object).", []string{"archive"}, nil)
 	descScanNewestTLI = prometheus.NewDesc("walstore_archive_catalog_newest_timeline",
 		"Timeline of the archive's newest segment (catalog scan, retired timelines left out).", []string{"archive"}, nil)
 	descDrillAt = prometheus.NewDesc("walstore_archive_last_drill_timestamp_seconds",
@@ -219,7 +221,7 @@ var (
 // Describe and Collect make the scanner a collector.
 func (sc *scanner) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackups, descNewestBackup, descNewestBackupAge, descRecFrom, descRecTo, descNewestWAL,
-		descGaps, descDead, descScanNewestTLI, descDrillAt, descDrillOK, descDrillSecs, descSaved, descScanErr, descScanAt, descScanFailures} {
+		descGaps, descDead, descBroken, descScanNewestTLI, descDrillAt, descDrillOK, descDrillSecs, descSaved, descScanErr, descScanAt, descScanFailures} {
 		ch <- d
 	}
 }
@@ -264,6 +266,7 @@ func (sc *scanner) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descGaps, float64(s.Gaps), name)
 		gauge(descDead, float64(len(s.DeadBranches)), name)
+		gauge(descBroken, float64(len(s.Broken)), name)
 		gauge(descSaved, float64(s.RecompressSaved), name)
 		if d := st.Drill; d != nil {
 			gauge(descDrillAt, unix(d.Started), name)
