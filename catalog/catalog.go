@@ -36,7 +36,7 @@ type Inventory struct {
 	Quarantined []archive.Quarantined
 	// LastVerify is the last verify's result (nil: none recorded, or not
 	// readable here).
-	LastVerify *archive.VerifyResult
+	LastVerify  *archive.VerifyResult
 	byName      map[wal.Name]File // lookup
 	historyErrs map[uint32]error  // unparseable history files
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
