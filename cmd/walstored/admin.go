@@ -228,35 +228,28 @@ func bindTimeline(fs *pflag.FlagSet, e env) func(context.Context) error {
 // bindQuarantine is "walstored quarantine": a stored WAL object set
 // aside, recorded, deleting nothing.
 func bindQuarantine(fs *pflag.FlagSet, e env) func(context.Context) error {
-	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
-	c.Bind(fs)
 	reason := fs.String("reason", "", "why, for the record")
-	asJSON := fs.Bool("json", false, "print the record as JSON")
-	return func(ctx context.Context) error {
-		n, err := oneWALName(fs)
-		if err != nil {
-			return err
-		}
-		a, err := openArchive(ctx, &c, false)
-		if err != nil {
-			return err
-		}
+	return bindOnWALFile(fs, e, func(ctx context.Context, a *archive.Archive, n wal.Name) (archive.Quarantined, string, error) {
 		q, err := a.Quarantine(ctx, n, by(e), *reason)
-		if err != nil {
-			return err
-		}
-		return printReport(e, *asJSON, q, func() {
-			fmt.Fprintf(e.stdout, "%s of archive %s (sha256 %s, %s) set aside as %s; the name is free for the good copy (walstored unquarantine puts it back)\n", n, a.Name, q.SHA256[:12], admin.Size(q.Bytes), q.Key)
-		})
-	}
+		return q, fmt.Sprintf("%s of archive %s (sha256 %s, %s) set aside as %s; the name is free for the good copy (walstored unquarantine puts it back)", n, a.Name, q.SHA256[:min(12, len(q.SHA256))], admin.Size(q.Bytes), q.Key), err
+	})
 }
 
 // bindUnquarantine is "walstored unquarantine": a quarantined object back
 // under its name.
 func bindUnquarantine(fs *pflag.FlagSet, e env) func(context.Context) error {
+	sum := fs.String("sha256", "", "which quarantined copy, when there are several of that name")
+	return bindOnWALFile(fs, e, func(ctx context.Context, a *archive.Archive, n wal.Name) (archive.Quarantined, string, error) {
+		q, err := a.Unquarantine(ctx, n, *sum)
+		return q, fmt.Sprintf("%s of archive %s (sha256 %s) is back under its name", n, a.Name, q.SHA256[:min(12, len(q.SHA256))]), err
+	})
+}
+
+// bindOnWALFile binds an admin command on one WAL file of an archive,
+// whose record it prints (as JSON with --json).
+func bindOnWALFile(fs *pflag.FlagSet, e env, do func(context.Context, *archive.Archive, wal.Name) (archive.Quarantined, string, error)) func(context.Context) error {
 	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
 	c.Bind(fs)
-	sum := fs.String("sha256", "", "which quarantined copy, when there are several of that name")
 	asJSON := fs.Bool("json", false, "print the record as JSON")
 	return func(ctx context.Context) error {
 		n, err := oneWALName(fs)
@@ -267,13 +260,11 @@ func bindUnquarantine(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		q, err := a.Unquarantine(ctx, n, *sum)
+		q, text, err := do(ctx, a, n)
 		if err != nil {
 			return err
 		}
-		return printReport(e, *asJSON, q, func() {
-			fmt.Fprintf(e.stdout, "%s of archive %s (sha256 %s) is back under its name\n", n, a.Name, q.SHA256[:12])
-		})
+		return printReport(e, *asJSON, q, func() { fmt.Fprintln(e.stdout, text) })
 	}
 }
 
