@@ -145,6 +145,10 @@ func (a *Archive) Bind(ctx context.Context, sysid uint64) error {
 	return nil
 }
 
+// Guarded reports whether the archive is behind walstored's door, which
+// checks and binds what reaches the store itself.
+func (a *Archive) Guarded() bool { return a.guarded }
+
 // PutWAL stores a WAL file (already checked and encoded by the caller,
 // bound to its key). A segment or .partial must carry its system
 // identifier in the envelope header; the archive is bound to it on first

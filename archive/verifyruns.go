@@ -39,6 +39,9 @@ type BrokenObject struct {
 type VerifyChecked struct {
 	At      time.Time                `json:"at"`
 	Objects map[string]CheckedObject `json:"objects"`
+	// Blocks are, by pack, the blocks (sha256@offset+length) verify
+	// --deep found where backups list them.
+	Blocks map[string]map[string]bool `json:"blocks,omitempty"`
 }
 
 // CheckedObject is one object that passed verify.
@@ -70,7 +73,7 @@ func (a *Archive) LastVerify(ctx context.Context) (*VerifyResult, error) {
 func (a *Archive) LastChecked(ctx context.Context) (VerifyChecked, error) {
 	b, _, err := a.ReadAll(ctx, a.Layout.VerifyChecked(), 1<<30)
 	if errors.Is(err, ErrNotFound) {
-		return VerifyChecked{Objects: map[string]CheckedObject{}}, nil
+		return VerifyChecked{Objects: map[string]CheckedObject{}, Blocks: map[string]map[string]bool{}}, nil
 	}
 	if err != nil {
 		return VerifyChecked{}, err
@@ -81,6 +84,9 @@ func (a *Archive) LastChecked(ctx context.Context) (VerifyChecked, error) {
 	}
 	if c.Objects == nil {
 		c.Objects = map[string]CheckedObject{}
+	}
+	if c.Blocks == nil {
+		c.Blocks = map[string]map[string]bool{}
 	}
 	return c, nil
 }

@@ -35,20 +35,29 @@ type blockLoc struct {
 	pending *pendingPack
 	off     int64
 	n       int
+	// unproven: only an incomplete backup's progress record says the
+	// block is there; it is read back and hashed before a backup refers
+	// to it (blockWriter.prove).
+	unproven bool
 }
 
 // blockIndex maps a block's SHA-256 (raw) to where it is.
 type blockIndex map[[32]byte]blockLoc
 
 // loadIndex learns the blocks the archive holds that a new backup may
-// use: those of the newest completed backup in blocks, and those of
-// every incomplete backup (an interrupted one: the new backup uploads
-// none of what it stored).
-func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, error) {
+// use: those of the newest completed backup in blocks (its contents were
+// checked when it completed), and, unproven, those the progress records
+// of incomplete backups list (an interrupted backup: run again, it
+// uploads none of what it stored). A progress record is anyone's word
+// with a backup token: a block it lists is used only once its pack was
+// read back and the block hashed to its address (blockWriter.prove), and
+// never in place of a completed backup's.
+func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string][]archive.PackBlock, error) {
 	idx := blockIndex{}
+	unproven := map[string][]archive.PackBlock{}
 	l, err := a.ListBackups(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := len(l.Complete) - 1; i >= 0; i-- {
 		r := l.Complete[i]
@@ -57,7 +66,7 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, error) {
 		}
 		c, err := a.ReadContents(ctx, r.ID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, e := range c.Entries {
 			for _, b := range e.Blocks {
@@ -71,17 +80,54 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, error) {
 	for id := range l.Incomplete {
 		ps, err := a.ReadProgress(ctx, id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, p := range ps {
+			if p.Pack == "" || archive.ValidPackID(p.Pack) != nil {
+				continue
+			}
 			for _, b := range p.Blocks {
-				if h, ok := decodeSum(b.SHA256); ok && p.Pack != "" {
-					idx[h] = blockLoc{pack: p.Pack, off: b.Off, n: b.Len}
+				h, ok := decodeSum(b.SHA256)
+				if _, known := idx[h]; !ok || known {
+					continue
 				}
+				idx[h] = blockLoc{pack: p.Pack, off: b.Off, n: b.Len, unproven: true}
+				unproven[p.Pack] = append(unproven[p.Pack], b)
 			}
 		}
 	}
-	return idx, nil
+	return idx, unproven, nil
+}
+
+// prove reads back a pack an incomplete backup's progress record lists
+// (checked against its name as it is read) and hashes each block the
+// record says it holds: the blocks that match become usable, the others
+// are forgotten (and a warning says so: a planted record, or a damaged
+// pack).
+func (w *blockWriter) prove(pack string) {
+	blocks := w.unproven[pack]
+	delete(w.unproven, pack)
+	buf := packPool.Get()
+	defer packPool.Put(buf)
+	data, _, err := fetchPack(w.gctx, w.a, pack, buf)
+	bad := 0
+	for _, b := range blocks {
+		h, _ := decodeSum(b.SHA256)
+		loc, ok := w.idx[h]
+		if !ok || !loc.unproven || loc.pack != pack {
+			continue
+		}
+		if err == nil && b.Off >= 0 && b.Off+int64(b.Len) <= int64(len(data)) && sha256.Sum256(data[b.Off:b.Off+int64(b.Len)]) == h {
+			loc.unproven = false
+			w.idx[h] = loc
+			continue
+		}
+		delete(w.idx, h)
+		bad++
+	}
+	if err != nil || bad > 0 {
+		w.warnings = append(w.warnings, fmt.Sprintf("pack %s, listed by an incomplete backup's progress record, does not hold %d of the blocks it lists (%v): they were not used, and were stored anew", pack[:12], bad, err))
+	}
 }
 
 func decodeSum(s string) ([32]byte, bool) {
@@ -147,12 +193,17 @@ type blockWriter struct {
 
 	raw, reusedRaw, added atomic.Int64
 	mu                    sync.Mutex
+
+	// unproven are the blocks, by pack, that only incomplete backups'
+	// progress records list (see prove); warnings what proving found.
+	unproven map[string][]archive.PackBlock
+	warnings []string
 }
 
-func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx blockIndex, jobs int) *blockWriter {
+func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx blockIndex, unproven map[string][]archive.PackBlock, jobs int) *blockWriter {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	return &blockWriter{a: a, id: id, idx: idx, g: g, gctx: gctx, reused: map[string]bool{}, encoders: envelope.NewEncoderList(jobs, a.Encoder)}
+	return &blockWriter{a: a, id: id, idx: idx, unproven: unproven, g: g, gctx: gctx, reused: map[string]bool{}, encoders: envelope.NewEncoderList(jobs, a.Encoder)}
 }
 
 // consume reads the whole tar stream (draining it even after an error, so
@@ -248,6 +299,9 @@ func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 func (w *blockWriter) addSum(b []byte, sum [32]byte) (blockRef, error) {
 	ref := blockRef{sum: sum, size: len(b)}
 	w.raw.Add(int64(len(b)))
+	if loc, ok := w.idx[sum]; ok && loc.unproven {
+		w.prove(loc.pack)
+	}
 	if loc, ok := w.idx[sum]; ok && loc.n == len(b) {
 		ref.loc = loc
 		if loc.pack != "" {

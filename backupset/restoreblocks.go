@@ -433,7 +433,15 @@ func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 				return err
 			}
 		}
-		if _, err := f.WriteAt(data[w.packOff-base:w.packOff-base+int64(w.n)], w.fileOff); err != nil {
+		b := data[w.packOff-base : w.packOff-base+int64(w.n)]
+		// The pack is what its name says, but its name does not vouch for
+		// the backup's listing of it: every block is checked against its
+		// own address before it is written (a poisoned listing, a progress
+		// record that lied, cannot put other bytes into a file).
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != w.sum {
+			return fmt.Errorf("%w: %s, block at offset %d: the pack holds content %s there, the backup lists %s", archive.ErrCorrupt, w.path, w.fileOff, hex.EncodeToString(sum[:6]), w.sum[:min(12, len(w.sum))])
+		}
+		if _, err := f.WriteAt(b, w.fileOff); err != nil {
 			return err
 		}
 		prog.add(int64(w.n))

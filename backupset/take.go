@@ -86,9 +86,10 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	for _, st := range cl.RecoverySettings {
 		fmt.Fprintf(opt.Warn, "WARNING the cluster carries a recovery setting (%s) that goes into this backup: walfetch restore removes it from postgresql.auto.conf, but remove it from the cluster (ALTER SYSTEM RESET, or postgresql.conf)\n", st)
 	}
-	if bound == 0 {
+	if bound == 0 && !a.Guarded() {
 		// A new cluster's first backup may come before its first archived
 		// segment: the backup binds the archive, the segments must follow.
+		// (walstored binds an archive itself, from its first segment.)
 		if err := a.Bind(ctx, cl.SystemID); err != nil {
 			return archive.Record{}, err
 		}
@@ -112,11 +113,11 @@ func take(ctx context.Context, opt TakeOptions, id string, cl Cluster) (archive.
 	est := estimateSize(ctx, opt.ConnInfo)
 	prog := newProgress(opt.Progress, opt.Terminal, "backup "+id, est)
 	defer prog.stop()
-	idx, err := loadIndex(ctx, a)
+	idx, unproven, err := loadIndex(ctx, a)
 	if err != nil {
 		return archive.Record{}, fmt.Errorf("read what the archive holds: %w", err)
 	}
-	bw := newBlockWriter(ctx, a, id, idx, opt.Jobs)
+	bw := newBlockWriter(ctx, a, id, idx, unproven, opt.Jobs)
 	// The first progress record marks the backup as started (an
 	// incomplete backup in list), before any pack is stored.
 	if _, err := a.PutBackupJSON(ctx, id, archive.ProgressPrefix+"start", archive.PackProgress{}); err != nil {
@@ -129,6 +130,9 @@ func take(ctx context.Context, opt TakeOptions, id string, cl Cluster) (archive.
 		if bin, err = pgBaseBackup(opt.PGBaseBackup, cl.Major()); err == nil {
 			err = streamRemote(ctx, opt, bin, id, bw, prog)
 		}
+	}
+	for _, w := range bw.warnings {
+		fmt.Fprintf(opt.Warn, "WARNING %s\n", w)
 	}
 	if err != nil {
 		return archive.Record{}, err

@@ -39,6 +39,8 @@ type Report struct {
 	// Reused counts the objects not read again: unchanged since the last
 	// verify found them intact (Objects includes them).
 	Reused int `json:"reused"`
+	// PacksRead counts the packs --deep read to check backups' blocks.
+	PacksRead int `json:"packs_read"`
 }
 
 // Verify reads every object of the archive and checks it (jobs at a
@@ -61,14 +63,14 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 	if err != nil {
 		return rep, err
 	}
-	prev := archive.VerifyChecked{Objects: map[string]archive.CheckedObject{}}
+	prev := archive.VerifyChecked{Objects: map[string]archive.CheckedObject{}, Blocks: map[string]map[string]bool{}}
 	if !opt.Full {
 		if prev, err = a.LastChecked(ctx); err != nil {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("what the last verify checked could not be read (%v): every object is read", err))
-			prev = archive.VerifyChecked{Objects: map[string]archive.CheckedObject{}}
+			prev = archive.VerifyChecked{Objects: map[string]archive.CheckedObject{}, Blocks: map[string]map[string]bool{}}
 		}
 	}
-	checked := archive.VerifyChecked{At: time.Now().UTC(), Objects: map[string]archive.CheckedObject{}}
+	checked := archive.VerifyChecked{At: time.Now().UTC(), Objects: map[string]archive.CheckedObject{}, Blocks: map[string]map[string]bool{}}
 	var broken []archive.BrokenObject
 	var mu sync.Mutex
 	add := func(key string, err error) {
@@ -139,6 +141,28 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 	}
 	if inv.SegSize > 0 {
 		checkBoundaries(a, segs, inv.SegSize, add)
+	}
+	if opt.Deep {
+		// Blocks proven before stay proven while their pack is the one
+		// verified then (unchanged).
+		for p, bs := range prev.Blocks {
+			if _, ok := checked.Objects[a.Layout.Pack(p)]; ok {
+				checked.Blocks[p] = bs
+			}
+		}
+		n, err := deepCheck(ctx, a, inv, checked.Blocks, func(key string, err error) {
+			add(key, err)
+			if k, kerr := archive.ParseKey(key); kerr == nil && k.Kind == archive.KindPack {
+				delete(checked.Objects, key)
+				broken = append(broken, archive.BrokenObject{Key: key, Error: err.Error()})
+			}
+		})
+		if err != nil {
+			return rep, err
+		}
+		rep.PacksRead = n
+	} else {
+		checked.Blocks = prev.Blocks // kept for the next --deep
 	}
 	for tli, err := range inv.historyErrs {
 		key := a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli})
@@ -219,6 +243,7 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 type VerifyOptions struct {
 	Jobs   int  // objects read at once
 	Full   bool // read every object, not only what is new since the last run
+	Deep   bool // also check every block every backup lists (see deepCheck)
 	Record bool // record what passed and what did not (needs write access)
 }
 

@@ -162,6 +162,7 @@ func bindVerify(fs *pflag.FlagSet, e env) func(context.Context) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	allowEmpty := fs.Bool("allow-empty", false, "an archive that does not exist (yet) passes, instead of failing")
 	full := fs.Bool("full", false, "read every object again, not only those new or changed since the last verify")
+	deep := fs.Bool("deep", false, "also check that every block every backup lists is in its pack and hashes to its address")
 	noRecord := fs.Bool("no-record", false, "record nothing (read-only access): every object is read, and archives and the status page do not learn of the result")
 	return func(ctx context.Context) error {
 		c.ReadOnly = *noRecord
@@ -169,7 +170,7 @@ func bindVerify(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		rep, err := catalog.Verify(ctx, a, catalog.VerifyOptions{Jobs: *jobs, Full: *full || *noRecord, Record: !*noRecord})
+		rep, err := catalog.Verify(ctx, a, catalog.VerifyOptions{Jobs: *jobs, Full: *full || *noRecord, Deep: *deep, Record: !*noRecord})
 		if err != nil {
 			return err
 		}

@@ -70,8 +70,14 @@ func (s *Server) guard(op auth.Op, archiveOf func(*http.Request) string, h http.
 			op := op
 			// A push may write WAL files, and keep a .backup file beside
 			// another under its name (a key bound to its content).
-			if p := r.PathValue("path"); op == auth.OpPut && (strings.HasPrefix(p, "wal/") || strings.HasPrefix(p, "meta/labels/")) {
+			p := r.PathValue("path")
+			switch {
+			case op == auth.OpPut && (strings.HasPrefix(p, "wal/") || strings.HasPrefix(p, "meta/labels/")):
 				op = auth.OpPutWAL
+			case op == auth.OpPut && (strings.HasPrefix(p, "backups/") || strings.HasPrefix(p, "packs/")):
+				// A backup adds objects; write-once stores keep it
+				// from replacing any.
+				op = auth.OpPutBackup
 			}
 			if !c.Allows(op, a) {
 				what := "archive " + a
@@ -79,8 +85,9 @@ func (s *Server) guard(op auth.Op, archiveOf func(*http.Request) string, h http.
 					what = "every archive"
 				}
 				msg := "client " + c.Name + " (scope " + c.Scope.String() + ") may not " + string(op) + " in " + what
-				if op == auth.OpPut {
-					msg = "client " + c.Name + " (scope " + c.Scope.String() + ") may not put " + a + "/" + r.PathValue("path") + ": only WAL files may be pushed; everything else needs admin"
+				needs := map[auth.Op]string{auth.OpPut: "admin", auth.OpPutWAL: "scope push or admin", auth.OpPutBackup: "scope backup or admin"}[op]
+				if needs != "" {
+					msg = "client " + c.Name + " (scope " + c.Scope.String() + ") may not put " + a + "/" + r.PathValue("path") + ": that needs " + needs
 				}
 				s.failStatus(w, r, http.StatusForbidden, "forbidden", msg)
 				return

@@ -17,6 +17,14 @@
 //     never delete, replace, or write what retention and restore trust
 //     (backup records, bindings, retired timelines): those are
 //     admin-only.
+//   - backup: put a backup's packs, progress records, contents, manifest
+//     and completion record (keys under backups/ and packs/), and get,
+//     stat, list what a backup and its resume read. Every store is
+//     write-once, so it can add a backup but never delete or replace
+//     anything; a completion record it writes is checked against the
+//     backup's own label and manifest, and every block it lists is
+//     hashed on restore. With push, what a database host needs for
+//     walstored backup --pgdata.
 //   - fetch: get, stat, list (what a standby or a restore needs).
 //   - metrics: /metrics and /v1/stores only, no object at all.
 //   - admin: everything, including delete, backups, retention and retire.
@@ -48,6 +56,7 @@ const (
 	Fetch
 	Admin
 	Metrics
+	Backup
 )
 
 func (s Scope) String() string {
@@ -60,13 +69,17 @@ func (s Scope) String() string {
 		return "admin"
 	case Metrics:
 		return "metrics"
+	case Backup:
+		return "backup"
 	}
 	return "none"
 }
 
-// ParseScope parses push, fetch, metrics or admin.
+// ParseScope parses push, fetch, backup, metrics or admin.
 func ParseScope(s string) (Scope, error) {
 	switch s {
+	case "backup":
+		return Backup, nil
 	case "push":
 		return Push, nil
 	case "fetch":
@@ -76,27 +89,29 @@ func ParseScope(s string) (Scope, error) {
 	case "metrics":
 		return Metrics, nil
 	}
-	return 0, fmt.Errorf("scope %q: want push, fetch, metrics or admin", s)
+	return 0, fmt.Errorf("scope %q: want push, fetch, backup, metrics or admin", s)
 }
 
 // Op is an operation on the store.
 type Op string
 
 const (
-	OpPut     Op = "put"
-	OpPutWAL  Op = "put WAL" // a put of a WAL file: the only put a push client may make
-	OpGet     Op = "get"
-	OpStat    Op = "stat"
-	OpList    Op = "list"
-	OpDelete  Op = "delete"
-	OpMetrics Op = "read metrics"
+	OpPut       Op = "put"
+	OpPutWAL    Op = "put WAL"    // a put of a WAL file: the only put a push client may make
+	OpPutBackup Op = "put backup" // a put of a backup's object or a pack: what a backup client may make
+	OpGet       Op = "get"
+	OpStat      Op = "stat"
+	OpList      Op = "list"
+	OpDelete    Op = "delete"
+	OpMetrics   Op = "read metrics"
 )
 
 var allowed = map[Scope]map[Op]bool{
 	Push:    {OpPutWAL: true, OpGet: true, OpStat: true, OpList: true},
 	Fetch:   {OpGet: true, OpStat: true, OpList: true},
+	Backup:  {OpPutBackup: true, OpGet: true, OpStat: true, OpList: true},
 	Metrics: {OpMetrics: true},
-	Admin:   {OpPut: true, OpPutWAL: true, OpGet: true, OpStat: true, OpList: true, OpDelete: true, OpMetrics: true},
+	Admin:   {OpPut: true, OpPutWAL: true, OpPutBackup: true, OpGet: true, OpStat: true, OpList: true, OpDelete: true, OpMetrics: true},
 }
 
 // Client is one line of the token file.

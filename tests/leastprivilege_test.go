@@ -1,0 +1,158 @@
+package tests
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/filestore"
+)
+
+// TestBackupTokenAddsButNeverDeletes: a database host holds a push and a
+// backup token, never admin. walstored backup --pgdata works with the
+// backup token; the same token gets 403 for every DELETE, cannot replace
+// a pack or a record, and cannot write what only admin writes.
+//
+// The pack poisoning of issue 28, planted with direct store access (what
+// a stolen admin token or a compromised store host could write): a pack
+// holding "99\n" and an incomplete backup's progress record claiming it
+// holds PG_VERSION's "15\n". The next honest backup does not use it (it
+// reads the pack back and warns); a backup whose contents are forged to
+// list it fails to restore, naming the file; verify --deep names the pack.
+func TestBackupTokenAddsButNeverDeletes(t *testing.T) {
+	t.Parallel()
+	ts := newTokenSite(t)
+	backupTok, backupLine := mintToken(t, "db1-backup", "backup", "*")
+	tokens := filepath.Join(ts.dir, "tokens")
+	old, _ := os.ReadFile(tokens)
+	os.WriteFile(tokens, append(old, []byte(backupLine+"\n")...), 0o600)
+	ts.ws.Restart(t)
+	backupFile := tokenFile(t, ts.dir, "backup", backupTok)
+	backupRepo := repo{url: ts.ws.URL, extra: []string{"--token-file", backupFile}}
+	insertBatch(ts.p, 0, 1000)
+
+	// The poison, planted before any backup (so no completed backup's
+	// block can stand in for it).
+	fs, err := filestore.Open(ts.repoDir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.New(fs, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	poison := []byte("99\n")
+	sum := sha256.Sum256(poison)
+	packID := hex.EncodeToString(sum[:])
+	obj, err := a.Encoder().EncodeBytes(poison, a.Layout.Pack(packID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Put(ctx, a.Layout.Pack(packID), store.Bytes(obj.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	real := sha256.Sum256([]byte("15\n"))
+	fake := "20260101T000000Z"
+	if _, err := a.PutBackupJSON(ctx, fake, archive.ProgressPrefix+"0000", archive.PackProgress{Pack: packID, Blocks: []archive.PackBlock{{SHA256: hex.EncodeToString(real[:]), Off: 0, Len: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// An honest backup with the backup token, read locally.
+	res := admin(t, backupRepo, "backup", "--pg", ts.p.ConnString(), "--pgdata", ts.p.Dir)
+	if res.Code != 0 {
+		t.Fatalf("walstored backup --pgdata with a backup token: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "does not hold 1 of the blocks it lists") {
+		t.Fatalf("the planted block was not caught: %s", res.Stderr)
+	}
+	l, err := a.ListBackups(ctx)
+	if err != nil || len(l.Complete) != 1 {
+		t.Fatalf("backups: %+v %v", l, err)
+	}
+	honest := l.Complete[0]
+	c, err := a.ReadContents(ctx, honest.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Packs {
+		if p == packID {
+			t.Fatal("the honest backup refers to the planted pack")
+		}
+	}
+	rc := restore(t, ts.adminRepo(), ts.dir, "honest", "--token-file", ts.adminFile)
+	if v, _ := os.ReadFile(filepath.Join(rc.Dir, "PG_VERSION")); string(v) != "15\n" {
+		t.Fatalf("restored PG_VERSION %q", v)
+	}
+
+	// What the backup token must not do.
+	hs := ts.client(t, backupTok)
+	someKey := a.Layout.Backup(honest.ID, archive.RecordFile)
+	if err := hs.Delete(ctx, someKey); !errors.Is(err, store.ErrForbidden) {
+		t.Fatalf("DELETE of a backup record with a backup token: %v, want forbidden", err)
+	}
+	if err := hs.Delete(ctx, a.Layout.Pack(c.Packs[0])); !errors.Is(err, store.ErrForbidden) {
+		t.Fatalf("DELETE of a pack with a backup token: %v, want forbidden", err)
+	}
+	if err := hs.Delete(ctx, a.Layout.WAL(mustName(ts.p.SwitchWAL()))); err == nil {
+		t.Fatal("DELETE of a segment with a backup token succeeded")
+	}
+	rec2, _ := a.Encoder().EncodeBytes([]byte(`{"id":"x"}`), someKey)
+	if err := hs.Put(ctx, someKey, store.Bytes(rec2.Bytes())); err == nil {
+		t.Fatal("a backup token replaced a completion record")
+	}
+	for _, key := range []string{a.Layout.System(), a.Layout.RetiredRecord(2), a.Layout.DrillsPrefix() + "x"} {
+		o, _ := a.Encoder().EncodeBytes([]byte("{}"), key)
+		if err := hs.Put(ctx, key, store.Bytes(o.Bytes())); !errors.Is(err, store.ErrForbidden) {
+			t.Fatalf("put of %s with a backup token: %v, want forbidden", key, err)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodDelete, ts.ws.URL+"/v1/archives/main/objects/"+strings.TrimPrefix(someKey, "main/"), nil)
+	req.Header.Set("Authorization", "Bearer "+backupTok)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("raw DELETE with a backup token: %v %v", resp, err)
+	}
+
+	// A backup forced to list the planted block: its restore fails
+	// naming the file; verify --deep names the pack.
+	forged := honest
+	forged.ID = "20261207T000000Z"
+	fc := c
+	fc.Packs = append(append([]string{}, c.Packs...), packID)
+	fc.Entries = append([]archive.Entry{}, c.Entries...)
+	for i, e := range fc.Entries {
+		if e.Path == "PG_VERSION" {
+			fc.Entries[i].Blocks = []archive.Block{{Pack: len(fc.Packs) - 1, Off: 0, Len: 3, SHA256: hex.EncodeToString(real[:])}}
+		}
+	}
+	if _, err := a.PutBackupJSON(ctx, forged.ID, archive.ContentsFile, fc); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{archive.ManifestFile} {
+		if b, _, err := a.ReadAll(ctx, a.Layout.Backup(honest.ID, f), 1<<30); err == nil {
+			a.PutBackupJSON(ctx, forged.ID, f, json.RawMessage(b))
+		}
+	}
+	if err := a.PutRecord(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(testenv.PostgresDir(t, ts.dir, "forged-parent"), "forged")
+	r := testenv.Run(t, ts.dir, nil, testenv.Binaries(t).WalFetch, append([]string{"restore", "--pgdata", dir, "--owner", "postgres", "--backup", forged.ID}, ts.adminRepo().args()...)...)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "PG_VERSION") || !strings.Contains(r.Stderr, "block") {
+		t.Fatalf("restore of the forged backup: exit %d %s", r.Code, r.Stderr)
+	}
+	v := admin(t, ts.adminRepo(), "verify", "--deep")
+	if v.Code == 0 || !strings.Contains(v.Stdout+v.Stderr, "packs/"+packID) {
+		t.Fatalf("verify --deep: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
+}
