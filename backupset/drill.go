@@ -34,9 +34,9 @@ type DrillOptions struct {
 	// DBUser is a superuser role of the cluster, to ask it how far it got
 	// (default postgres).
 	DBUser string
-	// Command reaches the archive from the drill's restore_command; the
-	// secret files it names are copied into the scratch directory, for the
-	// OS user, for the drill's duration.
+	// Command names the walfetch binary of the drill's restore_command,
+	// which reads through the drill's own connection (fetchDoor): no
+	// secret of Command's is handed to the drill's server.
 	Command CommandSettings
 	// PGBin is where pg_ctl is (default: the backup's major version's).
 	PGBin string
@@ -85,15 +85,19 @@ func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
 			return err
 		}
 	}
-	cmd, err := copySecrets(opt.Command, filepath.Join(dir, "secrets"), uid, gid)
+	// restore_command reads through the drill itself: no token or key is
+	// written where the drill's PostgreSQL could read it.
+	door, err := startFetchDoor(a, filepath.Join(dir, "fetch.sock"), uid, gid)
 	if err != nil {
 		return err
 	}
+	defer door.close()
+	cmd := CommandSettings{WalFetch: opt.Command.WalFetch, Repo: door.URL(), Archive: a.Name}
 	pgdata := filepath.Join(dir, "data")
 	t0 := time.Now()
 	res, err := Restore(ctx, RestoreOptions{
 		Archive: a, Backup: opt.Backup, PGData: pgdata, Target: opt.Target, Owner: opt.OSUser,
-		RestoreCommand: RestoreCommand(cmd), Out: io.Discard,
+		RestoreCommand: RestoreCommand(cmd), Out: io.Discard, StripCommands: true,
 		TablespacesUnder: filepath.Join(dir, "tablespaces"), // never the cluster's own
 	})
 	d.Backup = res.Backup.ID // known once the backup was chosen
@@ -120,7 +124,7 @@ func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
 		pgbin = fmt.Sprintf("/usr/lib/postgresql/%d/bin", res.Backup.PGVersion/10000)
 	}
 	srv := &drillServer{dir: dir, pgdata: pgdata, bin: pgbin, osUser: opt.OSUser, dbUser: opt.DBUser}
-	if err := srv.prepare(uid, gid); err != nil {
+	if err := srv.prepare(uid, gid, res.Settings); err != nil {
 		return err
 	}
 	t1 := time.Now()
@@ -201,52 +205,6 @@ func drillUser(opt *DrillOptions) (int, int, error) {
 	return uid, gid, nil
 }
 
-// copySecrets copies the secret files the restore_command names into
-// dir, readable by the OS user only, and returns the settings that name
-// the copies.
-func copySecrets(s CommandSettings, dir string, uid, gid int) (CommandSettings, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return s, err
-	}
-	if uid >= 0 {
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return s, err
-		}
-	}
-	n := 0
-	cp := func(p string) (string, error) {
-		if p == "" {
-			return "", nil
-		}
-		var out []string
-		for _, f := range strings.Split(p, ",") {
-			b, err := os.ReadFile(strings.TrimSpace(f))
-			if err != nil {
-				return "", fmt.Errorf("%w: %v", archive.ErrConfig, err)
-			}
-			n++
-			dst := filepath.Join(dir, fmt.Sprintf("secret-%d", n))
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				return "", err
-			}
-			if uid >= 0 {
-				if err := os.Chown(dst, uid, gid); err != nil {
-					return "", err
-				}
-			}
-			out = append(out, dst)
-		}
-		return strings.Join(out, ","), nil
-	}
-	var err error
-	for _, f := range []*string{&s.TokenFile, &s.ClientKey, &s.KeyFile, &s.PassphraseFile, &s.OldKeyFiles} {
-		if *f, err = cp(*f); err != nil {
-			return s, err
-		}
-	}
-	return s, nil
-}
-
 // drillServer is the PostgreSQL server a drill runs.
 type drillServer struct {
 	dir, pgdata, bin string
@@ -262,10 +220,17 @@ func (s *drillServer) command(name string, args ...string) *exec.Cmd {
 	return exec.Command(bin, args...)
 }
 
-// prepare writes what the drill's server needs besides the backup: an
-// hba file that lets the drill in through its own socket only, and a
-// postgresql.conf if the backup has none (Debian keeps it in /etc).
-func (s *drillServer) prepare(uid, gid int) error {
+// prepare writes the whole configuration of the drill's server: nothing
+// the backup carried is read. The server is started with config_file
+// naming drill.conf in the drill's directory (so the backup's
+// postgresql.conf, its includes and conf.d are never read), and the
+// restored postgresql.auto.conf, which PostgreSQL always reads, is
+// replaced by the recovery settings the restore wrote. No setting that
+// runs a command or loads a library (archive_command, *_preload_libraries,
+// recovery_end_command, ssl_passphrase_command, ...) can come from a
+// database host, however it was written. The settings hot standby needs
+// at least the primary's values of come from the backup's pg_control.
+func (s *drillServer) prepare(uid, gid int, recovery []string) error {
 	if _, err := os.Stat(filepath.Join(s.bin, "pg_ctl")); err != nil {
 		return fmt.Errorf("%w: no PostgreSQL server binaries in %s (install the server package of the backup's major version, or give --pg-bin)", archive.ErrConfig, s.bin)
 	}
@@ -274,11 +239,20 @@ func (s *drillServer) prepare(uid, gid int) error {
 		return err
 	}
 	s.port = port
-	files := map[string]string{
-		filepath.Join(s.dir, "drill_hba.conf"): "local all all trust\n",
+	conf, err := s.controlSettings()
+	if err != nil {
+		return err
 	}
-	if _, err := os.Stat(filepath.Join(s.pgdata, "postgresql.conf")); os.IsNotExist(err) {
-		files[filepath.Join(s.pgdata, "postgresql.conf")] = "# written by walstored drill: the backup had none\n"
+	conf = append([]string{"# written by walstored drill: the drill's server reads nothing the backup carried"}, conf...)
+	conf = append(conf,
+		"hba_file = '"+filepath.Join(s.dir, "drill_hba.conf")+"'",
+		"ident_file = '"+filepath.Join(s.dir, "drill_ident.conf")+"'",
+	)
+	files := map[string]string{
+		filepath.Join(s.dir, "drill_hba.conf"):          "local all all trust\n",
+		filepath.Join(s.dir, "drill_ident.conf"):        "",
+		filepath.Join(s.dir, "drill.conf"):              strings.Join(conf, "\n") + "\n",
+		filepath.Join(s.pgdata, "postgresql.auto.conf"): "# written by walstored drill: only the restore's recovery settings\n" + strings.Join(recovery[1:], "\n") + "\n",
 	}
 	for p, text := range files {
 		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
@@ -293,8 +267,33 @@ func (s *drillServer) prepare(uid, gid int) error {
 	return nil
 }
 
+// controlSettings reads from the restored pg_control the settings a
+// standby needs at least the primary's values of.
+func (s *drillServer) controlSettings() ([]string, error) {
+	out, err := exec.Command(filepath.Join(s.bin, "pg_controldata"), s.pgdata).Output()
+	if err != nil {
+		return nil, fmt.Errorf("pg_controldata of the restored copy: %v", err)
+	}
+	names := map[string]string{
+		"max_connections setting": "max_connections", "max_worker_processes setting": "max_worker_processes",
+		"max_wal_senders setting": "max_wal_senders", "max_prepared_xacts setting": "max_prepared_transactions",
+		"max_locks_per_xact setting": "max_locks_per_transaction",
+	}
+	var conf []string
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if name, known := names[strings.TrimSpace(k)]; ok && known {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+				conf = append(conf, fmt.Sprintf("%s = %d", name, n))
+			}
+		}
+	}
+	return conf, nil
+}
+
 func (s *drillServer) start(ctx context.Context) error {
 	opts := []string{
+		"-c config_file='" + filepath.Join(s.dir, "drill.conf") + "'",
 		"-c port=" + strconv.Itoa(s.port),
 		"-c listen_addresses=''",
 		"-c unix_socket_directories='" + s.dir + "'",
@@ -346,14 +345,17 @@ func (s *drillServer) waitRecovered(ctx context.Context) (wal.LSN, error) {
 func (s *drillServer) status(ctx context.Context) (inRecovery bool, lsn wal.LSN, paused bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", s.dir, s.port, s.dbUser))
+	// search_path from the startup packet outranks what the restored
+	// catalogs set for the role or database: a function planted in
+	// public under a built-in's name is never what this calls.
+	conn, err := pgx.Connect(cctx, fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable options='-c search_path=pg_catalog'", s.dir, s.port, s.dbUser))
 	if err != nil {
 		return false, 0, false, err
 	}
 	defer conn.Close(context.Background())
 	var text string
-	err = conn.QueryRow(cctx, `SELECT pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn()::text, '0/0'),
-		CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END`).Scan(&inRecovery, &text, &paused)
+	err = conn.QueryRow(cctx, `SELECT pg_catalog.pg_is_in_recovery(), coalesce(pg_catalog.pg_last_wal_replay_lsn()::pg_catalog.text, '0/0'),
+		CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_get_wal_replay_pause_state() OPERATOR(pg_catalog.<>) 'not paused' ELSE false END`).Scan(&inRecovery, &text, &paused)
 	if err != nil {
 		return false, 0, false, err
 	}
@@ -377,6 +379,11 @@ func (s *drillServer) logFatal() string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "postgresql.log"))
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	for _, l := range lines {
+		// The drill's own status queries while the server starts are not
+		// why it stopped.
+		if strings.Contains(l, "not yet accepting connections") || strings.Contains(l, "is starting up") {
+			continue
+		}
 		if strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") {
 			return strings.TrimSpace(l)
 		}

@@ -23,18 +23,10 @@ var recoveryKeys = map[string]bool{
 // restoreMark starts the block a restore appends to postgresql.auto.conf.
 const restoreMark = "# added by walfetch restore"
 
-// confKey returns the setting a postgresql.conf line sets, or "".
-func confKey(line string) string {
-	s := strings.TrimSpace(line)
-	if s == "" || s[0] == '#' {
-		return ""
-	}
-	k, _, ok := strings.Cut(s, "=")
-	if !ok {
-		k, _, _ = strings.Cut(s, " ")
-	}
-	return strings.ToLower(strings.TrimSpace(k))
-}
+// confKey returns the setting a postgresql.conf line sets, or "" (read
+// as PostgreSQL reads it: a tab between name and value is a separator
+// too).
+func confKey(line string) string { return parsePGConfLine(line).Key }
 
 // cleanAutoConf removes from dir's postgresql.auto.conf every recovery
 // setting and every block an earlier walfetch restore appended, and

@@ -30,6 +30,13 @@ type RestoreOptions struct {
 	PGData  string
 	Target  Target
 	Standby bool
+	// StripCommands comments out, in the restored configuration, every
+	// setting that runs a command or loads code (see runsSomething).
+	StripCommands bool
+	// ConfigPathMapping rewrites path settings of the restored
+	// configuration: "OLD=NEW", absolute paths (Patroni's hba_file,
+	// ident_file, log_directory name the source node's files).
+	ConfigPathMapping []string
 	// ArchiveMode is "preserve" (the default: the copy archives as the
 	// backup's configuration says) or "off" (archive_mode = off: a copy
 	// made to read data back never pushes its new timeline into the
@@ -67,6 +74,9 @@ type RestoreResult struct {
 	// left in the backup's postgresql.auto.conf, taken out.
 	Removed     []string `json:"removed_settings"`
 	Warnings    []string `json:"warnings"`
+	// Changed are the lines --strip-commands and --config-path-mapping
+	// changed in the restored configuration.
+	Changed []string `json:"changed_settings"`
 	Signal      string   `json:"signal_file"` // recovery.signal or standby.signal
 	Tablespaces []string `json:"tablespaces"` // where the backup's tablespaces were restored
 	// ReplaySegments and ReplayBytes are the archived WAL from the
@@ -86,8 +96,12 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if opt.Out == nil {
 		opt.Out = io.Discard
 	}
-	res := RestoreResult{PGData: opt.PGData, Removed: []string{}, Warnings: []string{}, Tablespaces: []string{}}
+	res := RestoreResult{PGData: opt.PGData, Removed: []string{}, Warnings: []string{}, Changed: []string{}, Tablespaces: []string{}}
 	mapping, err := parseMapping(opt.TablespaceMapping)
+	if err != nil {
+		return res, err
+	}
+	confMapping, err := parsePathMapping("--config-path-mapping", opt.ConfigPathMapping)
 	if err != nil {
 		return res, err
 	}
@@ -217,6 +231,18 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	}
 	res.Removed = append(res.Removed, removed...)
 	res.Warnings = append(res.Warnings, confWarnings(opt.PGData)...)
+	changed, err := rewriteConf(opt.PGData, opt.StripCommands, confMapping)
+	if err != nil {
+		return fail(fmt.Errorf("rewrite the restored configuration: %w", err))
+	}
+	res.Changed = changed
+	carries, err := inspectConf(opt.PGData)
+	if err != nil {
+		return fail(err)
+	}
+	for _, c := range carries {
+		res.Warnings = append(res.Warnings, c.String())
+	}
 	// The files are on disk before the signal file says they may be
 	// recovered from; the signal file and the settings are too before
 	// the restore says it is done.
@@ -239,6 +265,9 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	}
 	for _, l := range res.Removed {
 		fmt.Fprintf(opt.Out, "removed from postgresql.auto.conf (left by an earlier recovery): %s\n", l)
+	}
+	for _, l := range res.Changed {
+		fmt.Fprintf(opt.Out, "changed in the restored configuration: %s\n", l)
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(opt.Out, "WARNING %s\n", w)

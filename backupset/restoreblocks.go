@@ -456,15 +456,20 @@ func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 
 // parseMapping parses --tablespace-mapping OLD=NEW values.
 func parseMapping(specs []string) (map[string]string, error) {
+	return parsePathMapping("--tablespace-mapping", specs)
+}
+
+// parsePathMapping parses OLD=NEW values of flag (absolute paths).
+func parsePathMapping(flag string, specs []string) (map[string]string, error) {
 	m := map[string]string{}
 	for _, s := range specs {
 		old, new, ok := strings.Cut(s, "=")
 		if !ok || !filepath.IsAbs(old) || !filepath.IsAbs(new) {
-			return nil, fmt.Errorf("%w: --tablespace-mapping %q: want OLD=NEW, both absolute paths", archive.ErrInvalid, s)
+			return nil, fmt.Errorf("%w: %s %q: want OLD=NEW, both absolute paths", archive.ErrInvalid, flag, s)
 		}
 		old, new = filepath.Clean(old), filepath.Clean(new)
 		if _, dup := m[old]; dup {
-			return nil, fmt.Errorf("%w: --tablespace-mapping: %s mapped twice", archive.ErrInvalid, old)
+			return nil, fmt.Errorf("%w: %s: %s mapped twice", archive.ErrInvalid, flag, old)
 		}
 		m[old] = new
 	}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/testenv"
@@ -155,4 +157,107 @@ func TestBackupTokenAddsButNeverDeletes(t *testing.T) {
 	if v.Code == 0 || !strings.Contains(v.Stdout+v.Stderr, "packs/"+packID) {
 		t.Fatalf("verify --deep: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
 	}
+}
+
+// TestDrillRunsNothingOfTheDatabaseHost: the drill (root, admin token)
+// restores a backup whose configuration carries the payloads of issue
+// 28: a library under session_preload_libraries, recovery_end_command in
+// postgresql.conf, a tab-separated recovery_end_command in
+// postgresql.auto.conf, and an include of a file inside PGDATA. The drill
+// passes, no payload ran, and at no moment of the drill did a file under
+// its scratch directory hold the admin token.
+func TestDrillRunsNothingOfTheDatabaseHost(t *testing.T) {
+	t.Parallel()
+	ts := newTokenSite(t)
+	insertBatch(ts.p, 0, 1000)
+	markers := testenv.Dir(t)
+	marker := func(n string) string { return filepath.Join(markers, "ran-"+n) }
+	ts.p.WriteConf(
+		"recovery_end_command = 'touch "+marker("conf")+"'",
+		"include 'evil.conf'",
+	)
+	os.WriteFile(filepath.Join(ts.p.Dir, "evil.conf"), []byte("archive_cleanup_command = 'touch "+marker("include")+"'\n"), 0o600)
+	auto, _ := os.ReadFile(filepath.Join(ts.p.Dir, "postgresql.auto.conf"))
+	auto = append(auto, []byte("recovery_end_command\t'touch "+marker("tab")+"'\nsession_preload_libraries = 'pg_evil/evil.so'\n")...)
+	os.WriteFile(filepath.Join(ts.p.Dir, "postgresql.auto.conf"), auto, 0o600)
+	testenv.Chown(t, ts.p.Dir)
+	takeBackup(t, ts.adminRepo(), ts.p)
+	insertBatch(ts.p, 1, 100)
+	ts.p.WaitArchived(ts.p.SwitchWAL(), time.Minute)
+
+	scratch := testenv.Dir(t)
+	done := make(chan struct{})
+	leaked := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-done:
+				close(leaked)
+				return
+			default:
+			}
+			filepath.Walk(scratch, func(p string, fi os.FileInfo, err error) error {
+				if err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
+					if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(ts.admin)) {
+						select {
+						case leaked <- p:
+						default:
+						}
+					}
+				}
+				return nil
+			})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	res := admin(t, ts.adminRepo(), "drill", "--scratch", scratch)
+	close(done)
+	if res.Code != 0 || !strings.Contains(res.Stdout, "passed") {
+		t.Fatalf("drill: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if p, ok := <-leaked; ok && p != "" {
+		t.Fatalf("the admin token was in %s during the drill", p)
+	}
+	for _, n := range []string{"conf", "include", "tab"} {
+		if _, err := os.Stat(marker(n)); err == nil {
+			t.Fatalf("the %s payload ran during the drill", n)
+		}
+	}
+}
+
+// TestPatroniShapedRestore: Patroni writes hba_file, ident_file and
+// log_directory as the source node's absolute paths. A restore to
+// another place warns, naming them; with --config-path-mapping the copy
+// starts, reading the new place's files.
+func TestPatroniShapedRestore(t *testing.T) {
+	t.Parallel()
+	st := newSite(t, 0)
+	insertBatch(st.p, 0, 1000)
+	node := "/nonexistent-patroni-node/15/main"
+	st.p.WriteConf("hba_file = '"+node+"/pg_hba.conf'", "ident_file = '"+node+"/pg_ident.conf'")
+	takeBackup(t, st.r, st.p)
+	st.p.WaitArchived(st.p.SwitchWAL(), time.Minute)
+	_, out := restoreOut(t, st.r, st.dir, "plain")
+	if !strings.Contains(out, "hba_file") || !strings.Contains(out, "ident_file") || !strings.Contains(out, "--config-path-mapping") {
+		t.Fatalf("restore names no foreign path:\n%s", out)
+	}
+	here := testenv.PostgresDir(t, st.dir, "node-files")
+	for _, f := range []string{"pg_hba.conf", "pg_ident.conf"} {
+		b, err := os.ReadFile(filepath.Join(st.p.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(here, f), b, 0o600)
+	}
+	testenv.Chown(t, here)
+	c, out := restoreOut(t, st.r, st.dir, "mapped", "--config-path-mapping", "/nonexistent-patroni-node/15/main="+here)
+	if strings.Contains(out, "names a path that does not exist") {
+		t.Fatalf("mapped restore still warns:\n%s", out)
+	}
+	c.Start()
+	c.WaitRecovered(3 * time.Minute)
+	if got := c.QueryString("SHOW hba_file"); got != filepath.Join(here, "pg_hba.conf") {
+		t.Fatalf("hba_file %s", got)
+	}
+	c.Stop()
 }

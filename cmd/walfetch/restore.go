@@ -80,6 +80,8 @@ func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *b
 	fs.StringVar(&opt.Target.Name, "target-name", "", "recover up to this restore point (pg_create_restore_point)")
 	fs.StringVar(&opt.Target.Action, "target-action", "promote", "at the target: promote, pause or shutdown")
 	fs.StringVar(&opt.Target.Timeline, "target-timeline", "", "timeline to follow: latest (PostgreSQL's default), current or a number")
+	fs.BoolVar(&opt.StripCommands, "strip-commands", false, "comment out every setting of the restored configuration that runs a command or loads code (archive_command, *_preload_libraries, include, ...)")
+	fs.StringArrayVar(&opt.ConfigPathMapping, "config-path-mapping", nil, "OLD=NEW: a path setting of the restored configuration (hba_file, ident_file, log_directory, ...) under OLD points under NEW instead (repeat for each; absolute paths)")
 	fs.StringVar(&opt.ArchiveMode, "archive-mode", "preserve", "preserve: the copy archives as the backup's settings say; off: archive_mode = off, for a copy made to get data back (it never archives into the live archive)")
 	fs.BoolVar(&opt.Standby, "standby", false, "create standby.signal: become an archive-fed standby instead of recovering and opening")
 	fs.DurationVar(&opt.Wait, "wait", 0, "with --standby: restore_command waits this long for a segment not archived yet (walfetch --wait), and PostgreSQL retries at once")

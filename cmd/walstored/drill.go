@@ -24,7 +24,9 @@ func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
 	opt := backupset.DrillOptions{}
 	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest")
 	fs.StringVar(&opt.Scratch, "scratch", "", "directory for the scratch copy (default the system's temporary directory); needs room for the backup")
-	fs.StringVar(&opt.OSUser, "os-user", "", "when run as root: the user PostgreSQL runs as (default postgres)")
+	fs.StringVar(&opt.OSUser, "run-as", "", "when run as root: the OS user the drill's PostgreSQL runs as (default postgres; better a dedicated unprivileged user, see the README)")
+	fs.StringVar(&opt.OSUser, "os-user", "", "the same as --run-as")
+	fs.MarkHidden("os-user")
 	fs.StringVar(&opt.DBUser, "db-user", "postgres", "a superuser role of the cluster, to ask how far recovery got")
 	fs.StringVar(&opt.PGBin, "pg-bin", "", "PostgreSQL server binaries (default /usr/lib/postgresql/MAJOR/bin)")
 	fs.StringVar(&opt.Target.Time, "target-time", "", "recover up to this time instead of the end of the archive")
@@ -40,10 +42,10 @@ func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		repo, _ := c.RepoURL()
 		opt.Archive = a
-		opt.Command = backupset.CommandSettings{WalFetch: wf, Repo: repo, Archive: a.Name, TokenFile: c.TokenFile, CACert: c.CACert,
-			ClientCert: c.ClientCert, ClientKey: c.ClientKey, KeyFile: c.KeyFile, PassphraseFile: c.PassphraseFile, OldKeyFiles: c.OldKeyFiles}
+		// The drill's restore_command reads through the drill (no token,
+		// key or certificate of ours reaches its server).
+		opt.Command = backupset.CommandSettings{WalFetch: wf}
 		if opt.Target.Set() {
 			opt.Target.Action = "pause"
 		}

@@ -54,8 +54,24 @@ type Store struct {
 	noCache bool
 }
 
-// New returns a store for the walstored at rawURL (http:// or https://).
+// New returns a store for the walstored at rawURL (http:// or https://),
+// or for a server on a unix socket (http+unix:///path/to/socket: a
+// restore drill's read-only door to one archive).
 func New(rawURL string, opt Options) (*Store, error) {
+	if socket, ok := strings.CutPrefix(rawURL, "http+unix://"); ok {
+		if !strings.HasPrefix(socket, "/") || strings.ContainsAny(socket, "?#") {
+			return nil, fmt.Errorf("%w: repository URL %q: want http+unix:///absolute/path/to/socket", store.ErrInvalid, rawURL)
+		}
+		dial := &net.Dialer{Timeout: 5 * time.Second}
+		rt := &http.Transport{
+			Proxy:                 nil,
+			DialContext:           func(ctx context.Context, _, _ string) (net.Conn, error) { return dial.DialContext(ctx, "unix", socket) },
+			ResponseHeaderTimeout: 2 * time.Minute,
+			MaxIdleConnsPerHost:   8,
+			IdleConnTimeout:       30 * time.Second,
+		}
+		return &Store{base: &url.URL{Scheme: "http", Host: "walstore-drill"}, client: &http.Client{Transport: rt}, token: opt.Token, noCache: opt.NoCache}, nil
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: repository URL %q: want http://host:port or https://host:port", store.ErrInvalid, rawURL)

@@ -67,7 +67,7 @@ func Open(ctx context.Context, rawURL string, opt Options) (store.Store, error) 
 		return nil, badURL(rawURL)
 	}
 	switch scheme {
-	case "http", "https":
+	case "http", "https", "http+unix":
 		return httpstore.New(rawURL, opt.HTTP)
 	case "file":
 		dir, err := FilePath(rest)
@@ -117,7 +117,7 @@ func Check(rawURL string) error {
 		return badURL(rawURL)
 	}
 	switch scheme {
-	case "http", "https":
+	case "http", "https", "http+unix":
 		_, err := httpstore.New(rawURL, httpstore.Options{})
 		return err
 	case "file":
