@@ -72,11 +72,11 @@ type RestoreResult struct {
 	Settings []string       `json:"settings"` // lines added to postgresql.auto.conf
 	// Removed are the recovery settings an earlier restore or recovery
 	// left in the backup's postgresql.auto.conf, taken out.
-	Removed     []string `json:"removed_settings"`
-	Warnings    []string `json:"warnings"`
+	Removed  []string `json:"removed_settings"`
+	Warnings []string `json:"warnings"`
 	// Changed are the lines --strip-commands and --config-path-mapping
 	// changed in the restored configuration.
-	Changed []string `json:"changed_settings"`
+	Changed     []string `json:"changed_settings"`
 	Signal      string   `json:"signal_file"` // recovery.signal or standby.signal
 	Tablespaces []string `json:"tablespaces"` // where the backup's tablespaces were restored
 	// ReplaySegments and ReplayBytes are the archived WAL from the
