@@ -261,3 +261,17 @@ func TestPatroniShapedRestore(t *testing.T) {
 	}
 	c.Stop()
 }
+
+// A password in --receive shows in ps: walstored says so at start.
+func TestReceivePasswordInPsIsWarned(t *testing.T) {
+	t.Parallel()
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"),
+		"--receive", "main=host=127.0.0.1 port=1 user=walstore_receiver password=hunter2", "--receive-dir", filepath.Join(dir, "recv"))
+	testenv.WaitFor(t, 10*time.Second, "the warning about the password", func() bool {
+		return strings.Contains(ws.Log(), "a password in --receive shows in ps")
+	})
+	if strings.Contains(ws.Log(), "hunter2") {
+		t.Fatal("the log repeats the password")
+	}
+}

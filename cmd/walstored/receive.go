@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/jackc/pgx/v5/pgconn"
 	"context"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,9 @@ func (f *receiveFlags) receivers(st store.Store, log *slog.Logger, srv **server.
 		}
 		if err := archive.ValidArchiveName(name); err != nil {
 			return nil, fmt.Errorf("%w: --receive: %v", cli.ErrUsage, err)
+		}
+		if cfg, err := pgconn.ParseConfig(conn); err == nil && cfg.Password != "" {
+			log.Warn("a password in --receive shows in ps to every user of this host: put it in ~/.pgpass of walstored's user (or a passfile= in the connection string) instead", "archive", name)
 		}
 		if byArchive[name] == nil {
 			order = append(order, name)

@@ -50,8 +50,17 @@ func bindServe(fs *pflag.FlagSet, e env) func(context.Context) error {
 	recv.bind(fs)
 	var peers []string
 	fs.StringArrayVar(&peers, "peer", nil, "another walstored in front of the same store (http://host:port): told of every WAL file stored here, so that its --wait readers are answered at once; give it once per peer")
+	peerToken := fs.String("peer-token-file", "", "file holding the token sent with notifications to the peers (a peer-scope line in their token files)")
 	return func(ctx context.Context) error {
-		return serve(ctx, e, serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter, recv, peers})
+		f := serveFlags{stores, *quorum, *syncEvery, *listen, *tokens, *insecure, *tlsCert, *tlsKey, *tlsClientCA, *maxPerClient, *logFormat, *logLevel, *cacheSize, *memoryLimit, *bufferLimit, *minRate, *scanEvery, *lateAfter, recv, peers, ""}
+		if *peerToken != "" {
+			b, err := os.ReadFile(*peerToken)
+			if err != nil || strings.TrimSpace(string(b)) == "" {
+				return fmt.Errorf("%w: --peer-token-file %s: %v", archive.ErrConfig, *peerToken, err)
+			}
+			f.peerToken = strings.TrimSpace(string(b))
+		}
+		return serve(ctx, e, f)
 	}
 }
 
@@ -67,6 +76,7 @@ type serveFlags struct {
 	scanEvery, lateAfter                                              time.Duration
 	receive                                                           receiveFlags
 	peers                                                             []string
+	peerToken                                                         string
 }
 
 func serve(ctx context.Context, e env, f serveFlags) error {
@@ -160,6 +170,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 		}
 		cfg.Peers = append(cfg.Peers, strings.TrimSuffix(p, "/"))
 	}
+	cfg.PeerToken = f.peerToken
 	if cfg.Receivers, err = f.receive.receivers(st, log, &srv); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -314,10 +315,20 @@ func (s *Server) getRange(w http.ResponseWriter, r *http.Request, key, spec stri
 		return
 	}
 	defer rc.Close()
+	// A range that starts past the object's end is not a part of it: 416,
+	// with the object's size (RFC 9110 15.5.17), not 206 with no bytes.
+	br := bufio.NewReader(rc)
+	if _, err := br.Peek(1); err == io.EOF {
+		if info, serr := s.store(r).Stat(r.Context(), key); serr == nil {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+		}
+		s.failStatus(w, r, http.StatusRequestedRangeNotSatisfiable, "invalid", fmt.Sprintf("%s: range %s starts past the end of the object", key, spec))
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", first, last))
 	w.WriteHeader(http.StatusPartialContent)
-	io.Copy(w, rc)
+	io.Copy(w, br)
 }
 
 // parseRange parses "bytes=FIRST-LAST" within an envelope's size.

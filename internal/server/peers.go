@@ -22,8 +22,9 @@ import (
 // all of them. A notification proves nothing and needs no token: it wakes
 // waiting readers, which then read the store themselves, and it counts as
 // a push only once a stat of the store finds the object, at the time the
-// store gives it. A forged one costs a store stat and a read per waiting
-// request, nothing more.
+// store gives it. Still, only a configured peer may send one: with
+// tokens, a peer-scope token (--peer-token-file on the sender); an
+// instance without --peer answers 404.
 
 var peerClient = &http.Client{Timeout: 2 * time.Second}
 
@@ -39,6 +40,9 @@ func (s *Server) notifyPeers(key string, rawSize int64) {
 			if err != nil {
 				return
 			}
+			if s.cfg.PeerToken != "" {
+				req.Header.Set("Authorization", "Bearer "+s.cfg.PeerToken)
+			}
 			resp, err := peerClient.Do(req)
 			if err != nil {
 				s.metrics.peerFailures.Inc()
@@ -52,6 +56,10 @@ func (s *Server) notifyPeers(key string, rawSize int64) {
 // notified is POST /v1/notify?key=K&size=N from a peer: wake the readers
 // waiting for K, and count it as a push once the store has it.
 func (s *Server) notified(w http.ResponseWriter, r *http.Request) {
+	if len(s.cfg.Peers) == 0 {
+		s.failStatus(w, r, http.StatusNotFound, "not_found", "this walstored has no peer (--peer): it takes no notification")
+		return
+	}
 	key := r.URL.Query().Get("key")
 	k, err := archive.ParseKey(key)
 	if err != nil || k.Kind != archive.KindWAL {

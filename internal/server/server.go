@@ -73,6 +73,9 @@ type Config struct {
 	// (their base URLs): each WAL file stored here is announced to them,
 	// to wake their --wait readers at once (peers.go).
 	Peers []string
+	// PeerToken is the token sent to peers with each notification (a
+	// peer-scope line in their token files).
+	PeerToken string
 }
 
 // Server is an http.Handler serving one repository.
@@ -134,7 +137,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	mux.HandleFunc("GET /v1/status", s.statusJSON)
-	mux.HandleFunc("POST /v1/notify", s.notified)
+	mux.Handle("POST /v1/notify", s.guardOp(auth.OpNotify, http.HandlerFunc(s.notified)))
 	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))
 	mux.Handle("GET /v1/stores", s.guardOp(auth.OpMetrics, http.HandlerFunc(s.stores)))
 	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))
@@ -164,7 +167,7 @@ func (s *Server) stores(w http.ResponseWriter, r *http.Request) {
 	} else {
 		h = []store.Health{{Name: store.Describe(s.cfg.Store), Up: true}}
 	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, storesFor(s.clientOf(r), s.cfg.Tokens != nil, h))
 }
 
 // CorruptCopy is the multistore hook that counts corrupt copies.

@@ -131,16 +131,57 @@ func (s *Server) statusView(visible func(string) bool) statusView {
 	return v
 }
 
+// storesFor is the stores' health as client c may see it: store names
+// (paths, buckets, endpoints) and errors (which name them) are the
+// storage side's layout, for admin only; others see "store 1", "store 2"
+// and whether each is up.
+func storesFor(c *auth.Client, tokens bool, h []store.Health) []store.Health {
+	if !tokens || c != nil && c.Scope == auth.Admin {
+		return h
+	}
+	out := make([]store.Health, len(h))
+	for i, st := range h {
+		out[i] = store.Health{Name: fmt.Sprintf("store %d", i+1), Up: st.Up, LastOK: st.LastOK, Owed: st.Owed}
+		if !st.Up {
+			out[i].LastError = "down (an admin token shows why)"
+		}
+	}
+	return out
+}
+
+// clientOf is the request's client by its token (bearer, or the status
+// page's basic-auth password); nil without a valid one.
+func (s *Server) clientOf(r *http.Request) *auth.Client {
+	if s.cfg.Tokens == nil {
+		return nil
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		_, tok, ok = r.BasicAuth()
+	}
+	if !ok {
+		return nil
+	}
+	c, found := s.cfg.Tokens.set.Load().Authenticate(strings.TrimSpace(tok))
+	if !found {
+		return nil
+	}
+	return c
+}
+
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	visible, ok := s.statusReader(w, r)
 	if !ok {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := statusTmpl.Execute(w, s.statusView(visible)); err != nil {
+	v := s.statusView(visible)
+	v.Stores = storesFor(s.clientOf(r), s.cfg.Tokens != nil, v.Stores)
+	if err := statusTmpl.Execute(w, v); err != nil {
 		s.log.Warn("status page", "error", err.Error())
 	}
 }
@@ -151,6 +192,7 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.statusView(visible)
+	v.Stores = storesFor(s.clientOf(r), s.cfg.Tokens != nil, v.Stores)
 	type archiveJSON struct {
 		Summary  catalog.Summary  `json:"summary"`
 		Picture  catalog.Picture  `json:"picture"`

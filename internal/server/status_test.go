@@ -18,6 +18,7 @@ import (
 	"github.com/walstore/walstore/internal/server"
 	"github.com/walstore/walstore/internal/server/auth"
 	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/memstore"
 	"github.com/walstore/walstore/wal/waltest"
 )
@@ -210,5 +211,100 @@ func TestStatusPageAccess(t *testing.T) {
 	// Never a token in a URL: the page is not served for one in the query.
 	if code, _ := get(t, ts.URL+"/?token="+adm, ""); code != 401 {
 		t.Errorf("a token in the URL was accepted: %d", code)
+	}
+}
+
+// The rough edges of issue 28, each with what it must not do: store names
+// (paths, buckets, endpoints) only for admin, on /v1/stores and the
+// page; the page never in a frame; /v1/notify only on an instance with
+// peers, and then only with a peer (or admin) token; a range past an
+// object's end is 416, not an empty 206.
+func TestLeastPrivilegeEdges(t *testing.T) {
+	ms := memstore.New()
+	fill(t, ms, 1)
+	adm, l1 := mint(t, "ops", "admin", "*")
+	met, l2 := mint(t, "prom", "metrics", "*")
+	fet, l3 := mint(t, "standby", "fetch", "*")
+	peer, l4 := mint(t, "storage-b", "peer", "*")
+	push, l5 := mint(t, "db1", "push", "*")
+	tk := tokens(t, l1, l2, l3, l4, l5)
+	srv := server.New(server.Config{Store: ms, Tokens: tk, ScanInterval: time.Hour})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	desc := store.Describe(ms)
+	for _, tc := range []struct {
+		token string
+		names bool
+	}{{adm, true}, {met, false}} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/stores", nil)
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body := resp.StatusCode, string(b)
+		if code != 200 || strings.Contains(body, desc) != tc.names {
+			t.Errorf("/v1/stores: %d %s (store %q shown: want %v)", code, body, desc, tc.names)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/", nil)
+	req.SetBasicAuth("", fet)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("the page may be framed: %v", resp.Header)
+	}
+	notify := func(url, token string) int {
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/notify?key=a000/wal/000000010000000000000001&size=16777216", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := notify(ts.URL, peer); c != http.StatusNotFound {
+		t.Errorf("notify of an instance without peers: %d, want 404", c)
+	}
+	withPeers := httptest.NewServer(server.New(server.Config{Store: ms, Tokens: tk, ScanInterval: time.Hour, Peers: []string{"http://127.0.0.1:1"}}))
+	defer withPeers.Close()
+	for _, tc := range []struct {
+		name, token string
+		code        int
+	}{{"no token", "", 401}, {"a push token", push, 403}, {"a fetch token", fet, 403}, {"a peer token", peer, 204}} {
+		if c := notify(withPeers.URL, tc.token); c != tc.code {
+			t.Errorf("notify with %s: %d, want %d", tc.name, c, tc.code)
+		}
+	}
+	hs, _ := httpstore.New(ts.URL, httpstore.Options{Token: adm})
+	var key string
+	ms.List(context.Background(), "a000/wal/", func(i store.Info) error { key = i.Key; return nil })
+	info, err := ms.Stat(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/v1/archives/a000/objects/"+strings.TrimPrefix(key, "a000/"), nil)
+	req.Header.Set("Authorization", "Bearer "+adm)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", info.Size+10, info.Size+20))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", info.Size) {
+		t.Errorf("a range past the end: %d %q, want 416 with the size", resp.StatusCode, resp.Header.Get("Content-Range"))
+	}
+	if rc, err := hs.GetRange(context.Background(), key, 0, 10); err != nil {
+		t.Errorf("a range inside: %v", err)
+	} else {
+		rc.Close()
 	}
 }

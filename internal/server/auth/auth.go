@@ -27,6 +27,8 @@
 //     walstored backup --pgdata.
 //   - fetch: get, stat, list (what a standby or a restore needs).
 //   - metrics: /metrics and /v1/stores only, no object at all.
+//   - peer: tell this instance of a WAL file another instance in front
+//     of the same store stored (/v1/notify), nothing else.
 //   - admin: everything, including delete, backups, retention and retire.
 package auth
 
@@ -57,6 +59,7 @@ const (
 	Admin
 	Metrics
 	Backup
+	Peer
 )
 
 func (s Scope) String() string {
@@ -71,6 +74,8 @@ func (s Scope) String() string {
 		return "metrics"
 	case Backup:
 		return "backup"
+	case Peer:
+		return "peer"
 	}
 	return "none"
 }
@@ -80,6 +85,8 @@ func ParseScope(s string) (Scope, error) {
 	switch s {
 	case "backup":
 		return Backup, nil
+	case "peer":
+		return Peer, nil
 	case "push":
 		return Push, nil
 	case "fetch":
@@ -89,7 +96,7 @@ func ParseScope(s string) (Scope, error) {
 	case "metrics":
 		return Metrics, nil
 	}
-	return 0, fmt.Errorf("scope %q: want push, fetch, backup, metrics or admin", s)
+	return 0, fmt.Errorf("scope %q: want push, fetch, backup, metrics, peer or admin", s)
 }
 
 // Op is an operation on the store.
@@ -104,14 +111,16 @@ const (
 	OpList      Op = "list"
 	OpDelete    Op = "delete"
 	OpMetrics   Op = "read metrics"
+	OpNotify    Op = "notify of a stored WAL file" // a peer walstored
 )
 
 var allowed = map[Scope]map[Op]bool{
 	Push:    {OpPutWAL: true, OpGet: true, OpStat: true, OpList: true},
 	Fetch:   {OpGet: true, OpStat: true, OpList: true},
 	Backup:  {OpPutBackup: true, OpGet: true, OpStat: true, OpList: true},
+	Peer:    {OpNotify: true},
 	Metrics: {OpMetrics: true},
-	Admin:   {OpPut: true, OpPutWAL: true, OpPutBackup: true, OpGet: true, OpStat: true, OpList: true, OpDelete: true, OpMetrics: true},
+	Admin:   {OpPut: true, OpPutWAL: true, OpPutBackup: true, OpGet: true, OpStat: true, OpList: true, OpDelete: true, OpMetrics: true, OpNotify: true},
 }
 
 // Client is one line of the token file.
