@@ -1,9 +1,9 @@
 package main
 
 import (
-	"github.com/jackc/pgx/v5/pgconn"
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
 	"strings"
 	"sync"
