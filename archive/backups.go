@@ -52,7 +52,7 @@ type Record struct {
 	// BackupFileKey is where that file is when another content took its
 	// name first and it was kept beside it (Layout.LabelCopy); "" when it
 	// is under its name.
-	BackupFileKey string    `json:"backup_history_file_key,omitempty"`
+	BackupFileKey string    `json:"backup_history_file_key"`
 	FromStandby   bool      `json:"from_standby"` // taken on a standby: its stop position is from its manifest
 	StartTime     time.Time `json:"start_time"`
 	StopTime      time.Time `json:"stop_time"`

@@ -127,8 +127,8 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 		return rep, err
 	}
 	record := func() {
-		if !opt.Record {
-			return
+		if !opt.Record || len(keys) == 0 {
+			return // an archive that holds nothing is not made by a record
 		}
 		sort.Slice(broken, func(i, j int) bool { return broken[i].Key < broken[j].Key })
 		res := archive.VerifyResult{At: checked.At, Full: opt.Full, OK: rep.OK, Broken: broken, Problems: len(rep.Problems)}
