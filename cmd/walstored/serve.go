@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -113,6 +115,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	log := cli.ServerLogger(stderr, *logFormat, level)
 	cfg := server.Config{Log: log, MaxPerClient: *maxPerClient, MemoryLimit: sizes[0], BufferLimit: sizes[1], MinBodyRate: sizes[2]}
+	setMemoryLimit(e, log, sizes[0], cacheBytes)
 	if *tokens != "" {
 		if cfg.Tokens, err = server.LoadTokens(*tokens); err != nil {
 			return fmt.Errorf("%w: --tokens: %v", cli.ErrUsage, err)
@@ -210,4 +213,22 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, tokens *server.Tokens, t
 			}
 		}
 	}
+}
+
+// MemoryMargin is what walstored holds besides its budget (request bodies
+// and stream decoders, --memory-limit) and its cache (--cache-size): the
+// decode buffers kept per core (64 MiB each at most) and the runtime.
+func memoryMargin() int64 { return int64(runtime.GOMAXPROCS(0))*64<<20 + 128<<20 }
+
+// setMemoryLimit tells the garbage collector the bound walstored keeps
+// to (--memory-limit + --cache-size + memoryMargin), so that garbage left
+// by bodies is collected before resident memory passes it, rather than
+// when the heap has doubled. GOMEMLIMIT, when set, wins.
+func setMemoryLimit(e env, log *slog.Logger, budget, cache int64) {
+	if e.getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := budget + cache + memoryMargin()
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory bound", "bytes", limit)
 }

@@ -144,7 +144,17 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Too large to hold: verified as it streams into the store, which
-	// publishes it only if the stream ends without an error.
+	// publishes it only if the stream ends without an error. Its decoder
+	// holds a window of up to 64 MiB (whatever the frame declares): that
+	// is taken from the memory budget too, so that many streams at once
+	// are told to retry instead of growing walstored past its limit.
+	reserve := streamReserve(hdr)
+	if !s.budget.take(reserve) {
+		w.Header().Set("Retry-After", "1")
+		s.failStatus(w, r, http.StatusServiceUnavailable, "busy", fmt.Sprintf("walstored holds as much request memory as it may (%d MiB); retry", s.cfg.MemoryLimit>>20))
+		return
+	}
+	defer s.budget.give(reserve)
 	v := newVerifying(hdr, body, archive.SegmentCheck(k, hdr))
 	defer v.close()
 	out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Stream(io.MultiReader(bytes.NewReader(hb.Bytes()), v), size))
@@ -153,6 +163,16 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answerPut(w, r, key, k, hdr, out, err)
+}
+
+// streamReserve is the memory a streamed body's check may hold: a zstd
+// decoder's window (capped at 64 MiB by the decoder) and its buffers; for
+// an uncompressed or encrypted one (checked by its digest), buffers only.
+func streamReserve(hdr envelope.Header) int64 {
+	if hdr.Compression == envelope.NoCompression || hdr.Encrypted() {
+		return 1 << 20
+	}
+	return min(hdr.RawSize, 64<<20) + 2<<20
 }
 
 // refuseBody answers a body that failed at the door: damaged (its
