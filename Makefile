@@ -17,8 +17,12 @@ export WALSTORE_MINIO := $(MINIO)
 
 all: build
 
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT        ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS       := -X github.com/walstore/walstore/internal/version.Version=$(VERSION) -X github.com/walstore/walstore/internal/version.Commit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/ ./cmd/walpush ./cmd/walfetch ./cmd/walstored
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/walpush ./cmd/walfetch ./cmd/walstored
 
 ## run: walstored on 127.0.0.1:7480 serving ./walstore-data
 run: build

@@ -419,3 +419,15 @@ func jsonFieldsInREADME(t *testing.T) map[string][]string {
 	}
 	return out
 }
+
+// Every binary says which walstore it is: version, commit, Go version.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	bins := testenv.Binaries(t)
+	for name, bin := range map[string]string{"walpush": bins.WalPush, "walfetch": bins.WalFetch, "walstored": bins.WalStored} {
+		res := testenv.Run(t, testenv.Dir(t), nil, bin, "--version")
+		if res.Code != 0 || !strings.HasPrefix(res.Stdout, name+" (walstore) ") || !strings.Contains(res.Stdout, "commit ") || !strings.Contains(res.Stdout, "go1.") {
+			t.Errorf("%s --version: exit %d %q %q", name, res.Code, res.Stdout, res.Stderr)
+		}
+	}
+}

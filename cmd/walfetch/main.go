@@ -23,6 +23,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/version"
 	"github.com/walstore/walstore/internal/fetch"
 	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store"
@@ -38,6 +39,10 @@ const synopsis = `walfetch [flags] NAME DEST
        walfetch restore --backup latest|ID --pgdata DIR [flags]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintln(stdout, version.String("walfetch"))
+		return cli.ExitOK
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "restore":

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/version"
 	"github.com/walstore/walstore/internal/push"
 	"github.com/walstore/walstore/internal/worker"
 )
@@ -41,6 +42,10 @@ func bind(fs *pflag.FlagSet, c *cli.Common, cfg *push.Config) {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintln(stdout, version.String("walpush"))
+		return cli.ExitOK
+	}
 	if len(args) > 0 && args[0] == "push-ahead" {
 		return runPusher(ctx, args[1:], getenv)
 	}

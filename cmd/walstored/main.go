@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/internal/cli"
+	"github.com/walstore/walstore/internal/version"
 )
 
 func main() {
@@ -69,7 +70,7 @@ func usage() string {
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
 	}
-	b.WriteString("\n\"walstored COMMAND --help\" lists a command's flags.\n")
+	b.WriteString("\n\"walstored COMMAND --help\" lists a command's flags; \"walstored --version\" says which walstore this is.\n")
 	return b.String()
 }
 
@@ -80,6 +81,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
 		fmt.Fprint(stdout, usage())
+		return cli.ExitOK
+	}
+	if args[0] == "--version" || args[0] == "version" {
+		fmt.Fprintln(stdout, version.String("walstored"))
 		return cli.ExitOK
 	}
 	var cmd *command
