@@ -13,7 +13,7 @@ FUZZTIME      ?= 60s
 
 export WALSTORE_MINIO := $(MINIO)
 
-.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium zstd minio bench fuzz fuzz-brief clean
+.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium patroni zstd minio bench fuzz fuzz-brief clean
 
 all: build
 
@@ -42,7 +42,7 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-deps: postgres minio systemd-analyze chromium
+deps: postgres minio systemd-analyze chromium patroni
 
 postgres:
 	@test -x $(PG_BIN)/initdb || { \
@@ -61,6 +61,12 @@ chromium:
 	@command -v chromium >/dev/null || { \
 		echo "installing chromium (for the status page's browser test)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# patroni and etcd-server: the Patroni test runs a two-node cluster.
+patroni:
+	@command -v patroni >/dev/null && command -v etcd >/dev/null || { \
+		echo "installing patroni and etcd-server (for the Patroni test)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends patroni etcd-server python3-etcd; }
 
 minio: $(MINIO)
 

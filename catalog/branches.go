@@ -40,6 +40,11 @@ type Fork struct {
 	// Abandoned are the timelines that forked from the parent's dead
 	// continuation (when the child is live).
 	Abandoned []uint32
+	// Tail: the parent went on only within the segment holding the
+	// switch point: the last segment of a primary that crashed or was
+	// stopped when the child took over (archived before its rewind),
+	// not a server that kept writing.
+	Tail bool
 }
 
 func (f Fork) String() string {
@@ -54,6 +59,10 @@ func (f Fork) String() string {
 	also := ""
 	if len(f.Abandoned) > 0 {
 		also = fmt.Sprintf(" (so are timelines %v, which forked from it)", f.Abandoned)
+	}
+	if f.Tail && len(f.Abandoned) == 0 {
+		return fmt.Sprintf("timeline %d's segment %s holds WAL written after timeline %d forked from it at %s: the last segment of the primary that timeline %d replaced, archived as it stopped or before it was rewound (Patroni does this after a failover); recovery follows timeline %d, nothing to do",
+			f.Parent, f.ParentLast, f.Child, f.At, f.Child, f.Child)
 	}
 	return fmt.Sprintf("timeline %d went on to %s after timeline %d forked from it at %s: that part of timeline %d is abandoned%s, as a point-in-time restore leaves it (if a server is still writing timeline %d, fence it); recovery follows timeline %d",
 		f.Parent, f.ParentLast, f.Child, f.At, f.Parent, also, f.Parent, f.Child)
@@ -105,6 +114,7 @@ func (inv *Inventory) Forks() []Fork {
 			continue
 		}
 		f := Fork{Parent: parent, Child: child, At: at, ParentLast: wal.SegmentName(parent, segs[len(segs)-1], inv.SegSize)}
+		f.Tail = segs[len(segs)-1] == forkSeg
 		// The two sides: the child's subtree, and the parent after the
 		// fork with the timelines that left it later.
 		childSide := func(t uint32) bool { return inv.Histories.descends(t, child) }

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -185,8 +186,12 @@ func TestForkAtASegmentBoundary(t *testing.T) {
 	if f := inventory(h, map[uint32][2]uint64{1: {1, 2}, 2: {3, 4}}).Forks(); len(f) != 0 {
 		t.Fatalf("parent ended at the fork: %+v", f)
 	}
-	if f := inventory(h, map[uint32][2]uint64{1: {1, 3}, 2: {3, 4}}).Forks(); len(f) != 1 || f[0].ParentLast.String() != "000000010000000000000003" {
+	if f := inventory(h, map[uint32][2]uint64{1: {1, 3}, 2: {3, 4}}).Forks(); len(f) != 1 || f[0].ParentLast.String() != "000000010000000000000003" || !f[0].Tail || strings.Contains(f[0].String(), "fence") {
 		t.Fatalf("parent wrote the segment after the fork: %+v", f)
+	}
+	// A parent that went on past the fork's segment may still be writing.
+	if f := inventory(h, map[uint32][2]uint64{1: {1, 5}, 2: {3, 4}}).Forks(); len(f) != 1 || f[0].Tail {
+		t.Fatalf("parent went on: %+v", f)
 	}
 }
 

@@ -22,7 +22,7 @@ const restoreSynopsis = `walfetch restore --backup latest|ID --pgdata DIR [--tar
 // PGDATA, set up to recover from the same archive.
 func runRestore(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("walfetch restore", pflag.ContinueOnError)
-	c, opt, asJSON := bindRestore(fs, getenv)
+	c, opt, asJSON, role := bindRestore(fs, getenv)
 	err := cli.Parse(fs, args, getenv, "walfetch", fetchFlagSet())
 	if errors.Is(err, pflag.ErrHelp) {
 		cli.Usage(stdout, restoreSynopsis, fs)
@@ -30,6 +30,14 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err == nil && fs.NArg() != 0 {
 		err = fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
+	}
+	if err == nil && *role != "" {
+		switch *role {
+		case "replica":
+			opt.Standby = true
+		default:
+			err = fmt.Errorf("%w: --role %q: Patroni asks walfetch restore for a replica only", cli.ErrUsage, *role)
+		}
 	}
 	if err == nil && opt.PGData == "" {
 		err = fmt.Errorf("%w: --pgdata DIR is required", cli.ErrUsage)
@@ -68,10 +76,10 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 // bindRestore adds walfetch restore's flags to fs.
-func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *backupset.RestoreOptions, *bool) {
-	c := &cli.Common{Getenv: getenv, ReadOnly: true, FailFastFirst: true}
+func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (c *cli.Common, opt *backupset.RestoreOptions, asJSON *bool, patroniRole *string) {
+	c = &cli.Common{Getenv: getenv, ReadOnly: true, FailFastFirst: true}
 	c.Bind(fs)
-	opt := &backupset.RestoreOptions{}
+	opt = &backupset.RestoreOptions{}
 	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest (the newest that ended before the target)")
 	fs.StringVar(&opt.PGData, "pgdata", "", "data directory to restore into: must not exist or be empty (with --delta: this cluster's, stopped)")
 	fs.StringVar(&opt.Target.Time, "target-time", "", "recover up to this time (with its zone, e.g. \"2026-11-24 07:30:00+00\")")
@@ -90,8 +98,18 @@ func bindRestore(fs *pflag.FlagSet, getenv func(string) string) (*cli.Common, *b
 	fs.BoolVar(&opt.Delta, "delta", false, "restore over the existing data directory of this cluster (stopped), writing only the files that differ from the backup and removing the others")
 	fs.IntVar(&opt.Jobs, "jobs", 4, "packs fetched, decompressed and written at once")
 	fs.StringArrayVar(&opt.TablespaceMapping, "tablespace-mapping", nil, "OLD=NEW: restore the tablespace at OLD into NEW instead (repeat for each; absolute paths)")
-	asJSON := fs.Bool("json", false, "print what was done as JSON")
-	return c, opt, asJSON
+	asJSON = fs.Bool("json", false, "print what was done as JSON")
+	// Patroni calls a create_replica_methods entry with these (see the
+	// README's Patroni section): --datadir is --pgdata, --role replica
+	// makes a standby, --scope and --connstring say nothing walstore needs.
+	fs.StringVar(&opt.PGData, "datadir", "", "the same as --pgdata (Patroni's replica-method argument)")
+	patroniRole = fs.String("role", "", "Patroni's replica-method argument: replica restores a standby (as --standby)")
+	fs.String("scope", "", "Patroni's replica-method argument (ignored)")
+	fs.String("connstring", "", "Patroni's replica-method argument (ignored: a replica is built from the archive)")
+	for _, f := range []string{"datadir", "role", "scope", "connstring"} {
+		fs.MarkHidden(f)
+	}
+	return c, opt, asJSON, patroniRole
 }
 
 // restoreCommand is the restore_command written into the restored
