@@ -23,8 +23,8 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/version"
 	"github.com/walstore/walstore/internal/fetch"
+	"github.com/walstore/walstore/internal/version"
 	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store"
 )

@@ -21,8 +21,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/version"
 	"github.com/walstore/walstore/internal/push"
+	"github.com/walstore/walstore/internal/version"
 	"github.com/walstore/walstore/internal/worker"
 )
 
