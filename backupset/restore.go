@@ -418,7 +418,7 @@ func checkEmpty(dir string) error {
 	case err != nil:
 		return fmt.Errorf("%w: PGDATA %s: %v", archive.ErrInvalid, dir, err)
 	case len(entries) > 0:
-		return fmt.Errorf("%w: PGDATA %s is not empty (%d entries, e.g. %s); restore only into an empty directory, never over a cluster", archive.ErrInvalid, dir, len(entries), entries[0].Name())
+		return fmt.Errorf("%w: PGDATA %s is not empty (%d entries, e.g. %s); restore only into an empty directory, never over a cluster (--delta restores over a stopped cluster of the same system, writing only what differs)", archive.ErrInvalid, dir, len(entries), entries[0].Name())
 	}
 	return nil
 }

@@ -3,9 +3,11 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/walstore/walstore/internal/cli"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +136,7 @@ func TestPermanentErrorsFailAtOnce(t *testing.T) {
 	quick("missing token file", push("--token-file", filepath.Join(dir, "nope.token")), 2, "nope.token", "no such file")
 	quick("empty token file", push("--token-file", empty), 2, "empty")
 	quick("world-readable token file", push("--token-file", open), 2, "readable by every user", "chmod o-r")
-	quick("token refused", push("--token-file", wrong), 1, "no valid token")
+	quick("token refused", push("--token-file", wrong), 1, "the token given is not one of this walstored's")
 	quick("no token at all", push(), 1, "token")
 	if res := push("--token-file", good); res.Code != 0 {
 		t.Fatalf("push with the good token: %s", res.Stderr)
@@ -429,5 +431,85 @@ func TestVersion(t *testing.T) {
 		if res.Code != 0 || !strings.HasPrefix(res.Stdout, name+" (walstore) ") || !strings.Contains(res.Stdout, "commit ") || !strings.Contains(res.Stdout, "go1.") {
 			t.Errorf("%s --version: exit %d %q %q", name, res.Code, res.Stdout, res.Stderr)
 		}
+	}
+}
+
+// A config file's mistake fails whichever client reads it first, and says
+// what was probably meant; the clients' sections' settings are each
+// binary's flags.
+func TestConfigMistakesFailAtOnce(t *testing.T) {
+	t.Parallel()
+	bins := testenv.Binaries(t)
+	dir := testenv.Dir(t)
+	seg := segmentFiles(t, 1)[0]
+	for _, tc := range []struct{ text, want string }{
+		{"repo = file:///nowhere\narchive = main\n[walfetch]\ncompress-level = 3\n", `unknown setting "compress-level" under [walfetch]`},
+		{"repository = file:///nowhere\n", `did you mean "repo"`},
+		{"repo = file:///nowhere\n[walpush]\njbos = 4\n", `did you mean "jobs"`},
+	} {
+		p := filepath.Join(testenv.Dir(t), "walstore.conf")
+		os.WriteFile(p, []byte(tc.text), 0o644)
+		res := testenv.Run(t, dir, nil, bins.WalPush, "--config", p, seg)
+		if res.Code != 2 || !strings.Contains(res.Stderr, tc.want) {
+			t.Errorf("walpush with %q: exit %d %q, want 2 naming %s", tc.text, res.Code, res.Stderr, tc.want)
+		}
+	}
+	flags := func(args ...string) map[string]bool {
+		res := testenv.Run(t, dir, nil, args[0], args[1:]...)
+		out := map[string]bool{}
+		for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z-]+)`).FindAllStringSubmatch(res.Stdout+res.Stderr, -1) {
+			out[m[1]] = true
+		}
+		return out
+	}
+	push, fetch, restore := flags(bins.WalPush, "--help"), flags(bins.WalFetch, "--help"), flags(bins.WalFetch, "restore", "--help")
+	for _, k := range cli.SectionKeys["walpush"] {
+		if !push[k] {
+			t.Errorf("[walpush] %s is no walpush flag", k)
+		}
+	}
+	for _, k := range cli.SectionKeys["walfetch"] {
+		if !fetch[k] && !restore[k] {
+			t.Errorf("[walfetch] %s is no walfetch flag", k)
+		}
+	}
+	shared := map[string]bool{"repo": true, "archive": true, "token-file": true, "cacert": true, "client-cert": true, "client-key": true, "verbose": true, "config": true,
+		"encryption-key-file": true, "encryption-passphrase-file": true, "decryption-key-files": true, "help": true}
+	for section, fs := range map[string][]map[string]bool{"walpush": {push}, "walfetch": {fetch, restore}} {
+		for _, m := range fs {
+			for k := range m {
+				if !shared[k] && !slices.Contains(cli.SectionKeys[section], k) {
+					t.Errorf("%s flag --%s is missing from cli.SectionKeys[%q]", section, k, section)
+				}
+			}
+		}
+	}
+}
+
+// First-day mistakes say what is wrong: an archive typo in a restore
+// names the archives; a non-empty PGDATA names --delta; http:// against
+// walstored's TLS port says to use https://.
+func TestFirstDayMistakes(t *testing.T) {
+	t.Parallel()
+	st := newSite(t, 0)
+	insertBatch(st.p, 0, 100)
+	takeBackup(t, st.r, st.p)
+	bins := testenv.Binaries(t)
+	target := filepath.Join(testenv.PostgresDir(t, st.dir, "r-parent"), "r")
+	res := testenv.Run(t, st.dir, nil, bins.WalFetch, "restore", "--repo", st.r.url, "--archive", "mian", "--pgdata", target, "--owner", "postgres")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "archive mian does not exist") || !strings.Contains(res.Stderr, "main") {
+		t.Errorf("restore --archive mian: exit %d %q", res.Code, res.Stderr)
+	}
+	res = testenv.Run(t, st.dir, nil, bins.WalFetch, "restore", "--repo", st.r.url, "--archive", "main", "--pgdata", st.p.Dir)
+	if res.Code == 0 || !strings.Contains(res.Stderr, "--delta") {
+		t.Errorf("restore over a cluster: exit %d %q", res.Code, res.Stderr)
+	}
+	ca := testenv.NewCA(t, "walstore-test")
+	cert, key := ca.Issue(t, "localhost", true)
+	tls := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(testenv.Dir(t), "repo"), "--tls-cert", cert, "--tls-key", key)
+	plain := strings.Replace(tls.URL, "https://", "http://", 1)
+	res = testenv.Run(t, st.dir, nil, bins.WalFetch, "--repo", plain, "--archive", "main", "000000010000000000000001", filepath.Join(testenv.Dir(t), "x"))
+	if res.Code == 0 || !strings.Contains(res.Stderr, "serves HTTPS: use --repo https://") {
+		t.Errorf("http:// against the TLS port: exit %d %q", res.Code, res.Stderr)
 	}
 }

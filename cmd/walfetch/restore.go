@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/walstore/walstore/archive"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -53,6 +55,19 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err == nil {
 		opt.Archive, err = c.OpenArchive(ctx)
+	}
+	if err == nil {
+		// A typo in --archive names the archives there are, rather than
+		// "no completed backup".
+		var ok bool
+		if ok, err = opt.Archive.Exists(ctx); err == nil && !ok {
+			names, _ := archive.Archives(ctx, opt.Archive.Store)
+			have := "none yet"
+			if len(names) > 0 {
+				have = strings.Join(names, ", ")
+			}
+			err = fmt.Errorf("%w: archive %s does not exist (the repository's archives: %s)", archive.ErrNotFound, opt.Archive.Name, have)
+		}
 	}
 	var res backupset.RestoreResult
 	if err == nil {

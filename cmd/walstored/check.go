@@ -36,7 +36,7 @@ func bindCheck(fs *pflag.FlagSet, e env) func(context.Context) error {
 			}
 		} else {
 			for _, w := range rep.Warnings {
-				fmt.Fprintf(e.stdout, "WARNING %s\n", w)
+				fmt.Fprintf(e.stderr, "WARNING %s\n", w)
 			}
 			if err == nil {
 				fmt.Fprintf(e.stdout, "check of archive %s passed: %s archived %.2fs after the switch, read back and verified in %.2fs\n", a.Name, rep.Segment, rep.ArchivedSeconds, rep.FetchedSeconds)

@@ -3,11 +3,24 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"github.com/walstore/walstore/internal/conffile"
 )
+
+// SectionKeys are the settings of the clients' sections besides the
+// shared ones: each client checks both sections whatever it is, so that a
+// mistake under [walfetch] fails walpush at once rather than a restore
+// later. (walstored checks its own section.) tests/ holds them to the
+// binaries' flags.
+var SectionKeys = map[string][]string{
+	"walpush": {"timeout", "jobs", "force"},
+	"walfetch": {"timeout", "prefetch", "wait", "pgdata",
+		"backup", "target-time", "target-lsn", "target-xid", "target-name", "target-action", "target-timeline",
+		"archive-mode", "strip-commands", "config-path-mapping", "standby", "owner", "delta", "dry-run", "jobs", "tablespace-mapping", "json"},
+}
 
 // sharedKeys may appear at the top of a config file, before any section.
 var sharedKeys = map[string]bool{"repo": true, "archive": true, "token-file": true, "cacert": true, "client-cert": true, "client-key": true, "verbose": true,
@@ -101,13 +114,26 @@ func readConfig(path, section string, fs *pflag.FlagSet, also []*pflag.FlagSet) 
 	for _, l := range lines {
 		switch {
 		case l.Section == "" && !sharedKeys[l.Key]:
+			if near := nearest(l.Key, sectionOrShared("")); near != "" {
+				return nil, fmt.Errorf("%s:%d: unknown setting %q; did you mean %q?", path, l.N, l.Key, near)
+			}
 			return nil, fmt.Errorf("%s:%d: %q is not a shared setting; put it under [%s] or the section of the binary it is for", path, l.N, l.Key, section)
 		case l.Section != "" && l.Section != section:
+			if keys, ok := SectionKeys[l.Section]; ok && !slices.Contains(keys, l.Key) && !sharedKeys[l.Key] && l.Key != "verbose" {
+				msg := fmt.Sprintf("%s:%d: unknown setting %q under [%s]", path, l.N, l.Key, l.Section)
+				if near := nearest(l.Key, sectionOrShared(l.Section)); near != "" {
+					msg += fmt.Sprintf("; did you mean %q?", near)
+				}
+				return nil, errors.New(msg)
+			}
 			continue
 		}
 		inThis, elsewhere := known(l.Key)
 		switch {
 		case !elsewhere:
+			if near := nearest(l.Key, sectionOrShared(section)); near != "" {
+				return nil, fmt.Errorf("%s:%d: unknown setting %q for %s; did you mean %q?", path, l.N, l.Key, section, near)
+			}
 			return nil, fmt.Errorf("%s:%d: unknown setting %q for %s", path, l.N, l.Key, section)
 		case !inThis:
 			continue // another subcommand's setting
@@ -118,4 +144,48 @@ func readConfig(path, section string, fs *pflag.FlagSet, also []*pflag.FlagSet) 
 		out[l.Key] = append(out[l.Key], l.Value)
 	}
 	return out, nil
+}
+
+func sectionOrShared(section string) []string {
+	out := append([]string{}, SectionKeys[section]...)
+	for k := range sharedKeys {
+		out = append(out, k)
+	}
+	return out
+}
+
+// nearest is the known key a mistaken one most likely meant: one that
+// starts the other ("repository" for repo) or is within two edits.
+func nearest(key string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		d := editDistance(key, k)
+		if strings.HasPrefix(key, k) || strings.HasPrefix(k, key) {
+			d = min(d, 1)
+		}
+		if d < bestD || d == bestD && k < best {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

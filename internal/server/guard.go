@@ -47,7 +47,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Cli
 	c, found := s.cfg.Tokens.set.Load().Authenticate(strings.TrimSpace(tok))
 	if !ok || !found {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="walstored"`)
-		s.failStatus(w, r, http.StatusUnauthorized, "unauthorized", "no valid token: give the client's token with --token-file or WALSTORE_TOKEN")
+		msg := "no token was given: give the client's token with --token-file or WALSTORE_TOKEN"
+		if ok && strings.TrimSpace(tok) != "" {
+			msg = "the token given is not one of this walstored's (a typo, another walstored's token, or one removed from its token file)"
+		}
+		s.failStatus(w, r, http.StatusUnauthorized, "unauthorized", msg)
 		return nil, false
 	}
 	note(r, "client", c.Name)

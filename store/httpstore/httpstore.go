@@ -231,6 +231,11 @@ func decodeError(resp *http.Response) error {
 		return &wire.RemoteError{Status: resp.StatusCode, Code: eb.Code, Msg: eb.Error, Stored: eb.Stored}
 	}
 	msg := string(b)
+	if strings.Contains(msg, "HTTP request to an HTTPS server") {
+		u := *resp.Request.URL
+		u.Scheme, u.Path, u.RawQuery = "https", "", ""
+		return &wire.RemoteError{Status: resp.StatusCode, Code: "invalid", Msg: fmt.Sprintf("walstored at %s serves HTTPS: use --repo %s", resp.Request.URL.Host, u.String())}
+	}
 	if len(msg) > 200 || strings.ContainsAny(msg, "<\x00") {
 		msg = ""
 	}
