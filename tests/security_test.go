@@ -161,3 +161,42 @@ func TestNonLoopbackListenNeedsTokens(t *testing.T) {
 		t.Fatalf("exit %d: %s", res.Code, res.Stderr)
 	}
 }
+
+// walstored tls makes what the README's TLS setup needs: a CA once,
+// walstored's certificate for the names clients use, client
+// certificates; a client pushes over mutual TLS with them. A second run
+// reuses the CA and never replaces a certificate.
+func TestWalstoredTLS(t *testing.T) {
+	t.Parallel()
+	bins := testenv.Binaries(t)
+	dir := testenv.Dir(t)
+	tlsDir := filepath.Join(dir, "tls")
+	res := testenv.Run(t, dir, nil, bins.WalStored, "tls", "--dir", tlsDir, "--host", "127.0.0.1", "--host", "localhost", "--client", "db1")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "made a CA") {
+		t.Fatalf("walstored tls: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(tlsDir, "ca-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the CA's key: %v %v", fi, err)
+	}
+	f := func(n string) string { return filepath.Join(tlsDir, n) }
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"),
+		"--tls-cert", f("server.pem"), "--tls-key", f("server-key.pem"), "--tls-client-ca", f("ca.pem"))
+	for _, n := range []string{"db1.pem", "db1-key.pem", "ca.pem"} {
+		testenv.Chown(t, f(n))
+	}
+	seg := segmentFiles(t, 1)[0]
+	push := testenv.Run(t, dir, nil, bins.WalPush, "--repo", ws.URL, "--cacert", f("ca.pem"), "--client-cert", f("db1.pem"), "--client-key", f("db1-key.pem"), "--jobs", "1", seg)
+	if push.Code != 0 {
+		t.Fatalf("push over mutual TLS with walstored tls's certificates: exit %d %s", push.Code, push.Stderr)
+	}
+	if noCert := testenv.Run(t, dir, nil, bins.WalPush, "--repo", ws.URL, "--cacert", f("ca.pem"), "--jobs", "1", seg); noCert.Code == 0 {
+		t.Fatal("a client without a certificate pushed")
+	}
+	again := testenv.Run(t, dir, nil, bins.WalStored, "tls", "--dir", tlsDir, "--client", "db2")
+	if again.Code != 0 || strings.Contains(again.Stdout, "made a CA") {
+		t.Fatalf("a second run: exit %d %s%s", again.Code, again.Stdout, again.Stderr)
+	}
+	if over := testenv.Run(t, dir, nil, bins.WalStored, "tls", "--dir", tlsDir, "--host", "localhost"); over.Code == 0 {
+		t.Fatal("walstored tls replaced walstored's certificate")
+	}
+}

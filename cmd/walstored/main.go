@@ -59,6 +59,7 @@ var commands = []command{
 	{"quarantine", "walstored quarantine --repo URL --archive A NAME [--reason TEXT] [--json]", "set a stored WAL object aside (deletes nothing): the name is free for the good copy", 10 * time.Minute, bindQuarantine},
 	{"unquarantine", "walstored unquarantine --repo URL --archive A NAME [--sha256 S] [--json]", "put a quarantined WAL object back under its name", 10 * time.Minute, bindUnquarantine},
 	{"token", "walstored token --name NAME --scope push|fetch|backup|metrics|admin --archives A[,B]|* [--json]", "mint a client token and print its token-file line", 0, bindToken},
+	{"tls", "walstored tls [--dir /etc/walstore/tls] --host NAME [--host IP] [--client NAME]", "make a CA (once), walstored's TLS certificate and client certificates", 0, bindTLS},
 	{"key", "walstored key > /etc/walstore/ARCHIVE.key", "print a new archive encryption key (for --encryption-key-file)", 0, bindKey},
 	{"sync", "walstored sync --store URL --store URL [--prefix P] [--json]", "copy what one store is missing from another", 24 * time.Hour, bindSync},
 	{"recompress", "walstored recompress --store URL [--archive A] [--min-age 1h] [--rate 50MiB] [--dry-run] [--json]", "store old WAL and backups in a smaller encoding (idle-time pass)", 24 * time.Hour, bindRecompress},
