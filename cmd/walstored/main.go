@@ -58,7 +58,7 @@ var commands = []command{
 	{"timeline", "walstored timeline retire|restore --repo URL --archive A --timeline N [--reason TEXT]", "take a dead branch out of recovery's view, or bring it back", time.Hour, bindTimeline},
 	{"quarantine", "walstored quarantine --repo URL --archive A NAME [--reason TEXT] [--json]", "set a stored WAL object aside (deletes nothing): the name is free for the good copy", 10 * time.Minute, bindQuarantine},
 	{"unquarantine", "walstored unquarantine --repo URL --archive A NAME [--sha256 S] [--json]", "put a quarantined WAL object back under its name", 10 * time.Minute, bindUnquarantine},
-	{"token", "walstored token --name NAME --scope push|fetch|backup|metrics|admin --archives A[,B]|* [--json]", "mint a client token and print its token-file line", 0, bindToken},
+	{"token", "walstored token --name NAME --scope push|fetch|backup|metrics|peer|admin --archives A[,B]|* [--json]", "mint a client token and print its token-file line", 0, bindToken},
 	{"tls", "walstored tls [--dir /etc/walstore/tls] --host NAME [--host IP] [--client NAME]", "make a CA (once), walstored's TLS certificate and client certificates", 0, bindTLS},
 	{"key", "walstored key > /etc/walstore/ARCHIVE.key", "print a new archive encryption key (for --encryption-key-file)", 0, bindKey},
 	{"sync", "walstored sync --store URL --store URL [--prefix P] [--json]", "copy what one store is missing from another", 24 * time.Hour, bindSync},

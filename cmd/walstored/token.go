@@ -30,7 +30,7 @@ func bindKey(fs *pflag.FlagSet, e env) func(context.Context) error {
 // reads; the token itself goes to the client, in a file of its own.
 func bindToken(fs *pflag.FlagSet, e env) func(context.Context) error {
 	name := fs.String("name", "", "client name (e.g. the database host)")
-	scope := fs.String("scope", "", "push (archive_command), fetch (standbys, restores), backup (walstored backup: adds packs and records, deletes nothing), metrics (Prometheus) or admin (retain, retire, quarantine, drill, recompress, delete)")
+	scope := fs.String("scope", "", "push (archive_command), fetch (standbys, restores), backup (walstored backup: adds packs and records, deletes nothing), metrics (Prometheus), peer (another walstored's notifications) or admin (retain, retire, quarantine, drill, recompress, delete)")
 	archives := fs.String("archives", "", "comma-separated archives the client may touch, or * for all")
 	asJSON := fs.Bool("json", false, "print JSON: {name, scope, archives, token, line}")
 	return func(context.Context) error {
