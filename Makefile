@@ -7,13 +7,16 @@ MINIO_MODULE  := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 # MinIO is built once into a cache outside the checkout, so fresh clones reuse it.
 CACHE_DIR     ?= $(HOME)/.cache/walstore
 MINIO         ?= $(shell command -v minio 2>/dev/null || echo $(CACHE_DIR)/bin/minio)
+NFPM_MODULE   := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+NFPM          ?= $(CACHE_DIR)/bin/nfpm
 PG_BIN        := /usr/lib/postgresql/15/bin
 TEST_TIMEOUT  ?= 40m
 FUZZTIME      ?= 60s
 
 export WALSTORE_MINIO := $(MINIO)
+export WALSTORE_NFPM := $(NFPM)
 
-.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium patroni zstd minio bench fuzz fuzz-brief clean
+.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium patroni deb zstd minio bench fuzz fuzz-brief clean
 
 all: build
 
@@ -42,7 +45,7 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-deps: postgres minio systemd-analyze chromium patroni
+deps: postgres minio systemd-analyze chromium patroni $(NFPM)
 
 postgres:
 	@test -x $(PG_BIN)/initdb || { \
@@ -67,6 +70,21 @@ patroni:
 	@command -v patroni >/dev/null && command -v etcd >/dev/null || { \
 		echo "installing patroni and etcd-server (for the Patroni test)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends patroni etcd-server python3-etcd; }
+
+## deb: walstore_<version>_amd64.deb (goreleaser's nfpm, built once into the cache)
+DEB_VERSION   ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-/+/g' || true)
+deb: $(NFPM)
+	rm -rf build/deb && mkdir -p build/deb/usr/bin build/deb/systemd
+	$(GO) build -ldflags "$(LDFLAGS)" -o build/deb/usr/bin/ ./cmd/walpush ./cmd/walfetch ./cmd/walstored
+	for f in deploy/systemd/*; do sed 's#/usr/local/bin/#/usr/bin/#g' $$f > build/deb/systemd/$$(basename $$f); done
+	v="$(DEB_VERSION)"; [ -n "$$v" ] || v="0.0.0+git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null).$(COMMIT)"; \
+		DEB_VERSION="$$v" $(NFPM) package --config deploy/deb/nfpm.yaml --packager deb --target build/
+	@ls build/*.deb
+
+$(NFPM):
+	@echo "building nfpm once into $(CACHE_DIR)/bin"
+	mkdir -p $(CACHE_DIR)/bin
+	GOBIN=$(CACHE_DIR)/bin GOFLAGS=-mod=mod $(GO) install $(NFPM_MODULE)
 
 minio: $(MINIO)
 
@@ -106,4 +124,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./internal/server/auth/
 
 clean:
-	rm -rf bin
+	rm -rf bin build
