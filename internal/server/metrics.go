@@ -185,6 +185,18 @@ func (m *metrics) pushedAt(archiveName string, n wal.Name, segSize int64, at tim
 	}
 }
 
+// lastPushOf is the newest segment pushed to an archive through this
+// instance (or a peer) and when the last push came; ok false if none.
+func (m *metrics) lastPushOf(archiveName string) (newest wal.Name, segSize int64, at time.Time, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.archives[archiveName]
+	if st == nil || st.segSize == 0 {
+		return wal.Name{}, 0, time.Time{}, false
+	}
+	return st.newest, st.segSize, st.lastPush, true
+}
+
 // observe records one finished request.
 func (m *metrics) observe(op string, status int, in, out int64, d time.Duration, storeFailed bool) {
 	m.requests.WithLabelValues(op, strconv.Itoa(status)).Inc()

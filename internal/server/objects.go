@@ -203,8 +203,8 @@ func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k
 		if k.Kind == archive.KindWAL {
 			s.metrics.pushed(k.Archive, k.WAL, hdr.RawSize)
 		}
-		if changesSummary(k) {
-			s.scan.poke()
+		if changesSummary(k) || k.Kind == archive.KindWAL && k.WAL.Kind == wal.History {
+			s.scan.poke() // a promotion's history file changes the timelines at once
 		}
 		s.waiting.stored(key)
 		if k.Kind == archive.KindWAL {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/walstore/walstore/wal"
 	"embed"
 	"fmt"
 	"html/template"
@@ -87,6 +88,30 @@ type drillView struct {
 	Seconds float64
 	Backup  string
 	Error   string
+	// Removed: retention has removed the backup the drill restored since.
+	Removed bool
+}
+
+// liveSummary brings a summary from the last scan up to what walstored
+// saw pass its door since: the newest segment, its timeline (a promotion
+// shows at its first segment, not at the next scan) and when it came.
+func (s *Server) liveSummary(sum *catalog.Summary) {
+	n, segSize, at, ok := s.metrics.lastPushOf(sum.Archive)
+	if !ok {
+		return
+	}
+	cur, err := wal.ParseName(sum.NewestSegment)
+	if err == nil && segSize == sum.SegmentSize && (n.SegNo(segSize) < cur.SegNo(segSize) || n.SegNo(segSize) == cur.SegNo(segSize) && n.TLI <= cur.TLI) {
+		return
+	}
+	if err != nil && sum.NewestSegment != "" {
+		return
+	}
+	sum.NewestSegment, sum.NewestTimeline = n.String(), n.TLI
+	sum.NewestLSN = n.StartLSN(segSize) + wal.LSN(segSize)
+	if at.After(sum.NewestWALTime.Time) {
+		sum.NewestWALTime = catalog.NullTime{Time: at}
+	}
 }
 
 func (s *Server) statusView(visible func(string) bool) statusView {
@@ -97,11 +122,13 @@ func (s *Server) statusView(visible func(string) bool) statusView {
 			continue
 		}
 		av := archiveView{S: st.Summary, P: st.Picture}
+		s.liveSummary(&av.S)
 		if st.Err != nil {
 			av.Error = st.Err.Error()
 		}
 		if d := st.Drill; d != nil {
 			av.Drill = &drillView{OK: d.OK, At: d.Started, Seconds: d.Seconds, Backup: d.Backup, Error: d.Error}
+			av.Drill.Removed = !slices.ContainsFunc(st.Picture.Backups, func(b catalog.PictureBackup) bool { return b.ID == d.Backup })
 		}
 		av.Chart = timelineChart(st.Picture, st.Summary, st.Cut)
 		av.Cut = st.Cut

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/walstore/walstore/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -306,5 +307,37 @@ func TestLeastPrivilegeEdges(t *testing.T) {
 		t.Errorf("a range inside: %v", err)
 	} else {
 		rc.Close()
+	}
+}
+
+// The page is live: a segment pushed through walstored shows as the
+// archive's newest at once, not at the next catalog scan (an hour here).
+func TestStatusShowsPushesAtOnce(t *testing.T) {
+	ms := memstore.New()
+	fill(t, ms, 1)
+	srv := server.New(server.Config{Store: ms, ScanInterval: time.Hour})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Watch(ctx)
+	testenv.WaitFor(t, 30*time.Second, "the first scan", func() bool {
+		_, body := get(t, ts.URL+"/v1/status", "")
+		return strings.Contains(body, "000000010000000000000002")
+	})
+	hs, _ := httpstore.New(ts.URL, httpstore.Options{})
+	a, _ := archive.New(hs, "a000")
+	name := waltest.Name("000000010000000000000005")
+	enc := a.Encoder()
+	enc.SystemID = 7
+	obj, err := enc.EncodeBytes(waltest.Segment(7, name, 1<<20), a.Layout.WAL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutWAL(context.Background(), name, obj); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, ts.URL+"/v1/status", ""); !strings.Contains(body, `"newest_segment":"000000010000000000000005"`) {
+		t.Fatalf("the pushed segment is not the newest on the page: %.600s", body)
 	}
 }
