@@ -1,9 +1,9 @@
 package server
 
 import (
-	"github.com/walstore/walstore/wal"
 	"embed"
 	"fmt"
+	"github.com/walstore/walstore/wal"
 	"html/template"
 	"net/http"
 	"slices"
