@@ -80,6 +80,14 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 	if err := cl.Check(a.Name, bound, !opt.SkipArchiveCommandCheck); err != nil {
 		return archive.Record{}, err
 	}
+	if !opt.SkipArchiveCommandCheck && cl.NeedsProof() {
+		// archive_command does not say where it pushes (a wrapper
+		// script): PostgreSQL archives a segment, and it must arrive.
+		wait := min(opt.WALTimeout, 2*time.Minute)
+		if _, err := CheckArchiving(ctx, a, opt.ConnInfo, true, wait); err != nil {
+			return archive.Record{}, fmt.Errorf("archive_command (%s) does not say which archive it pushes to, and a segment PostgreSQL archived did not reach archive %s: %w (--skip-archive-command-check backs up anyway)", cl.ArchiveCommand, a.Name, err)
+		}
+	}
 	if len(cl.Tablespaces) > 0 && opt.PGData == "" {
 		return archive.Record{}, fmt.Errorf("%w: the cluster has tablespaces (%s), which pg_basebackup cannot stream as one tar: run walstored backup on the database host with --pgdata DIR", archive.ErrInvalid, strings.Join(cl.Tablespaces, ", "))
 	}

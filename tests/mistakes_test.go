@@ -513,3 +513,30 @@ func TestFirstDayMistakes(t *testing.T) {
 		t.Errorf("http:// against the TLS port: exit %d %q", res.Code, res.Stderr)
 	}
 }
+
+// walstored backup with an archive_command that calls a wrapper script:
+// accepted once a segment it archives reaches the archive; a wrapper that
+// pushes to another repository fails fast, saying so.
+func TestBackupProvesAWrapperArchiveCommand(t *testing.T) {
+	t.Parallel()
+	bins := testenv.Binaries(t)
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+	other := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "other"))
+	wrapper := filepath.Join(dir, "archive.sh")
+	write := func(url string) {
+		os.WriteFile(wrapper, []byte(fmt.Sprintf("#!/bin/sh\nexec %s --repo %s --archive main --jobs 1 \"$1\"\n", bins.WalPush, url)), 0o755)
+	}
+	write(ws.URL)
+	c := testenv.NewCluster(t, dir, "primary", testenv.ClusterOptions{Conf: []string{"archive_mode = on", "archive_command = '" + wrapper + " %p'"}})
+	c.Start()
+	c.Exec(ledgerDDL)
+	insertBatch(c, 0, 100)
+	r := repo{url: ws.URL}
+	takeBackup(t, r, c)
+	write(other.URL)
+	res := admin(t, r, "backup", "--pg", c.ConnString(), "--wal-timeout", "20s")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "does not say which archive it pushes to") {
+		t.Fatalf("backup with a wrapper pushing elsewhere: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+}
