@@ -1,11 +1,11 @@
 package backupset
 
 import (
-	"slices"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
