@@ -112,6 +112,7 @@ fuzz-brief:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseName$$' -fuzztime 250000x ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePageHeader$$' -fuzztime 300000x ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHistory$$' -fuzztime 100000x ./wal/
+	$(GO) test -run '^$$' -fuzz '^FuzzSegmentChecker$$' -fuzztime 4000x ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime 200000x ./archive/envelope/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime 5000x ./internal/server/auth/
 
@@ -120,6 +121,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseName$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePageHeader$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHistory$$' -fuzztime $(FUZZTIME) ./wal/
+	$(GO) test -run '^$$' -fuzz '^FuzzSegmentChecker$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./archive/envelope/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./internal/server/auth/
 
