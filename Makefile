@@ -74,7 +74,7 @@ patroni:
 ## deb: walstore_<version>_amd64.deb (goreleaser's nfpm, built once into the cache)
 DEB_VERSION   ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-/+/g' || true)
 deb: $(NFPM)
-	rm -rf build/deb && mkdir -p build/deb/usr/bin build/deb/systemd
+	rm -rf build/deb build/walstore_*.deb && mkdir -p build/deb/usr/bin build/deb/systemd
 	$(GO) build -ldflags "$(LDFLAGS)" -o build/deb/usr/bin/ ./cmd/walpush ./cmd/walfetch ./cmd/walstored
 	for f in deploy/systemd/*; do sed 's#/usr/local/bin/#/usr/bin/#g' $$f > build/deb/systemd/$$(basename $$f); done
 	v="$(DEB_VERSION)"; [ -n "$$v" ] || v="0.0.0+git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null).$(COMMIT)"; \
