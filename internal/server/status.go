@@ -74,6 +74,9 @@ type archiveView struct {
 	Hourly  []svgBar
 	Sizes   []svgBar
 	MaxHour int64
+	// HourAxis and SizeAxis label the small charts' axes: the top value,
+	// and the first and last hour or backup shown.
+	HourAxis, SizeAxis chartAxis
 	Error   string
 	// Cut is where retention cuts next (nil if it never ran).
 	Cut *retentionCut
@@ -134,6 +137,7 @@ func (s *Server) statusView(visible func(string) bool) statusView {
 		av.Cut = st.Cut
 		av.Hourly, av.MaxHour = hourBars(st.Picture)
 		av.Sizes = sizeBars(st.Picture)
+		av.HourAxis, av.SizeAxis = chartAxes(st.Picture, av.MaxHour)
 		if rc := s.cfg.Receivers[st.Summary.Archive]; rc != nil {
 			rs := rc.Status()
 			av.Receiver = &rs
@@ -307,8 +311,9 @@ type svgMark struct {
 }
 
 type svgTick struct {
-	X     int
-	Label string
+	X      int
+	Label  string
+	Anchor string // text-anchor: the first and last labels stay inside the chart
 }
 
 func timelineChart(p catalog.Picture, s catalog.Summary, cut *retentionCut) svgChart {
@@ -394,7 +399,14 @@ func timelineChart(p catalog.Picture, s catalog.Summary, cut *retentionCut) svgC
 	}
 	for i := 0; i <= 4; i++ {
 		t := from.Add(span * time.Duration(i) / 4)
-		c.Ticks = append(c.Ticks, svgTick{X: x(t), Label: t.UTC().Format(layout)})
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		c.Ticks = append(c.Ticks, svgTick{X: x(t), Label: t.UTC().Format(layout), Anchor: anchor})
 	}
 	return c
 }
@@ -409,10 +421,44 @@ func hourBars(p catalog.Picture) ([]svgBar, int64) {
 	const w, h = 10, 60
 	for i, hb := range p.WALPerHour {
 		bh := int(float64(h) * float64(hb.Bytes) / float64(top))
-		out = append(out, svgBar{X: i * (w + 2), Y: h - bh, W: w, H: max(bh, 0), Class: "hour",
+		out = append(out, svgBar{X: barsLeft + i*(w+2), Y: h - bh, W: w, H: max(bh, 0), Class: "hour",
 			Title: fmt.Sprintf("%s: %s", hb.Hour.UTC().Format("01-02 15:00"), units.Size(hb.Bytes))})
 	}
 	return out, top
+}
+
+// chartAxis is what a small chart's axes say.
+type chartAxis struct {
+	Top, First, Last string
+	LastX            int // where the last label ends (under the last bar)
+	Empty            bool
+}
+
+// barsLeft is where the small charts' bars start: room for the value axis.
+const barsLeft = 60
+
+func chartAxes(p catalog.Picture, maxHour int64) (hours, sizes chartAxis) {
+	hours.Empty = len(p.WALPerHour) == 0
+	if !hours.Empty {
+		hours.Top = units.Size(maxHour)
+		hours.First = p.WALPerHour[0].Hour.UTC().Format("01-02 15:00")
+		hours.Last = p.WALPerHour[len(p.WALPerHour)-1].Hour.UTC().Format("01-02 15:00") + " UTC"
+		hours.LastX = barsLeft + len(p.WALPerHour)*12 - 2
+	}
+	sizes.Empty = len(p.Backups) == 0
+	if !sizes.Empty {
+		var top int64
+		for _, b := range p.Backups {
+			top = max(top, b.RawSize)
+		}
+		sizes.Top = units.Size(top)
+		sizes.First = p.Backups[0].Start.UTC().Format("01-02 15:04")
+		if n := len(p.Backups); n > 3 {
+			sizes.Last = p.Backups[n-1].Start.UTC().Format("01-02 15:04")
+			sizes.LastX = barsLeft + (n-1)*20 + 16
+		}
+	}
+	return hours, sizes
 }
 
 // sizeBars is the backup-size chart (raw and stored per backup).
@@ -426,8 +472,8 @@ func sizeBars(p catalog.Picture) []svgBar {
 	for i, b := range p.Backups {
 		rh := int(float64(h) * float64(b.RawSize) / float64(top))
 		sh := int(float64(h) * float64(b.StoredSize) / float64(top))
-		out = append(out, svgBar{X: i * (w + 4), Y: h - rh, W: w, H: rh, Class: "size-raw", ID: b.ID, Title: fmt.Sprintf("%s: %s raw", b.ID, units.Size(b.RawSize))})
-		out = append(out, svgBar{X: i * (w + 4), Y: h - sh, W: w, H: sh, Class: "size-stored", ID: b.ID, Title: fmt.Sprintf("%s: %s stored", b.ID, units.Size(b.StoredSize))})
+		out = append(out, svgBar{X: barsLeft + i*(w+4), Y: h - rh, W: w, H: rh, Class: "size-raw", ID: b.ID, Title: fmt.Sprintf("%s: %s raw", b.ID, units.Size(b.RawSize))})
+		out = append(out, svgBar{X: barsLeft + i*(w+4), Y: h - sh, W: w, H: sh, Class: "size-stored", ID: b.ID, Title: fmt.Sprintf("%s: %s stored", b.ID, units.Size(b.StoredSize))})
 	}
 	return out
 }

@@ -340,4 +340,8 @@ func TestStatusShowsPushesAtOnce(t *testing.T) {
 	if _, body := get(t, ts.URL+"/v1/status", ""); !strings.Contains(body, `"newest_segment":"000000010000000000000005"`) {
 		t.Fatalf("the pushed segment is not the newest on the page: %.600s", body)
 	}
+	// The WAL-per-hour chart says its scale and its time span.
+	if _, page := get(t, ts.URL+"/", ""); !strings.Contains(page, `class="axis-label" x="54" y="10" text-anchor="end">`) || !strings.Contains(page, " UTC</text>") {
+		t.Fatalf("the hourly chart has no values on its axes")
+	}
 }
