@@ -77,7 +77,7 @@ type archiveView struct {
 	// HourAxis and SizeAxis label the small charts' axes: the top value,
 	// and the first and last hour or backup shown.
 	HourAxis, SizeAxis chartAxis
-	Error   string
+	Error              string
 	// Cut is where retention cuts next (nil if it never ran).
 	Cut *retentionCut
 	// Receiver is the archive's WAL receiver (walstored serve --receive),
