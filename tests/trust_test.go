@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"github.com/klauspost/compress/zstd"
 	"io"
+	mathrand "math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -306,34 +308,39 @@ func TestMemoryStaysBounded(t *testing.T) {
 	// A zstd payload of 64 MiB whose frame declares a 64 MiB window (the
 	// most the decoder takes): each stream's decoder holds that window.
 	var zdigest envelope.Digest
+	// 64 MiB of random bytes as one zstd frame that declares a 64 MiB
+	// window: each stream's decoder holds that window and its payload is
+	// 64 MiB too, as a hostile client can send.
 	zpayload := func() []byte {
-		chunk := make([]byte, 4<<20)
-		for i := range chunk {
-			chunk[i] = byte(i*7919 ^ i>>9)
+		raw := make([]byte, 64<<20)
+		r := mathrand.New(mathrand.NewPCG(1, 2))
+		for i := 0; i+8 <= len(raw); i += 8 {
+			binary.LittleEndian.PutUint64(raw[i:], r.Uint64())
 		}
+		zdigest = sha256.Sum256(raw)
 		var buf bytes.Buffer
 		zw, _ := zstd.NewWriter(&buf, zstd.WithWindowSize(64<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
-		h := sha256.New()
-		for range 16 {
-			zw.Write(chunk)
-			h.Write(chunk)
-		}
+		zw.Write(raw)
 		zw.Close()
-		h.Sum(zdigest[:0])
 		return buf.Bytes()
 	}()
 	for _, tc := range []struct {
-		name    string
-		stores  int
-		segSize int64
-		n       int
-		zstd    bool
-	}{{"64x64MiB", 1, 64 << 20, 64, false}, {"two-stores-1GiB", 2, 1 << 30, 3, false},
-		{"64x64MiB-streamed-zstd", 1, 64 << 20, 64, true}, {"64x64MiB-streamed-zstd-two-stores", 2, 64 << 20, 64, true}} {
+		name     string
+		stores   int
+		segSize  int64
+		n        int
+		zstd     bool
+		defaults bool // walstored's default limits (512 MiB, a 256 MiB cache)
+	}{{"64x64MiB", 1, 64 << 20, 64, false, false}, {"two-stores-1GiB", 2, 1 << 30, 3, false, false},
+		{"64x64MiB-streamed-zstd", 1, 64 << 20, 64, true, false}, {"64x64MiB-streamed-zstd-two-stores", 2, 64 << 20, 64, true, false},
+		{"defaults-64x64MiB-zstd", 1, 64 << 20, 64, true, true}, {"defaults-64x64MiB-zstd-two-stores", 2, 64 << 20, 64, true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := testenv.Dir(t)
+			limit, cache := int64(128<<20), int64(0)
 			args := []string{"--memory-limit", "128MiB", "--cache-size", "0"}
-			if tc.zstd {
+			if tc.defaults {
+				limit, cache, args = 512<<20, 256<<20, nil
+			} else if tc.zstd {
 				args = append(args, "--buffer-limit", "1MiB") // every body streams
 			}
 			for i := range tc.stores {
@@ -354,7 +361,7 @@ func TestMemoryStaysBounded(t *testing.T) {
 			t.Logf("peak RSS %d MiB; answers %v", peak>>20, codes)
 			// The README's bound: --memory-limit + --cache-size + 64 MiB
 			// per core + 128 MiB.
-			bound := int64(128<<20) + int64(runtime.NumCPU())*64<<20 + 128<<20
+			bound := limit + cache + int64(runtime.NumCPU())*64<<20 + 128<<20
 			if peak > bound {
 				t.Fatalf("peak RSS %d MiB, more than the README's bound of %d MiB", peak>>20, bound>>20)
 			}
