@@ -34,10 +34,10 @@ type DrillOptions struct {
 	// DBUser is a superuser role of the cluster, to ask it how far it got
 	// (default postgres).
 	DBUser string
-	// Command names the walfetch binary of the drill's restore_command,
+	// WalFetch is the walfetch binary of the drill's restore_command,
 	// which reads through the drill's own connection (fetchDoor): no
-	// secret of Command's is handed to the drill's server.
-	Command CommandSettings
+	// token, key or certificate is handed to the drill's server.
+	WalFetch string
 	// PGBin is where pg_ctl is (default: the backup's major version's).
 	PGBin string
 	Out   io.Writer
@@ -92,7 +92,7 @@ func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
 		return err
 	}
 	defer door.close()
-	cmd := CommandSettings{WalFetch: opt.Command.WalFetch, Repo: door.URL(), Archive: a.Name}
+	cmd := CommandSettings{WalFetch: opt.WalFetch, Repo: door.URL(), Archive: a.Name}
 	pgdata := filepath.Join(dir, "data")
 	t0 := time.Now()
 	res, err := Restore(ctx, RestoreOptions{
@@ -270,7 +270,9 @@ func (s *drillServer) prepare(uid, gid int, recovery []string) error {
 // controlSettings reads from the restored pg_control the settings a
 // standby needs at least the primary's values of.
 func (s *drillServer) controlSettings() ([]string, error) {
-	out, err := exec.Command(filepath.Join(s.bin, "pg_controldata"), s.pgdata).Output()
+	// As the drill's OS user, like the server: pg_control came from a
+	// database host.
+	out, err := s.command("pg_controldata", s.pgdata).Output()
 	if err != nil {
 		return nil, fmt.Errorf("pg_controldata of the restored copy: %v", err)
 	}

@@ -45,7 +45,7 @@ func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
 		opt.Archive = a
 		// The drill's restore_command reads through the drill (no token,
 		// key or certificate of ours reaches its server).
-		opt.Command = backupset.CommandSettings{WalFetch: wf}
+		opt.WalFetch = wf
 		if opt.Target.Set() {
 			opt.Target.Action = "pause"
 		}
