@@ -17,8 +17,12 @@ type Picture struct {
 	Timelines  []PictureTimeline `json:"timelines"`
 	Forks      []PictureFork     `json:"forks"`
 	WALPerHour []HourBytes       `json:"wal_per_hour"` // the last 48 hours, oldest first
-	From       NullTime          `json:"from"`         // the axis: oldest thing drawn
-	To         NullTime          `json:"to"`           // and now
+	// The time axis: from the oldest backup or WAL run drawn to the
+	// newest (or now, if nothing is drawn). History files and labels that
+	// outlive retention do not stretch it: a fork older than the axis is
+	// drawn at its left edge.
+	From NullTime `json:"from"`
+	To   NullTime `json:"to"`
 }
 
 // PictureBackup is one completed backup.
@@ -36,6 +40,9 @@ type PictureTimeline struct {
 	Timeline    uint32       `json:"timeline"`
 	Parent      uint32       `json:"parent"` // 0 for timeline 1
 	SwitchPoint wal.LSN      `json:"switch_point"`
+	// Began is when the timeline's history file was stored: the
+	// promotion (or end of recovery) that made it. Zero for timeline 1.
+	Began time.Time `json:"began,omitzero"`
 	Dead        bool         `json:"dead"` // recovery does not follow it
 	Runs        []PictureRun `json:"runs"`
 	Gaps        []PictureGap `json:"gaps"`
@@ -82,19 +89,28 @@ type HourBytes struct {
 
 // Draw computes an inventory's picture as of now.
 func Draw(inv *Inventory, now time.Time) Picture {
-	p := Picture{Backups: []PictureBackup{}, Timelines: []PictureTimeline{}, Forks: []PictureFork{}, WALPerHour: []HourBytes{}, To: NullTime{now}}
-	oldest := now
+	p := Picture{Backups: []PictureBackup{}, Timelines: []PictureTimeline{}, Forks: []PictureFork{}, WALPerHour: []HourBytes{}}
+	var oldest, newest time.Time
+	span := func(from, to time.Time) {
+		if !from.IsZero() && (oldest.IsZero() || from.Before(oldest)) {
+			oldest = from
+		}
+		if to.After(newest) {
+			newest = to
+		}
+	}
 	for _, r := range inv.Backups.Complete {
 		p.Backups = append(p.Backups, PictureBackup{r.ID, r.StartTime, r.StopTime, r.StartTLI, r.RawSize, r.StoredSize})
-		if !r.StartTime.IsZero() && r.StartTime.Before(oldest) {
-			oldest = r.StartTime
-		}
+		span(r.StartTime, r.StopTime)
 	}
 	dead := inv.dead()
 	for _, tli := range inv.Timelines() {
 		t := PictureTimeline{Timeline: tli, Dead: dead[tli], Runs: []PictureRun{}, Gaps: []PictureGap{}}
 		if parent, at, ok := inv.Histories.Parent(tli); ok {
 			t.Parent, t.SwitchPoint = parent, at
+			if hf, ok := inv.File(wal.Name{Kind: wal.History, TLI: tli}); ok {
+				t.Began = inv.written(hf)
+			}
 		}
 		rs := inv.Ranges(tli)
 		for i, rg := range rs {
@@ -109,6 +125,7 @@ func Draw(inv *Inventory, now time.Time) Picture {
 				run.From, run.To = run.To, run.From
 			}
 			t.Runs = append(t.Runs, run)
+			span(run.From, run.To)
 			t.Segments += rg.Count
 			if i > 0 {
 				g := GapBetween(rs[i-1], rg, inv.SegSize)
@@ -128,9 +145,6 @@ func Draw(inv *Inventory, now time.Time) Picture {
 				t.Last = w
 			}
 		}
-		if !t.First.IsZero() && t.First.Before(oldest) {
-			oldest = t.First
-		}
 		p.Timelines = append(p.Timelines, t)
 	}
 	for _, f := range inv.Forks() {
@@ -140,7 +154,18 @@ func Draw(inv *Inventory, now time.Time) Picture {
 		}
 		p.Forks = append(p.Forks, pf)
 	}
-	p.From = NullTime{oldest}
+	for _, f := range p.Forks {
+		// A fork in the axis's time (or after the newest WAL: a promotion
+		// whose first segment is not stored yet) is in what is drawn.
+		if !f.AtTime.Before(oldest) {
+			span(f.AtTime, f.AtTime)
+		}
+	}
+	if !oldest.IsZero() && !newest.After(oldest) {
+		// One instant (a single segment): a minute either side.
+		oldest, newest = oldest.Add(-time.Minute), oldest.Add(time.Minute)
+	}
+	p.From, p.To = NullTime{oldest}, NullTime{newest}
 	// WAL per hour, the last 48 hours.
 	start := now.Truncate(time.Hour).Add(-47 * time.Hour)
 	hours := make([]int64, 48)

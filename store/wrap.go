@@ -89,11 +89,58 @@ type Health struct {
 	LastError string    `json:"last_error,omitempty"`
 	LastOK    time.Time `json:"last_ok,omitzero"`
 	Owed      int       `json:"owed_objects"`
+	// FreeBytes and CapacityBytes are the space left and the size of the
+	// file system of a file store (0 for object stores, which have no
+	// such limit to watch).
+	FreeBytes     int64 `json:"free_bytes,omitempty"`
+	CapacityBytes int64 `json:"capacity_bytes,omitempty"`
+	// StoredBytes is what the archives hold, as the last catalog scan
+	// counted it (walstored fills it in; a member that owes objects holds
+	// that much less).
+	StoredBytes int64 `json:"stored_bytes"`
 }
 
 // Reporter is implemented by stores that keep health per member store
 // (multistore).
 type Reporter interface{ Health() []Health }
+
+// Spacer is implemented by stores on a file system (the file store):
+// Space returns the bytes free to the store's writer and the file
+// system's size.
+type Spacer interface {
+	Space() (free, capacity int64, err error)
+}
+
+// HealthOf is what is known of each store behind s: a Reporter's
+// members, or s itself (up, as far as a wrapper can tell), with the
+// space left where the store has a file system.
+func HealthOf(s Store) []Health {
+	var out []Health
+	var members []Store
+	if r, ok := As[Reporter](s); ok {
+		out = r.Health()
+		if m, ok := As[Memberer](s); ok {
+			members = m.MemberStores()
+		}
+	} else {
+		out, members = []Health{{Name: Describe(s), Up: true}}, []Store{s}
+	}
+	for i := range out {
+		if i >= len(members) {
+			break
+		}
+		if sp, ok := As[Spacer](members[i]); ok {
+			if free, capacity, err := sp.Space(); err == nil {
+				out[i].FreeBytes, out[i].CapacityBytes = free, capacity
+			}
+		}
+	}
+	return out
+}
+
+// Memberer is implemented by stores made of several (multistore):
+// their members, in the order Health reports them.
+type Memberer interface{ MemberStores() []Store }
 
 // DirLister is implemented by stores that can list the next path
 // components under a prefix without listing every object below them (a

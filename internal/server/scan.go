@@ -33,6 +33,7 @@ type scanner struct {
 	at       time.Time // end of the last scan
 	took     time.Duration
 	failures int
+	listErr  error // the last scan could not list the archives
 	archives map[string]scanned
 }
 
@@ -108,6 +109,7 @@ func (sc *scanner) scan(ctx context.Context) {
 	if err == nil {
 		sc.archives = out
 	}
+	sc.listErr = err
 	if failed {
 		sc.failures++
 	}
@@ -171,6 +173,14 @@ func (sc *scanner) expired(key string, err error) error {
 }
 
 // snapshot returns the archives as last scanned, by name.
+// lastListErr is why the last scan could not list the archives (nil if
+// it could).
+func (sc *scanner) lastListErr() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.listErr
+}
+
 func (sc *scanner) snapshot() (at time.Time, out []scanned) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()

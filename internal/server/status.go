@@ -36,6 +36,8 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 	"size": units.Size,
 	"ago":  ago,
 	"utc":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	// low: under a tenth of the file system is left.
+	"low": func(h store.Health) bool { return h.CapacityBytes > 0 && h.FreeBytes < h.CapacityBytes/10 },
 }).ParseFS(statusFS, "status.html"))
 
 // statusReader returns which archives the request may see, or answers
@@ -60,6 +62,8 @@ func (s *Server) statusReader(w http.ResponseWriter, r *http.Request) (func(stri
 
 // statusView is what the page shows.
 type statusView struct {
+	// Only is the one archive asked for (GET /?archive=NAME), "" for all.
+	Only     string
 	Now      time.Time
 	Scanned  time.Time
 	Archives []archiveView
@@ -156,8 +160,21 @@ func (s *Server) statusView(visible func(string) bool) statusView {
 			Receiver: &rs,
 		})
 	}
-	if rep, ok := store.As[store.Reporter](s.cfg.Store); ok {
-		v.Stores = rep.Health()
+	v.Stores = store.HealthOf(s.cfg.Store)
+	var stored int64
+	for _, a := range v.Archives {
+		stored += a.S.WALBytes + a.S.BackupBytes
+	}
+	for i := range v.Stores {
+		v.Stores[i].StoredBytes = stored
+	}
+	if _, multi := store.As[store.Reporter](s.cfg.Store); !multi && len(v.Stores) == 1 {
+		// One store: it is up as far as the last scan could list it.
+		if err := s.scan.lastListErr(); err != nil {
+			v.Stores[0].Up, v.Stores[0].LastError = false, err.Error()
+		} else if !at.IsZero() {
+			v.Stores[0].LastOK = at
+		}
 	}
 	return v
 }
@@ -172,7 +189,7 @@ func storesFor(c *auth.Client, tokens bool, h []store.Health) []store.Health {
 	}
 	out := make([]store.Health, len(h))
 	for i, st := range h {
-		out[i] = store.Health{Name: fmt.Sprintf("store %d", i+1), Up: st.Up, LastOK: st.LastOK, Owed: st.Owed}
+		out[i] = store.Health{Name: fmt.Sprintf("store %d", i+1), Up: st.Up, LastOK: st.LastOK, Owed: st.Owed, StoredBytes: st.StoredBytes, FreeBytes: st.FreeBytes, CapacityBytes: st.CapacityBytes}
 		if !st.Up {
 			out[i].LastError = "down (an admin token shows why)"
 		}
@@ -210,7 +227,13 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
+	only := r.URL.Query().Get("archive")
+	if only != "" {
+		all := visible
+		visible = func(a string) bool { return a == only && all(a) }
+	}
 	v := s.statusView(visible)
+	v.Only = only
 	v.Stores = storesFor(s.clientOf(r), s.cfg.Tokens != nil, v.Stores)
 	if err := statusTmpl.Execute(w, v); err != nil {
 		s.log.Warn("status page", "error", err.Error())
@@ -330,6 +353,9 @@ func timelineChart(p catalog.Picture, s catalog.Summary, cut *retentionCut) svgC
 		if t.Before(from) {
 			t = from
 		}
+		if t.After(to) {
+			t = to
+		}
 		return chartLeft + int(float64(c.PlotW)*float64(t.Sub(from))/float64(span))
 	}
 	y := 8
@@ -373,6 +399,23 @@ func timelineChart(p catalog.Picture, s catalog.Summary, cut *retentionCut) svgC
 			cls = "fork dead"
 		}
 		c.Forks = append(c.Forks, svgMark{X: x(f.AtTime), Y1: y1 + rowH/2, Y2: y2 + rowH/2, Class: cls, ID: fmt.Sprint(f.Child), Title: f.Text})
+	}
+	// A timeline switch that is not a fork (the parent stopped there: a
+	// promotion after a failover) is drawn too: where the new timeline
+	// began.
+	for _, t := range p.Timelines {
+		if t.Parent == 0 || t.Began.IsZero() || slices.ContainsFunc(p.Forks, func(f catalog.PictureFork) bool { return f.Child == t.Timeline }) {
+			continue
+		}
+		y1, y2 := rowOf[t.Parent], rowOf[t.Timeline]
+		if y1 == 0 {
+			y1 = y2 // the parent's WAL is gone (retention): a tick on the child's row
+		}
+		if y2 < y1 {
+			y1, y2 = y2, y1
+		}
+		c.Forks = append(c.Forks, svgMark{X: x(t.Began), Y1: y1 + rowH/2 - 8, Y2: y2 + rowH/2 + 8, Class: "fork switch", ID: fmt.Sprint(t.Timeline),
+			Title: fmt.Sprintf("timeline %d began at %s, after timeline %d (a promotion or the end of a recovery; timeline %d did not go on)", t.Timeline, t.SwitchPoint, t.Parent, t.Parent)})
 	}
 	c.AxisY = y + rowH + 4
 	c.H = c.AxisY + 22

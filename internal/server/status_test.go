@@ -19,8 +19,10 @@ import (
 	"github.com/walstore/walstore/internal/server"
 	"github.com/walstore/walstore/internal/server/auth"
 	"github.com/walstore/walstore/store"
+	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/memstore"
+	"github.com/walstore/walstore/store/multistore"
 	"github.com/walstore/walstore/wal/waltest"
 )
 
@@ -209,6 +211,13 @@ func TestStatusPageAccess(t *testing.T) {
 			}
 		}
 	}
+	// One archive by name (?archive=): still only what the token may read.
+	if _, body := get(t, ts.URL+"/?archive=a000", one); !strings.Contains(body, `id="no-archives"`) || strings.Contains(body, `data-archive="a000"`) {
+		t.Errorf("a fetch token of a001 asking for a000 sees it")
+	}
+	if _, body := get(t, ts.URL+"/?archive=a000", adm); !strings.Contains(body, `data-archive="a000"`) || strings.Contains(body, `data-archive="a001"`) {
+		t.Errorf("the admin's page of a000 alone shows the wrong archives")
+	}
 	// Never a token in a URL: the page is not served for one in the query.
 	if code, _ := get(t, ts.URL+"/?token="+adm, ""); code != 401 {
 		t.Errorf("a token in the URL was accepted: %d", code)
@@ -344,4 +353,84 @@ func TestStatusShowsPushesAtOnce(t *testing.T) {
 	if _, page := get(t, ts.URL+"/", ""); !strings.Contains(page, `class="axis-label" x="54" y="10" text-anchor="end">`) || !strings.Contains(page, " UTC</text>") {
 		t.Fatalf("the hourly chart has no values on its axes")
 	}
+}
+
+// The page lists the stores even when there is one, each with what the
+// archives hold, the space left on a file store and the objects it owes;
+// a store that cannot be listed shows as down with the reason.
+func TestStatusPageShowsStores(t *testing.T) {
+	type storeJSON struct {
+		Name     string `json:"name"`
+		Up       bool   `json:"up"`
+		Stored   int64  `json:"stored_bytes"`
+		Free     int64  `json:"free_bytes"`
+		Capacity int64  `json:"capacity_bytes"`
+		Owed     int    `json:"owed_objects"`
+	}
+	status := func(t *testing.T, s store.Store) ([]storeJSON, string) {
+		srv := server.New(server.Config{Store: s, ScanInterval: time.Hour})
+		ts := httptest.NewServer(srv)
+		t.Cleanup(ts.Close)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go srv.Watch(ctx)
+		var st struct {
+			Scanned  *time.Time  `json:"scanned_at"`
+			Stores   []storeJSON `json:"stores"`
+			Archives []any       `json:"archives"`
+		}
+		testenv.WaitFor(t, 30*time.Second, "the first scan", func() bool {
+			_, body := get(t, ts.URL+"/v1/status", "")
+			st.Scanned = nil
+			json.Unmarshal([]byte(body), &st)
+			return st.Scanned != nil
+		})
+		_, page := get(t, ts.URL+"/", "")
+		return st.Stores, page
+	}
+	t.Run("one file store", func(t *testing.T) {
+		fs, err := filestore.Open(t.TempDir(), filestore.Options{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(t, fs, 2)
+		stores, page := status(t, fs)
+		if len(stores) != 1 || !stores[0].Up || stores[0].Stored < 2<<10 || stores[0].Free <= 0 || stores[0].Capacity < stores[0].Free {
+			t.Fatalf("stores: %+v", stores)
+		}
+		if !strings.Contains(page, `<tr class="store-row" data-up="true"`) || !strings.Contains(page, " of ") {
+			t.Fatalf("the page does not list the store with its space")
+		}
+	})
+	t.Run("two stores, one behind", func(t *testing.T) {
+		a, b := memstore.New(), memstore.New()
+		ms, err := multistore.New([]multistore.Member{{Name: "a", Store: a}, {Name: "b", Store: b}}, multistore.Options{Quorum: 1, Identity: archive.Identify})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(t, a, 1) // only in a: b owes nothing it knows of yet, but both report
+		stores, page := status(t, ms)
+		if len(stores) != 2 || stores[0].Name != "a" || stores[1].Name != "b" || stores[0].Stored == 0 || stores[0].Capacity != 0 {
+			t.Fatalf("stores: %+v", stores)
+		}
+		if !strings.Contains(page, "no limit known (object store)") {
+			t.Fatalf("an object store's space is not explained")
+		}
+	})
+	t.Run("a store that cannot be listed", func(t *testing.T) {
+		stores, page := status(t, failingList{memstore.New()})
+		if len(stores) != 1 || stores[0].Up {
+			t.Fatalf("stores: %+v", stores)
+		}
+		if !strings.Contains(page, `data-up="false"`) || !strings.Contains(page, "disk on fire") {
+			t.Fatalf("the page does not show the store down with why")
+		}
+	})
+}
+
+// failingList is a store whose listing fails.
+type failingList struct{ store.Store }
+
+func (failingList) List(context.Context, string, func(store.Info) error) error {
+	return fmt.Errorf("list: disk on fire")
 }

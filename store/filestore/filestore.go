@@ -612,3 +612,14 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Space implements store.Spacer: the bytes free to this process (an
+// unprivileged writer does not get the root reserve) and the size of
+// the file system the store is on.
+func (s *Store) Space() (free, capacity int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.root, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
+}

@@ -184,6 +184,15 @@ func (s *Store) Check(ctx context.Context, probe string) error {
 	return nil
 }
 
+// MemberStores implements store.Memberer.
+func (s *Store) MemberStores() []store.Store {
+	out := make([]store.Store, len(s.members))
+	for i, m := range s.members {
+		out[i] = m.Store
+	}
+	return out
+}
+
 // Health implements store.Reporter.
 func (s *Store) Health() []store.Health {
 	var out []store.Health
