@@ -81,11 +81,12 @@ func TestTokensAndScopes(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no token", run(bins.WalPush, nil, "--repo", ws.URL, "--jobs", "1", dest), 1, "no token was given"},
-		{"wrong token", run(bins.WalPush, []string{"WALSTORE_TOKEN=wst_forged"}, "--repo", ws.URL, "--jobs", "1", dest), 1, "the token given is not one of this walstored's"},
-		{"fetch token cannot push", run(bins.WalPush, []string{"WALSTORE_TOKEN=" + fetchTok}, "--repo", ws.URL, "--jobs", "1", dest), 1, "may not put"},
-		{"token for archive crm cannot read main", run(bins.WalFetch, []string{"WALSTORE_TOKEN=" + otherTok}, "--repo", ws.URL, seg, filepath.Join(work, "x")), 3, "may not get in archive main"},
-		{"admin token not in the file yet", run(bins.WalStored, []string{"WALSTORE_TOKEN=" + adminTok}, "verify", "--repo", ws.URL), 1, "the token given is not one of this walstored's"},
+		{"no token", run(bins.WalPush, nil, "--repo", ws.URL, "--jobs", "1", dest), 2, "no token was given"},
+		{"wrong token", run(bins.WalPush, []string{"WALSTORE_TOKEN=wst_forged"}, "--repo", ws.URL, "--jobs", "1", dest), 2, "the token given is not one of this walstored's"},
+		{"fetch token cannot push", run(bins.WalPush, []string{"WALSTORE_TOKEN=" + fetchTok}, "--repo", ws.URL, "--jobs", "1", dest), 2, "may not put"},
+		{"token for archive crm cannot read main", run(bins.WalFetch, []string{"WALSTORE_TOKEN=" + otherTok}, "--repo", ws.URL, seg, filepath.Join(work, "x")), 2, "may not get in archive main"},
+		{"wrong token fetching", run(bins.WalFetch, []string{"WALSTORE_TOKEN=wst_forged"}, "--repo", ws.URL, seg, filepath.Join(work, "x")), 2, "the token given is not one of this walstored's"},
+		{"admin token not in the file yet", run(bins.WalStored, []string{"WALSTORE_TOKEN=" + adminTok}, "verify", "--repo", ws.URL), 2, "the token given is not one of this walstored's"},
 	} {
 		if tc.res.Code != tc.code || !strings.Contains(tc.res.Stderr, tc.want) || strings.Count(strings.TrimSpace(tc.res.Stderr), "\n") != 0 {
 			t.Errorf("%s: exit %d, stderr %q; want exit %d and one line with %q", tc.name, tc.res.Code, tc.res.Stderr, tc.code, tc.want)

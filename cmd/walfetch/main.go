@@ -173,7 +173,7 @@ func exitCode(err error, mode fetch.Mode) int {
 		return cli.ExitFailure
 	case mode == fetch.ArchiveRecovery:
 		return cli.ExitFatalRecovery
-	case errors.Is(err, cli.ErrUsage), errors.Is(err, archive.ErrConfig):
+	case errors.Is(err, cli.ErrUsage), errors.Is(err, archive.ErrConfig), cli.Refused(err):
 		return cli.ExitUsage
 	}
 	return cli.ExitUnavailable

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/walstore/walstore/internal/errkind"
 )
 
 func flags() (*pflag.FlagSet, *Common, *int) {
@@ -82,6 +85,23 @@ func TestCheckAndExitCodes(t *testing.T) {
 		}
 		if err != nil && ExitCode(err) != ExitUsage {
 			t.Errorf("Check(%q, %q): exit %d, want %d", tc.repo, tc.archive, ExitCode(err), ExitUsage)
+		}
+	}
+}
+
+// One cause, one code: a refused token is a configuration error (2) in
+// every binary; "not found" and "try again" keep theirs.
+func TestExitCodeOfEachKind(t *testing.T) {
+	for err, want := range map[error]int{
+		fmt.Errorf("put main/wal/x: %w: the token given is not one of this walstored's", errkind.ErrUnauthorized): ExitUsage,
+		fmt.Errorf("get: %w: may not get in archive main", errkind.ErrForbidden):                                  ExitUsage,
+		fmt.Errorf("x: %w", errkind.ErrNotFound):                                                                  ExitFailure,
+		fmt.Errorf("x: %w", errkind.ErrConflict):                                                                  ExitFailure,
+		fmt.Errorf("x: %w", errkind.ErrCorrupt):                                                                   ExitUnavailable,
+		errors.New("connection refused"):                                                                          ExitUnavailable,
+	} {
+		if got := ExitCode(err); got != want {
+			t.Errorf("ExitCode(%v) = %d, want %d", err, got, want)
 		}
 	}
 }
