@@ -11,7 +11,8 @@ import (
 	"github.com/walstore/walstore/internal/testenv"
 )
 
-// TestPatroni is the README's Patroni section, run with Debian's patroni
+// TestPatroni is the README's Patroni section (its commands taken from
+// the README's configuration block), run with Debian's patroni
 // and etcd-server: two nodes archiving through walpush, a replica built
 // from walstore by a create_replica_methods entry (walfetch restore as
 // Patroni calls it), SIGKILL of the leader's Patroni and postmaster,
@@ -27,11 +28,36 @@ func TestPatroni(t *testing.T) {
 	conf := filepath.Join(dir, "walstore.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("repo = %s\narchive = main\n", ws.URL)), 0o644)
 	etcd := testenv.StartEtcd(t)
+	// The commands are the README's, word for word, with this test's
+	// binaries and config file in place of the installed ones; the
+	// settings the README names are the ones testenv's patroni.yml has.
+	block := readmeBlock(t, "bootstrap:")
+	setting := func(key string) string {
+		for _, l := range block {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), key+":"); ok {
+				v = strings.TrimSpace(v)
+				if i := strings.Index(v, " #"); i >= 0 {
+					v = strings.TrimSpace(v[:i])
+				}
+				return strings.NewReplacer("/usr/local/bin/walpush", bins.WalPush, "/usr/local/bin/walfetch", bins.WalFetch, "/etc/walstore/walstore.conf", conf).Replace(v)
+			}
+		}
+		t.Fatalf("the README's Patroni configuration has no %s", key)
+		return ""
+	}
+	for key, want := range map[string]string{"use_pg_rewind": "true", "wal_log_hints": `"on"`, "archive_mode": `"on"`, "wal_level": "replica", "create_replica_methods": "[walstore, basebackup]"} {
+		if got := setting(key); got != want {
+			t.Fatalf("the README's Patroni configuration says %s: %s; the test runs %s", key, got, want)
+		}
+	}
 	opt := testenv.PatroniOptions{
 		Scope:          fmt.Sprintf("walstore-%d", time.Now().UnixNano()%1e9),
-		ArchiveCommand: bins.WalPush + " --config " + conf + " %p",
-		RestoreCommand: bins.WalFetch + " --config " + conf + " %f %p",
-		ReplicaMethod:  bins.WalFetch + " restore --config " + conf,
+		ArchiveCommand: setting("archive_command"),
+		RestoreCommand: setting("restore_command"),
+		ReplicaMethod:  setting("command"),
+	}
+	if opt.ArchiveCommand != bins.WalPush+" --config "+conf+" %p" || !strings.HasPrefix(opt.ReplicaMethod, bins.WalFetch+" restore") {
+		t.Fatalf("the README's commands did not map onto this test's binaries: %+v", opt)
 	}
 	n1 := testenv.StartPatroni(t, etcd, dir, "node1", opt)
 	n1.WaitRole("primary", 3*time.Minute)

@@ -87,8 +87,14 @@ func TestREADMEConfiguration(t *testing.T) {
 	cert, key := ca.Issue(t, "walstored", true)
 	push, pushLine := mintToken(t, "db1", "push", "billing")
 	adminTok, adminLine := mintToken(t, "ops", "admin", "*")
+	// First steps, 3: the backup token, minted as the README says.
+	readme, _ := os.ReadFile(filepath.Join(testenv.Root(), "README.md"))
+	if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), "`walstored token --name db1-backup --scope backup --archives billing`") {
+		t.Fatal("the README's first steps no longer mint the backup token this test mints")
+	}
+	backupTok, backupLine := mintToken(t, "db1-backup", "backup", "billing")
 	tokens := filepath.Join(dir, "tokens")
-	os.WriteFile(tokens, []byte(pushLine+"\n"+adminLine+"\n"), 0o600)
+	os.WriteFile(tokens, []byte(pushLine+"\n"+adminLine+"\n"+backupLine+"\n"), 0o600)
 	ws := testenv.StartWalstored(t, nil, "--store", "file://"+repoDir, "--tokens", tokens, "--tls-cert", cert, "--tls-key", key)
 	if !strings.HasPrefix(ws.URL, "https://") {
 		t.Fatalf("walstored URL %s", ws.URL)
@@ -137,6 +143,20 @@ func TestREADMEConfiguration(t *testing.T) {
 	}
 	insertBatch(p, 1, 1000)
 	archivedTo(t, p)
+
+	// First steps, 2 to 4, as the README gives them: check the chain;
+	// a backup on the database host with the backup token (--pgdata,
+	// the local reader); a drill from the storage host.
+	if res := testenv.Run(t, dir, nil, bins.WalStored, append([]string{"check", "--repo", adm.url, "--archive", "billing", "--pg", p.ConnString()}, adm.extra...)...); res.Code != 0 {
+		t.Fatalf("walstored check (first steps, 2): exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	dbHost := []string{"--token-file", tokenFile(t, dir, "db1-backup", backupTok), "--cacert", ca.CertFile}
+	if res := testenv.Run(t, dir, nil, bins.WalStored, append([]string{"backup", "--repo", ws.URL, "--archive", "billing", "--pg", p.ConnString(), "--pgdata", p.Dir}, dbHost...)...); res.Code != 0 {
+		t.Fatalf("walstored backup --pgdata with the backup token (first steps, 3): exit %d\n%s", res.Code, res.Stderr)
+	}
+	if res := testenv.Run(t, dir, nil, bins.WalStored, append([]string{"drill", "--repo", adm.url, "--archive", "billing"}, adm.extra...)...); res.Code != 0 || !strings.Contains(res.Stdout, "passed") {
+		t.Fatalf("walstored drill (first steps, 4): exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
 	rows := p.QueryInt("SELECT count(*) FROM ledger")
 
 	// The backup and retention units' command lines, with the README's

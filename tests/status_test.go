@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,10 +64,57 @@ func num(t *testing.T, s string) int {
 	return n
 }
 
+// pageColours counts the pixels of a screenshot of exactly each of the
+// given colours ("#rrggbb"), after checking it is a whole page.
+func pageColours(t *testing.T, path string, colours ...string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", path, err)
+	}
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() < 800 {
+		t.Fatalf("screenshot %s is %v", path, b)
+	}
+	want := map[[3]uint8]string{}
+	for _, c := range colours {
+		var rgb [3]uint8
+		fmt.Sscanf(c, "#%02x%02x%02x", &rgb[0], &rgb[1], &rgb[2])
+		want[rgb] = c
+	}
+	out := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if c, ok := want[[3]uint8{uint8(r >> 8), uint8(g >> 8), uint8(bl >> 8)}]; ok {
+				out[c]++
+			}
+		}
+	}
+	return out
+}
+
+// Colours of the status page (status.html's style).
+const (
+	okBadge  = "#d8f3df" // state-ok
+	badBadge = "#fbd9d9" // gap, dead_branch, broken, error
+	redLine  = "#d62728" // a gap, a fork to a dead branch
+	deadRun  = "#c9a0a0" // WAL of a dead branch
+	forkLine = "#7b4fb8" // a fork to a live timeline
+)
+
 // The status page, in a real browser, against a walstored with two
-// archives of real PostgreSQL WAL: one healthy; one with a gap and a dead
-// branch. The DOM shows their states and reasons, one bar per backup, and
-// the gap and the fork where they are in time.
+// archives of real PostgreSQL WAL, in four states, each a screenshot and
+// its DOM: a healthy archive; one with a dead branch; the same with a
+// gap; the healthy one right after a failover promoted a restored copy.
+// The DOM shows the states and reasons, one bar per backup, the gap and
+// the forks where they are in time; the screenshots show the colours
+// that say so.
 func TestStatusPageInChromium(t *testing.T) {
 	ds := newDeadBranchSite(t) // archive main: timeline 3 dead, newest backup on 2
 	ws := ds.ws
@@ -100,7 +148,101 @@ func TestStatusPageInChromium(t *testing.T) {
 	archivedTo(t, h)
 	backupID()
 
-	// A gap in main: a segment of timeline 2 after its newest backup.
+	// shoot loads the page of one archive (?archive=) until ready says
+	// its DOM is what the state should show, then takes its screenshot
+	// (kept in $WALSTORE_STATUS_SCREENSHOTS if set).
+	shoot := func(state, archive string, ready func(dom string) bool) (dom, png string) {
+		url := ws.URL + "/?archive=" + archive
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+			if dom = chromium(t, "--dump-dom", url); ready(dom) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the page never showed %s:\n%s", state, dom)
+			}
+		}
+		png = filepath.Join(testenv.Dir(t), state+".png")
+		chromium(t, "--screenshot="+png, url)
+		if dst := os.Getenv("WALSTORE_STATUS_SCREENSHOTS"); dst != "" {
+			b, _ := os.ReadFile(png)
+			os.MkdirAll(dst, 0o755)
+			os.WriteFile(filepath.Join(dst, state+".png"), b, 0o644)
+		}
+		if strings.Contains(dom, "<script") {
+			t.Fatal("the page has a script")
+		}
+		return dom, png
+	}
+	section := func(dom, archive string) string {
+		i := strings.Index(dom, `<section class="archive" id="archive-`+archive+`"`)
+		if i < 0 {
+			t.Fatalf("no section for %s", archive)
+		}
+		sec := dom[i:]
+		return sec[:strings.Index(sec, "</section>")]
+	}
+	stateOf := func(dom, archive string) string {
+		for _, r := range elements(dom, "tr", "archive-row") {
+			if r["data-archive"] == archive {
+				return r["data-state"]
+			}
+		}
+		return ""
+	}
+
+	// 1. Healthy: ok, three backups, retention's next cut at the second;
+	// a green badge and nothing red.
+	dom, shot := shoot("healthy", "healthy", func(dom string) bool { return strings.Contains(dom, `data-archive="healthy"`) })
+	if st := stateOf(dom, "healthy"); st != "ok" || strings.Contains(dom, `data-archive="main"`) {
+		t.Fatalf("healthy alone: state %q, main shown: %v", st, strings.Contains(dom, `data-archive="main"`))
+	}
+	hsec := section(dom, "healthy")
+	hbars, cuts := elements(hsec, "rect", "backup"), elements(hsec, "line", "cut")
+	if len(hbars) != 3 || len(cuts) != 1 || cuts[0]["data-oldest-kept"] != second || !(num(t, hbars[0]["x"]) < num(t, cuts[0]["x1"]) && num(t, cuts[0]["x1"]) <= num(t, hbars[1]["x"])) {
+		t.Fatalf("healthy: %d backup bars %v, retention cuts %v (want one at backup %s)", len(hbars), hbars, cuts, second)
+	}
+	if len(elements(hsec, "line", "gap")) != 0 || len(elements(hsec, "line", "fork")) != 0 {
+		t.Fatal("healthy: a gap or fork drawn")
+	}
+	// The axis spans the data: the first backup starts near the left,
+	// the newest WAL ends near the right.
+	if x := num(t, hbars[0]["x"]); x > 140 {
+		t.Fatalf("healthy: the first backup is drawn at x=%d, the axis does not start at the data", x)
+	}
+	if c := pageColours(t, shot, okBadge, badBadge, redLine); c[okBadge] < 100 || c[badBadge] != 0 || c[redLine] != 0 {
+		t.Fatalf("healthy screenshot colours: %v", c)
+	}
+	stores := elements(dom, "tr", "store-row")
+	if len(stores) != 1 || stores[0]["data-up"] != "true" || num(t, stores[0]["data-stored"]) == 0 {
+		t.Fatalf("stores on the page: %v", stores)
+	}
+
+	// 2. A dead branch: main is dead_branch, timeline 3 named, its fork
+	// and WAL drawn red.
+	dom, shot = shoot("dead-branch", "main", func(dom string) bool { return strings.Contains(dom, `data-archive="main"`) })
+	if st := stateOf(dom, "main"); st != "dead_branch" || !strings.Contains(dom, "timeline 3 is a dead branch") {
+		t.Fatalf("main: state %q, or the reason is not on the page", st)
+	}
+	sec := section(dom, "main")
+	bars, forks := elements(sec, "rect", "backup"), elements(sec, "line", "fork")
+	if len(bars) != 2 {
+		t.Fatalf("%d backup bars for main's 2 backups", len(bars))
+	}
+	// Two forks: timeline 2 from 1 (the PITR: 1's continuation abandoned,
+	// not a problem), timeline 3 from 2 (dead).
+	byChild := map[string]map[string]string{}
+	for _, f := range forks {
+		byChild[f["data-child"]] = f
+	}
+	if len(forks) != 2 || byChild["3"] == nil || !strings.Contains(byChild["3"]["class"], "dead") || byChild["2"] == nil || strings.Contains(byChild["2"]["class"], "dead") {
+		t.Fatalf("forks drawn: %v, want timeline 2's (live) and 3's (dead)", forks)
+	}
+	deadColours := pageColours(t, shot, okBadge, badBadge, redLine, deadRun, forkLine)
+	if deadColours[badBadge] < 100 || deadColours[okBadge] != 0 || deadColours[redLine] == 0 || deadColours[deadRun] == 0 || deadColours[forkLine] == 0 {
+		t.Fatalf("dead-branch screenshot colours: %v", deadColours)
+	}
+
+	// 3. A gap in main: a segment of timeline 2 after its newest backup.
 	hs, _ := httpstore.New(ws.URL, httpstore.Options{})
 	segs := storeKeys(t, openRepo(t, ds.repoDir), "main/wal/00000002")
 	var tl2 []string
@@ -117,52 +259,18 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	gapName := filepath.Base(gapKey)
-
-	var dom string
-	testenv.WaitFor(t, time.Minute, "the page to show both archives after a scan with the gap", func() bool {
-		dom = chromium(t, "--dump-dom", ws.URL+"/")
-		return strings.Contains(dom, `data-archive="healthy"`) && strings.Contains(dom, `data-first="`+gapName+`"`)
-	})
-	shot := filepath.Join(testenv.Dir(t), "status.png")
-	chromium(t, "--screenshot="+shot, ws.URL+"/")
-	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
-		t.Fatalf("screenshot: %v", err)
+	dom, shot = shoot("gap", "main", func(dom string) bool { return strings.Contains(dom, `data-first="`+gapName+`"`) })
+	if !strings.Contains(dom, "1 gap in the WAL") {
+		t.Fatalf("the gap is not among the reasons:\n%s", dom)
 	}
-	if dst := os.Getenv("WALSTORE_STATUS_SCREENSHOT"); dst != "" {
-		b, _ := os.ReadFile(shot)
-		os.WriteFile(dst, b, 0o644)
-	}
-
-	rows := elements(dom, "tr", "archive-row")
-	states := map[string]string{}
-	for _, r := range rows {
-		states[r["data-archive"]] = r["data-state"]
-	}
-	if states["healthy"] != "ok" || states["main"] != "dead_branch" {
-		t.Fatalf("states: %v\n%s", states, dom)
-	}
-	if !strings.Contains(dom, "timeline 3 is a dead branch") || !strings.Contains(dom, "1 gap in the WAL") {
-		t.Fatalf("the reasons are not on the page:\n%s", dom)
-	}
-	section := dom[strings.Index(dom, `<section class="archive" id="archive-main"`):]
-	section = section[:strings.Index(section, "</section>")]
-	bars := elements(section, "rect", "backup")
-	if len(bars) != 2 {
-		t.Fatalf("%d backup bars for main's 2 backups", len(bars))
-	}
-	gaps := elements(section, "line", "gap")
-	forks := elements(section, "line", "fork")
+	sec = section(dom, "main")
+	bars, forks, gaps := elements(sec, "rect", "backup"), elements(sec, "line", "fork"), elements(sec, "line", "gap")
 	if len(gaps) != 1 || gaps[0]["data-first"] != gapName {
 		t.Fatalf("gaps drawn: %v, want one at %s", gaps, gapName)
 	}
-	// Two forks: timeline 2 from 1 (the PITR: 1's continuation abandoned,
-	// not a problem), timeline 3 from 2 (dead).
-	byChild := map[string]map[string]string{}
+	byChild = map[string]map[string]string{}
 	for _, f := range forks {
 		byChild[f["data-child"]] = f
-	}
-	if len(forks) != 2 || byChild["3"] == nil || !strings.Contains(byChild["3"]["class"], "dead") || byChild["2"] == nil || strings.Contains(byChild["2"]["class"], "dead") {
-		t.Fatalf("forks drawn: %v, want timeline 2's (live) and 3's (dead)", forks)
 	}
 	// In time: backup 1, then the PITR's fork to 2 (drawn when the archive
 	// first had timeline 2's history, which may be after backup 2 began);
@@ -173,16 +281,38 @@ func TestStatusPageInChromium(t *testing.T) {
 	if !(b1 < f2 && f2 < f3 && b1 < b2 && b2 < f3 && f3 <= gx) {
 		t.Fatalf("positions: backup at %d, fork to 2 at %d, backup at %d, fork to 3 at %d, gap at %d", b1, f2, b2, f3, gx)
 	}
-	// Retention's next cut in healthy: at its second backup (the oldest
-	// that keep-last 2 keeps), after the first backup's bar, before the
-	// second's end.
-	hsec := dom[strings.Index(dom, `<section class="archive" id="archive-healthy"`):]
-	hsec = hsec[:strings.Index(hsec, "</section>")]
-	hbars, cuts := elements(hsec, "rect", "backup"), elements(hsec, "line", "cut")
-	if len(hbars) != 3 || len(cuts) != 1 || cuts[0]["data-oldest-kept"] != second || !(num(t, hbars[0]["x"]) < num(t, cuts[0]["x1"]) && num(t, cuts[0]["x1"]) <= num(t, hbars[1]["x"])) {
-		t.Fatalf("healthy: %d backup bars %v, retention cuts %v (want one at backup %s)", len(hbars), hbars, cuts, second)
+	if c := pageColours(t, shot, redLine); c[redLine] <= deadColours[redLine] {
+		t.Fatalf("the gap adds no red to the screenshot: %d red pixels, %d before", c[redLine], deadColours[redLine])
 	}
-	if strings.Contains(dom, "<script") {
-		t.Fatal("the page has a script")
+
+	// 4. Right after a promotion: healthy's primary is gone, a copy
+	// restored from its newest backup is promoted to timeline 2 and
+	// archives there. The page shows timeline 2 newest, its fork from 1
+	// drawn as a live one, and the archive still ok.
+	archivedTo(t, h)
+	h.Stop()
+	p := restore(t, repo{url: ws.URL}, ds.dir, "healthy-promoted", "--archive", "healthy")
+	p.Start()
+	p.WaitRecovered(2 * time.Minute)
+	if tl := p.Timeline(); tl != 2 {
+		t.Fatalf("the promoted copy is on timeline %d", tl)
 	}
+	insertBatch(p, 3, 1000)
+	end := archivedTo(t, p)
+	newest := p.QueryString("SELECT pg_walfile_name('" + end + "'::pg_lsn - 1)")
+	dom, shot = shoot("promoted", "healthy", func(dom string) bool {
+		return strings.Contains(dom, newest) && len(elements(section(dom, "healthy"), "line", "fork")) == 1
+	})
+	if st := stateOf(dom, "healthy"); st != "ok" {
+		t.Fatalf("healthy after the promotion: state %q\n%s", st, dom)
+	}
+	hsec = section(dom, "healthy")
+	forks = elements(hsec, "line", "fork")
+	if forks[0]["data-child"] != "2" || strings.Contains(forks[0]["class"], "dead") || !strings.Contains(hsec, "timeline 2") {
+		t.Fatalf("healthy after the promotion: forks %v", forks)
+	}
+	if c := pageColours(t, shot, okBadge, badBadge, redLine, forkLine); c[okBadge] < 100 || c[badBadge] != 0 || c[redLine] != 0 || c[forkLine] == 0 {
+		t.Fatalf("promoted screenshot colours: %v", c)
+	}
+	p.Stop()
 }
