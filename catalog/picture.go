@@ -37,19 +37,19 @@ type PictureBackup struct {
 
 // PictureTimeline is one timeline's WAL.
 type PictureTimeline struct {
-	Timeline    uint32       `json:"timeline"`
-	Parent      uint32       `json:"parent"` // 0 for timeline 1
-	SwitchPoint wal.LSN      `json:"switch_point"`
+	Timeline    uint32  `json:"timeline"`
+	Parent      uint32  `json:"parent"` // 0 for timeline 1
+	SwitchPoint wal.LSN `json:"switch_point"`
 	// Began is when the timeline's history file was stored: the
 	// promotion (or end of recovery) that made it. Zero for timeline 1.
-	Began time.Time `json:"began,omitzero"`
-	Dead        bool         `json:"dead"` // recovery does not follow it
-	Runs        []PictureRun `json:"runs"`
-	Gaps        []PictureGap `json:"gaps"`
-	First       time.Time    `json:"first_time"`
-	Last        time.Time    `json:"last_time"`
-	Bytes       int64        `json:"bytes"`
-	Segments    int          `json:"segments"`
+	Began    time.Time    `json:"began,omitzero"`
+	Dead     bool         `json:"dead"` // recovery does not follow it
+	Runs     []PictureRun `json:"runs"`
+	Gaps     []PictureGap `json:"gaps"`
+	First    time.Time    `json:"first_time"`
+	Last     time.Time    `json:"last_time"`
+	Bytes    int64        `json:"bytes"`
+	Segments int          `json:"segments"`
 }
 
 // PictureRun is a run of consecutive segments.
