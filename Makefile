@@ -39,7 +39,7 @@ test: deps lint
 
 ## test-unit: the tests that need neither PostgreSQL nor MinIO (seconds)
 test-unit:
-	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./recompress/... ./backupset/... ./receiver/... ./internal/...
+	$(GO) test -race ./wal/... ./store/... ./archive/... ./catalog/... ./retention/... ./recompress/... ./backupset/... ./receiver/... ./base/... ./client/... ./server/... ./internal/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -114,7 +114,7 @@ fuzz-brief:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHistory$$' -fuzztime 100000x ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzSegmentChecker$$' -fuzztime 4000x ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime 200000x ./archive/envelope/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime 5000x ./internal/server/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime 5000x ./server/auth/
 
 ## fuzz: each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m)
 fuzz:
@@ -123,7 +123,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHistory$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzSegmentChecker$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./archive/envelope/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./internal/server/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenFile$$' -fuzztime $(FUZZTIME) ./server/auth/
 
 clean:
 	rm -rf bin build

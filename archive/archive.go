@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -96,7 +97,7 @@ func (a *Archive) SystemID(ctx context.Context) (uint64, error) {
 	}
 	id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if perr != nil || id == 0 || hdr.SystemID != id {
-		return 0, fmt.Errorf("%w: %s does not hold a system identifier", ErrCorrupt, a.Layout.System())
+		return 0, fmt.Errorf("%w: %s does not hold a system identifier", errkind.ErrCorrupt, a.Layout.System())
 	}
 	a.setBound(id)
 	if a.Cache != nil {
@@ -117,10 +118,10 @@ func (a *Archive) setBound(id uint64) {
 // put-if-absent.
 func (a *Archive) Bind(ctx context.Context, sysid uint64) error {
 	if sysid == 0 {
-		return fmt.Errorf("%w: system identifier 0", ErrInvalid)
+		return fmt.Errorf("%w: system identifier 0", errkind.ErrInvalid)
 	}
 	bound, err := a.SystemID(ctx)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		enc := envelope.NewEncoder() // never encrypted: walstored reads it
 		enc.SystemID = sysid
 		obj, eerr := enc.EncodeBytes([]byte(strconv.FormatUint(sysid, 10)+"\n"), a.Layout.System())
@@ -128,7 +129,7 @@ func (a *Archive) Bind(ctx context.Context, sysid uint64) error {
 			return eerr
 		}
 		_, err = PutObject(ctx, a.Store, a.Layout.System(), obj)
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, errkind.ErrConflict) {
 			a.setBound(0)
 			bound, err = a.SystemID(ctx)
 		} else if err == nil {
@@ -216,7 +217,7 @@ func (a *Archive) ReadAll(ctx context.Context, key string, limit int64) ([]byte,
 		return nil, hdr, fmt.Errorf("%s: %w", key, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, hdr, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, key, limit)
+		return nil, hdr, fmt.Errorf("%w: %s is larger than %d bytes", errkind.ErrCorrupt, key, limit)
 	}
 	return b, hdr, nil
 }

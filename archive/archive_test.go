@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/walstore/walstore/archive/archivetest"
-	"github.com/walstore/walstore/internal/server"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/memstore"

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -125,17 +126,17 @@ func (a *Archive) LoadBackup(ctx context.Context, id string) (Record, error) {
 	}
 	b, _, err := a.ReadAll(ctx, a.Layout.Backup(id, RecordFile), maxRecordSize)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Record{}, fmt.Errorf("backup %s in archive %s: %w (no completed backup of that id)", id, a.Name, ErrNotFound)
+		if errors.Is(err, errkind.ErrNotFound) {
+			return Record{}, fmt.Errorf("backup %s in archive %s: %w (no completed backup of that id)", id, a.Name, errkind.ErrNotFound)
 		}
 		return Record{}, err
 	}
 	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Record{}, fmt.Errorf("%w: backup %s: completion record: %v", ErrCorrupt, id, err)
+		return Record{}, fmt.Errorf("%w: backup %s: completion record: %v", errkind.ErrCorrupt, id, err)
 	}
 	if r.ID != id || r.Archive != a.Name {
-		return Record{}, fmt.Errorf("%w: backup %s: completion record names backup %q of archive %q", ErrCorrupt, id, r.ID, r.Archive)
+		return Record{}, fmt.Errorf("%w: backup %s: completion record names backup %q of archive %q", errkind.ErrCorrupt, id, r.ID, r.Archive)
 	}
 	return r, nil
 }
@@ -187,7 +188,7 @@ func (a *Archive) ListBackups(ctx context.Context) (Listing, error) {
 	l := Listing{Incomplete: map[string]Progress{}, Unreadable: map[string]error{}}
 	for _, id := range ids {
 		r, err := a.LoadBackup(ctx, id)
-		if errors.Is(err, ErrKey) {
+		if errors.Is(err, errkind.ErrKey) {
 			l.Unreadable[id] = err
 			delete(seen, id)
 			continue
@@ -231,7 +232,7 @@ func (a *Archive) DeleteBackup(ctx context.Context, id string) (objects int, byt
 	record := a.Layout.Backup(id, RecordFile)
 	for _, k := range keys {
 		if k.Key == record {
-			if err := a.Store.Delete(ctx, record); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := a.Store.Delete(ctx, record); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 				return 0, 0, err
 			}
 			objects++
@@ -242,7 +243,7 @@ func (a *Archive) DeleteBackup(ctx context.Context, id string) (objects int, byt
 		if k.Key == record {
 			continue
 		}
-		if err := a.Store.Delete(ctx, k.Key); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := a.Store.Delete(ctx, k.Key); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 			return objects, bytes, err
 		}
 		objects++
@@ -258,15 +259,15 @@ func (a *Archive) DeleteBackup(ctx context.Context, id string) (objects int, byt
 func CrossCheck(own, archived wal.BackupLabel) error {
 	switch {
 	case own.StartLSN != archived.StartLSN:
-		return fmt.Errorf("%w: start %s, the backup's own label says %s", ErrCorrupt, archived.StartLSN, own.StartLSN)
+		return fmt.Errorf("%w: start %s, the backup's own label says %s", errkind.ErrCorrupt, archived.StartLSN, own.StartLSN)
 	case own.Checkpoint != archived.Checkpoint:
-		return fmt.Errorf("%w: checkpoint %s, the backup's own label says %s", ErrCorrupt, archived.Checkpoint, own.Checkpoint)
+		return fmt.Errorf("%w: checkpoint %s, the backup's own label says %s", errkind.ErrCorrupt, archived.Checkpoint, own.Checkpoint)
 	case own.StartTLI != archived.StartTLI:
-		return fmt.Errorf("%w: start timeline %d, the backup's own label says %d", ErrCorrupt, archived.StartTLI, own.StartTLI)
+		return fmt.Errorf("%w: start timeline %d, the backup's own label says %d", errkind.ErrCorrupt, archived.StartTLI, own.StartTLI)
 	case !own.StartTime.Equal(archived.StartTime):
-		return fmt.Errorf("%w: start time %s, the backup's own label says %s", ErrCorrupt, archived.StartTime, own.StartTime)
+		return fmt.Errorf("%w: start time %s, the backup's own label says %s", errkind.ErrCorrupt, archived.StartTime, own.StartTime)
 	case own.Label != archived.Label:
-		return fmt.Errorf("%w: label %q, the backup's own label says %q", ErrCorrupt, archived.Label, own.Label)
+		return fmt.Errorf("%w: label %q, the backup's own label says %q", errkind.ErrCorrupt, archived.Label, own.Label)
 	}
 	return nil
 }
@@ -293,7 +294,7 @@ func (a *Archive) ReadBackupFileAt(ctx context.Context, key string, name wal.Nam
 		err = wal.CheckBackupFile(name, l)
 	}
 	if err == nil && l.StopLSN == 0 {
-		err = fmt.Errorf("%w: no STOP WAL LOCATION", ErrInvalid)
+		err = fmt.Errorf("%w: no STOP WAL LOCATION", errkind.ErrInvalid)
 	}
 	if err != nil {
 		return l, fmt.Errorf("backup history file %s in archive %s: %w", name, a.Name, err)
@@ -317,7 +318,7 @@ func (a *Archive) CheckRecord(ctx context.Context, r Record) (wal.BackupLabel, e
 	}
 	start, err := r.Start()
 	if err != nil || own.StartLSN != start || own.StartTLI != r.StartTLI {
-		return fail("%w: its record says it starts at %s on timeline %d, its own label at %s on %d", ErrCorrupt, r.StartLSN, r.StartTLI, own.StartLSN, own.StartTLI)
+		return fail("%w: its record says it starts at %s on timeline %d, its own label at %s on %d", errkind.ErrCorrupt, r.StartLSN, r.StartTLI, own.StartLSN, own.StartTLI)
 	}
 	if r.Manifest {
 		if err := a.checkManifest(ctx, r, own); err != nil {
@@ -332,7 +333,7 @@ func (a *Archive) CheckRecord(ctx context.Context, r Record) (wal.BackupLabel, e
 		key := a.Layout.WAL(name)
 		if r.BackupFileKey != "" {
 			if k, err := ParseKey(r.BackupFileKey); err != nil || k.Kind != KindLabelCopy || k.WAL != name || k.Archive != a.Name {
-				return fail("%w: its .backup file key %q is not a copy of %s", ErrCorrupt, r.BackupFileKey, name)
+				return fail("%w: its .backup file key %q is not a copy of %s", errkind.ErrCorrupt, r.BackupFileKey, name)
 			}
 			key = r.BackupFileKey
 		}
@@ -356,16 +357,16 @@ func (a *Archive) checkManifest(ctx context.Context, r Record, own wal.BackupLab
 	}
 	ranges, err := ManifestWALRanges(b)
 	if err != nil {
-		return fmt.Errorf("%w: its manifest: %v", ErrCorrupt, err)
+		return fmt.Errorf("%w: its manifest: %v", errkind.ErrCorrupt, err)
 	}
 	first := ranges[0]
 	if first.Start != own.StartLSN || first.Timeline != own.StartTLI {
-		return fmt.Errorf("%w: its manifest starts at %s on timeline %d, its label at %s on %d", ErrCorrupt, first.Start, first.Timeline, own.StartLSN, own.StartTLI)
+		return fmt.Errorf("%w: its manifest starts at %s on timeline %d, its label at %s on %d", errkind.ErrCorrupt, first.Start, first.Timeline, own.StartLSN, own.StartTLI)
 	}
 	// A backup from a standby took its stop from the manifest: it must
 	// still be there.
 	if last := ranges[len(ranges)-1]; r.FromStandby && (last.End.String() != r.StopLSN || last.Timeline != r.StopTLI) {
-		return fmt.Errorf("%w: its manifest ends at %s on timeline %d, its record at %s on %d", ErrCorrupt, last.End, last.Timeline, r.StopLSN, r.StopTLI)
+		return fmt.Errorf("%w: its manifest ends at %s on timeline %d, its record at %s on %d", errkind.ErrCorrupt, last.End, last.Timeline, r.StopLSN, r.StopTLI)
 	}
 	return nil
 }
@@ -388,14 +389,14 @@ func ManifestWALRanges(manifest []byte) ([]WALRange, error) {
 		} `json:"WAL-Ranges"`
 	}
 	if err := json.Unmarshal(manifest, &m); err != nil || len(m.WALRanges) == 0 {
-		return nil, fmt.Errorf("%w: no WAL range in the backup manifest", ErrInvalid)
+		return nil, fmt.Errorf("%w: no WAL range in the backup manifest", errkind.ErrInvalid)
 	}
 	out := make([]WALRange, len(m.WALRanges))
 	for i, r := range m.WALRanges {
 		start, err1 := wal.ParseLSN(r.Start)
 		end, err2 := wal.ParseLSN(r.End)
 		if err1 != nil || err2 != nil || end < start {
-			return nil, fmt.Errorf("%w: WAL range %q to %q on timeline %d in the backup manifest", ErrInvalid, r.Start, r.End, r.Timeline)
+			return nil, fmt.Errorf("%w: WAL range %q to %q on timeline %d in the backup manifest", errkind.ErrInvalid, r.Start, r.End, r.Timeline)
 		}
 		out[i] = WALRange{Timeline: r.Timeline, Start: start, End: end}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -108,13 +109,13 @@ func (d *Door) retiredRecord(ctx context.Context, da *doorArchive, tli uint32) (
 	b, _, err := da.a.ReadAll(ctx, da.a.Layout.RetiredRecord(tli), 16<<20)
 	var rec *RetiredTimeline
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, errkind.ErrNotFound):
 	case err != nil:
 		return nil, err
 	default:
 		var r RetiredTimeline
 		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, da.a.Layout.RetiredRecord(tli), err)
+			return nil, fmt.Errorf("%w: %s: %v", errkind.ErrCorrupt, da.a.Layout.RetiredRecord(tli), err)
 		}
 		rec = &r
 	}
@@ -138,29 +139,29 @@ func (d *Door) Admit(ctx context.Context, key string, hdr envelope.Header, size 
 		return k, err
 	}
 	if hdr.Version < envelope.Version {
-		return k, fmt.Errorf("%w: %s: object format version %d comes from an older walstore client, which does not bind objects to their names: upgrade walpush and walstored together", ErrInvalid, key, hdr.Version)
+		return k, fmt.Errorf("%w: %s: object format version %d comes from an older walstore client, which does not bind objects to their names: upgrade walpush and walstored together", errkind.ErrInvalid, key, hdr.Version)
 	}
 	if id := Identity(key); hdr.Name != id {
-		return k, fmt.Errorf("%w: %s: the object is bound to %q", ErrInvalid, key, hdr.Name)
+		return k, fmt.Errorf("%w: %s: the object is bound to %q", errkind.ErrInvalid, key, hdr.Name)
 	}
 	if hdr.ObjectSize() != size {
-		return k, fmt.Errorf("%w: %s: Content-Length %d, but the object header says %d", ErrInvalid, key, size, hdr.ObjectSize())
+		return k, fmt.Errorf("%w: %s: Content-Length %d, but the object header says %d", errkind.ErrInvalid, key, size, hdr.ObjectSize())
 	}
 	switch k.Kind {
 	case KindWAL:
 		return k, d.admitWAL(ctx, k, hdr)
 	case KindLabelCopy:
 		if hdr.Digest.String() != k.Digest {
-			return k, fmt.Errorf("%w: %s: the key names SHA-256 %s, the content is %s", ErrInvalid, key, k.Digest, hdr.Digest)
+			return k, fmt.Errorf("%w: %s: the key names SHA-256 %s, the content is %s", errkind.ErrInvalid, key, k.Digest, hdr.Digest)
 		}
 		if hdr.RawSize > wal.MaxBackupLabelSize {
-			return k, fmt.Errorf("%w: %s: %d bytes is more than a backup label holds", ErrInvalid, key, hdr.RawSize)
+			return k, fmt.Errorf("%w: %s: %d bytes is more than a backup label holds", errkind.ErrInvalid, key, hdr.RawSize)
 		}
 	case KindSystem:
 		// Only an admin gets here (a push client may write WAL files
 		// only); walstored itself binds an archive from its first segment.
 		if hdr.SystemID == 0 || hdr.Encrypted() || hdr.RawSize > 32 {
-			return k, fmt.Errorf("%w: %s: a system binding holds its system identifier", ErrInvalid, key)
+			return k, fmt.Errorf("%w: %s: a system binding holds its system identifier", errkind.ErrInvalid, key)
 		}
 	}
 	return k, nil
@@ -175,10 +176,10 @@ func (d *Door) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
 	switch n.Kind {
 	case wal.Segment, wal.Partial:
 		if hdr.SystemID == 0 {
-			return fmt.Errorf("%w: %s: a segment must carry its system identifier", ErrInvalid, n)
+			return fmt.Errorf("%w: %s: a segment must carry its system identifier", errkind.ErrInvalid, n)
 		}
 		if !wal.ValidSegmentSize(hdr.RawSize) || !n.ValidFor(hdr.RawSize) {
-			return fmt.Errorf("%w: %s: %d bytes is not a segment of this name", ErrInvalid, n, hdr.RawSize)
+			return fmt.Errorf("%w: %s: %d bytes is not a segment of this name", errkind.ErrInvalid, n, hdr.RawSize)
 		}
 		if err := da.a.Bind(ctx, hdr.SystemID); err != nil {
 			return err
@@ -190,15 +191,15 @@ func (d *Door) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
 		seg := da.segSize
 		d.mu.Unlock()
 		if seg != hdr.RawSize {
-			return fmt.Errorf("%w: %s: %d bytes, but archive %s holds segments of %d bytes", ErrInvalid, n, hdr.RawSize, k.Archive, seg)
+			return fmt.Errorf("%w: %s: %d bytes, but archive %s holds segments of %d bytes", errkind.ErrInvalid, n, hdr.RawSize, k.Archive, seg)
 		}
 	case wal.History:
 		if hdr.RawSize > wal.MaxHistorySize {
-			return fmt.Errorf("%w: %s: %d bytes is more than a history file holds", ErrInvalid, n, hdr.RawSize)
+			return fmt.Errorf("%w: %s: %d bytes is more than a history file holds", errkind.ErrInvalid, n, hdr.RawSize)
 		}
 	case wal.Backup:
 		if hdr.RawSize > wal.MaxBackupLabelSize {
-			return fmt.Errorf("%w: %s: %d bytes is more than a backup label holds", ErrInvalid, n, hdr.RawSize)
+			return fmt.Errorf("%w: %s: %d bytes is more than a backup label holds", errkind.ErrInvalid, n, hdr.RawSize)
 		}
 	}
 	if n.TLI < 2 {
@@ -209,11 +210,11 @@ func (d *Door) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
 		return err
 	}
 	if n.Kind == wal.History && hdr.Digest.String() == r.HistorySHA256 {
-		return fmt.Errorf("%w: %s: timeline %d of archive %s was retired as a dead branch (%s): the server still pushing it must be fenced", ErrConflict, n, n.TLI, k.Archive, r.At.Format(time.RFC3339))
+		return fmt.Errorf("%w: %s: timeline %d of archive %s was retired as a dead branch (%s): the server still pushing it must be fenced", errkind.ErrConflict, n, n.TLI, k.Archive, r.At.Format(time.RFC3339))
 	}
 	if n.Kind != wal.History {
-		if _, err := d.Store.Stat(ctx, da.a.Layout.WAL(wal.Name{Kind: wal.History, TLI: n.TLI})); errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("%w: %s: timeline %d of archive %s was retired as a dead branch (%s) and no new history file for it was pushed: the server still writing it must be fenced", ErrConflict, n, n.TLI, k.Archive, r.At.Format(time.RFC3339))
+		if _, err := d.Store.Stat(ctx, da.a.Layout.WAL(wal.Name{Kind: wal.History, TLI: n.TLI})); errors.Is(err, errkind.ErrNotFound) {
+			return fmt.Errorf("%w: %s: timeline %d of archive %s was retired as a dead branch (%s) and no new history file for it was pushed: the server still writing it must be fenced", errkind.ErrConflict, n, n.TLI, k.Archive, r.At.Format(time.RFC3339))
 		}
 	}
 	return nil
@@ -262,7 +263,7 @@ func NeedsContent(k Key, hdr envelope.Header) bool {
 func (d *Door) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw []byte) error {
 	if k.Kind == KindSystem {
 		if strconv.FormatUint(hdr.SystemID, 10)+"\n" != string(raw) {
-			return fmt.Errorf("%w: %s does not hold the system identifier of its header", ErrInvalid, k.Archive+"/meta/system")
+			return fmt.Errorf("%w: %s does not hold the system identifier of its header", errkind.ErrInvalid, k.Archive+"/meta/system")
 		}
 		return nil
 	}
@@ -274,7 +275,7 @@ func (d *Door) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw
 			err = wal.CheckBackupFile(n, l)
 		}
 		if err == nil && l.StopLSN == 0 {
-			err = fmt.Errorf("%w: no STOP WAL LOCATION", ErrInvalid)
+			err = fmt.Errorf("%w: no STOP WAL LOCATION", errkind.ErrInvalid)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)
@@ -296,7 +297,7 @@ func (d *Door) checkParents(ctx context.Context, archiveName string, tli uint32,
 	parent := hist[len(hist)-1].TLI
 	if parent == 1 {
 		if len(hist) != 1 {
-			return fmt.Errorf("%w: %08X.history names timeline 1 as its parent but lists %d ancestors", ErrInvalid, tli, len(hist))
+			return fmt.Errorf("%w: %08X.history names timeline 1 as its parent but lists %d ancestors", errkind.ErrInvalid, tli, len(hist))
 		}
 		return nil
 	}
@@ -305,21 +306,21 @@ func (d *Door) checkParents(ctx context.Context, archiveName string, tli uint32,
 		return err
 	}
 	ph, err := a.History(ctx, parent) // a retired parent: its stand-in
-	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: %08X.history names parent timeline %d, whose history %08X.history archive %s does not have (push it first: it is in pg_wal)", ErrInvalid, tli, parent, parent, archiveName)
+	if errors.Is(err, errkind.ErrNotFound) {
+		return fmt.Errorf("%w: %08X.history names parent timeline %d, whose history %08X.history archive %s does not have (push it first: it is in pg_wal)", errkind.ErrInvalid, tli, parent, parent, archiveName)
 	}
-	if errors.Is(err, ErrKey) {
+	if errors.Is(err, errkind.ErrKey) {
 		return nil // an encrypted archive: the client checked
 	}
 	if err != nil {
 		return fmt.Errorf("the archive's %08X.history: %w", parent, err)
 	}
 	if len(ph) != len(hist)-1 {
-		return fmt.Errorf("%w: %08X.history does not extend its parent %08X.history (%d ancestors, the parent has %d)", ErrInvalid, tli, parent, len(hist)-1, len(ph))
+		return fmt.Errorf("%w: %08X.history does not extend its parent %08X.history (%d ancestors, the parent has %d)", errkind.ErrInvalid, tli, parent, len(hist)-1, len(ph))
 	}
 	for i, e := range ph {
 		if hist[i].TLI != e.TLI || hist[i].SwitchPoint != e.SwitchPoint {
-			return fmt.Errorf("%w: %08X.history disagrees with its parent %08X.history at line %d", ErrInvalid, tli, parent, i+1)
+			return fmt.Errorf("%w: %08X.history disagrees with its parent %08X.history at line %d", errkind.ErrInvalid, tli, parent, i+1)
 		}
 	}
 	return nil

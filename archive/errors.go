@@ -4,28 +4,8 @@ import (
 	"fmt"
 
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
-
-// Sentinel errors, the same values every layer uses (see internal/errkind).
-var (
-	ErrNotFound     = errkind.ErrNotFound
-	ErrExpired      = errkind.ErrExpired
-	ErrExists       = errkind.ErrExists
-	ErrConflict     = errkind.ErrConflict
-	ErrInvalid      = errkind.ErrInvalid
-	ErrWrongSystem  = errkind.ErrWrongSystem
-	ErrCorrupt      = errkind.ErrCorrupt
-	ErrNoSpace      = errkind.ErrNoSpace
-	ErrUnauthorized = errkind.ErrUnauthorized
-	ErrForbidden    = errkind.ErrForbidden
-	ErrKey          = errkind.ErrKey
-	ErrConfig       = errkind.ErrConfig
-	ErrBroken       = errkind.ErrBroken
-)
-
-// Permanent reports whether retrying err cannot help.
-func Permanent(err error) bool { return errkind.Permanent(err) }
 
 // ConflictError reports a name stored with other content. It wraps
 // ErrConflict and names both checksums.
@@ -39,7 +19,7 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s is already stored with SHA-256 %s; refusing to replace it with SHA-256 %s", e.Key, e.Stored, e.New)
 }
 
-func (e *ConflictError) Unwrap() error { return ErrConflict }
+func (e *ConflictError) Unwrap() error { return errkind.ErrConflict }
 
 // WrongSystemError reports a segment of another cluster than the archive's.
 type WrongSystemError struct {
@@ -52,4 +32,4 @@ func (e *WrongSystemError) Error() string {
 	return fmt.Sprintf("archive %s belongs to PostgreSQL system %d; this file comes from system %d (another cluster, or a re-initialised one: use another --archive)", e.Archive, e.Bound, e.Got)
 }
 
-func (e *WrongSystemError) Unwrap() error { return ErrWrongSystem }
+func (e *WrongSystemError) Unwrap() error { return errkind.ErrWrongSystem }

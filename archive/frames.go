@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -52,7 +53,7 @@ func (a *Archive) Frames(ctx context.Context, key string) (envelope.Header, []en
 func (a *Archive) ReadFrames(ctx context.Context, key string, hdr envelope.Header, first, last envelope.Frame, buf []byte) ([]byte, error) {
 	n := last.Off + last.Len - first.Off
 	if n < 0 || last.Off+last.Len > hdr.PayloadSize {
-		return nil, fmt.Errorf("%w: %s: frames at %d..%d of a %d-byte payload", envelope.ErrCorrupt, key, first.Off, last.Off+last.Len, hdr.PayloadSize)
+		return nil, fmt.Errorf("%w: %s: frames at %d..%d of a %d-byte payload", errkind.ErrCorrupt, key, first.Off, last.Off+last.Len, hdr.PayloadSize)
 	}
 	return readRange(ctx, a.Store, key, hdr.Size()+first.Off, n, true, buf)
 }
@@ -75,7 +76,7 @@ func readRange(ctx context.Context, s store.Store, key string, off, n int64, exa
 	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: %s ends early", envelope.ErrCorrupt, key)
+			err = fmt.Errorf("%w: %s ends early", errkind.ErrCorrupt, key)
 		}
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -82,7 +82,7 @@ func ValidArchiveName(name string) error {
 		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 	}
 	if !ok {
-		return fmt.Errorf("%w: archive name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, errkind.Quote(name))
+		return fmt.Errorf("%w: archive name %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", errkind.ErrInvalid, errkind.Quote(name))
 	}
 	return nil
 }
@@ -259,7 +259,7 @@ type Key struct {
 // ParseKey parses a store key of the layout; anything else is ErrInvalid.
 func ParseKey(key string) (Key, error) {
 	bad := func(why string) (Key, error) {
-		return Key{}, fmt.Errorf("%w: key %q: %s", ErrInvalid, errkind.Quote(key), why)
+		return Key{}, fmt.Errorf("%w: key %q: %s", errkind.ErrInvalid, errkind.Quote(key), why)
 	}
 	if err := store.ValidKey(key); err != nil {
 		return Key{}, err
@@ -374,7 +374,7 @@ func IsPack(key string) bool {
 // ValidBackupID checks a backup id (also a key component).
 func ValidBackupID(id string) error {
 	if id == "" || len(id) > 64 || store.ValidComponent(id) != nil {
-		return fmt.Errorf("%w: backup id %q", ErrInvalid, errkind.Quote(id))
+		return fmt.Errorf("%w: backup id %q", errkind.ErrInvalid, errkind.Quote(id))
 	}
 	return nil
 }

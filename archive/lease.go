@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -34,7 +35,7 @@ type Lease struct {
 }
 
 // ErrBusy: another run of the job holds the lease.
-var ErrBusy = fmt.Errorf("%w: already running", ErrConflict)
+var ErrBusy = fmt.Errorf("%w: already running", errkind.ErrConflict)
 
 // TakeLease takes the lease at key for job until ttl from now.
 func TakeLease(ctx context.Context, s store.Store, key, job string, ttl time.Duration) (*Lease, error) {
@@ -51,7 +52,7 @@ func TakeLease(ctx context.Context, s store.Store, key, job string, ttl time.Dur
 		if err == nil {
 			return l, nil
 		}
-		if !errors.Is(err, store.ErrExists) {
+		if !errors.Is(err, errkind.ErrExists) {
 			return nil, fmt.Errorf("take the lease of %s: %w", job, err)
 		}
 		other, rerr := readLease(ctx, s, key)
@@ -62,7 +63,7 @@ func TakeLease(ctx context.Context, s store.Store, key, job string, ttl time.Dur
 			return nil, fmt.Errorf("%w: %s is held by %s since %s (until %s)", ErrBusy, job, other.Holder, other.Acquired.Format(time.RFC3339), other.Expires.Format(time.RFC3339))
 		}
 		// Expired, or its holder died on this host: remove it and take it.
-		if derr := s.Delete(ctx, key); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+		if derr := s.Delete(ctx, key); derr != nil && !errors.Is(derr, errkind.ErrNotFound) {
 			return nil, derr
 		}
 	}

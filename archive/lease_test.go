@@ -12,6 +12,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 )
@@ -71,7 +72,7 @@ func TestLeaseInFirstStoreThatAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Stat(ctx, archive.SyncLeaseKey); !errors.Is(err, store.ErrNotFound) {
+	if _, err := b.Stat(ctx, archive.SyncLeaseKey); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("the lease was taken in the second store too: %v", err)
 	}
 	if _, err := archive.TakeLeaseInFirst(ctx, []store.Store{a, b}, archive.SyncLeaseKey, "store sync", time.Hour); !errors.Is(err, archive.ErrBusy) {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -107,10 +107,10 @@ var tablespaceLink = regexp.MustCompile(`^pg_tblspc/[0-9]+$`)
 // ValidPackID checks a pack id: 64 lowercase hex digits.
 func ValidPackID(id string) error {
 	if len(id) != 64 || strings.ToLower(id) != id {
-		return fmt.Errorf("%w: pack id %q: want 64 lowercase hex digits", ErrInvalid, errkind.Quote(id))
+		return fmt.Errorf("%w: pack id %q: want 64 lowercase hex digits", errkind.ErrInvalid, errkind.Quote(id))
 	}
 	if _, err := hex.DecodeString(id); err != nil {
-		return fmt.Errorf("%w: pack id %q: want 64 lowercase hex digits", ErrInvalid, errkind.Quote(id))
+		return fmt.Errorf("%w: pack id %q: want 64 lowercase hex digits", errkind.ErrInvalid, errkind.Quote(id))
 	}
 	return nil
 }
@@ -126,20 +126,20 @@ func (c Contents) Check() error {
 	}
 	for _, e := range c.Entries {
 		if e.Path == "" || strings.HasPrefix(e.Path, "/") || e.Path == ".." || strings.HasPrefix(e.Path, "../") || strings.Contains(e.Path, "/../") {
-			return fmt.Errorf("%w: entry %q escapes the data directory", ErrCorrupt, errkind.Quote(e.Path))
+			return fmt.Errorf("%w: entry %q escapes the data directory", errkind.ErrCorrupt, errkind.Quote(e.Path))
 		}
 		if e.Link != "" && (!tablespaceLink.MatchString(e.Path) || !strings.HasPrefix(e.Link, "/") || e.Dir || len(e.Blocks) > 0) {
-			return fmt.Errorf("%w: entry %q: a tablespace link must be pg_tblspc/<oid> to an absolute path", ErrCorrupt, errkind.Quote(e.Path))
+			return fmt.Errorf("%w: entry %q: a tablespace link must be pg_tblspc/<oid> to an absolute path", errkind.ErrCorrupt, errkind.Quote(e.Path))
 		}
 		var off int64
 		for _, b := range e.Blocks {
 			if b.Pack < 0 || b.Pack >= len(c.Packs) || b.Len <= 0 || b.Off < 0 {
-				return fmt.Errorf("%w: %s: a block names pack %d of %d", ErrCorrupt, e.Path, b.Pack, len(c.Packs))
+				return fmt.Errorf("%w: %s: a block names pack %d of %d", errkind.ErrCorrupt, e.Path, b.Pack, len(c.Packs))
 			}
 			off += int64(b.Len)
 		}
 		if off != e.Size {
-			return fmt.Errorf("%w: %s: its blocks hold %d bytes, the file has %d", ErrCorrupt, e.Path, off, e.Size)
+			return fmt.Errorf("%w: %s: its blocks hold %d bytes, the file has %d", errkind.ErrCorrupt, e.Path, off, e.Size)
 		}
 	}
 	return nil
@@ -174,7 +174,7 @@ func (a *Archive) ReadContents(ctx context.Context, id string) (Contents, error)
 		return c, fmt.Errorf("backup %s: its contents: %w", id, err)
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: backup %s: its contents: %v", ErrCorrupt, id, err)
+		return c, fmt.Errorf("%w: backup %s: its contents: %v", errkind.ErrCorrupt, id, err)
 	}
 	if err := c.Check(); err != nil {
 		return c, fmt.Errorf("backup %s: %w", id, err)
@@ -198,7 +198,7 @@ func (a *Archive) ReadProgress(ctx context.Context, id string) ([]PackProgress, 
 	var out []PackProgress
 	for _, key := range keys {
 		b, _, err := a.ReadAll(ctx, key, 64<<20)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, errkind.ErrNotFound) {
 			continue // deleted meanwhile (retention)
 		}
 		if err != nil {
@@ -206,7 +206,7 @@ func (a *Archive) ReadProgress(ctx context.Context, id string) ([]PackProgress, 
 		}
 		var p PackProgress
 		if err := json.Unmarshal(b, &p); err != nil {
-			return nil, fmt.Errorf("%w: backup %s: %s: %v", ErrCorrupt, id, key, err)
+			return nil, fmt.Errorf("%w: backup %s: %s: %v", errkind.ErrCorrupt, id, key, err)
 		}
 		out = append(out, p)
 	}
@@ -221,7 +221,7 @@ func (a *Archive) PacksInUse(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	if n := len(l.Unreadable); n > 0 {
-		return nil, fmt.Errorf("%w: %d completion records cannot be read without the archive's key", ErrKey, n)
+		return nil, fmt.Errorf("%w: %d completion records cannot be read without the archive's key", errkind.ErrKey, n)
 	}
 	used := map[string]bool{}
 	for _, r := range l.Complete {
@@ -277,7 +277,7 @@ func (a *Archive) SweepPacks(ctx context.Context, dryRun bool) (objects int, byt
 	}
 	for _, info := range doomed {
 		if !dryRun {
-			if err := a.Store.Delete(ctx, info.Key); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := a.Store.Delete(ctx, info.Key); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 				return objects, bytes, err
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 func TestContentsCheck(t *testing.T) {
@@ -36,7 +37,7 @@ func TestContentsCheck(t *testing.T) {
 		c.Entries = append([]archive.Entry(nil), good.Entries...)
 		c.Entries[1].Blocks = append([]archive.Block(nil), good.Entries[1].Blocks...)
 		bad(&c)
-		if err := c.Check(); !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, archive.ErrInvalid) {
+		if err := c.Check(); !errors.Is(err, errkind.ErrCorrupt) && !errors.Is(err, errkind.ErrInvalid) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

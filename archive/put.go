@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -71,7 +72,7 @@ func PutEnvelope(ctx context.Context, s store.Store, key string, hdr envelope.He
 	if _, inMemory := body.(store.ReaderAtBody); !inMemory {
 		if _, err := s.Stat(ctx, key); err == nil {
 			return settleExisting(ctx, s, key, hdr, body, nil)
-		} else if !errors.Is(err, store.ErrNotFound) {
+		} else if !errors.Is(err, errkind.ErrNotFound) {
 			return 0, err
 		}
 		rewindable = false
@@ -84,7 +85,7 @@ func PutEnvelope(ctx context.Context, s store.Store, key string, hdr envelope.He
 	if putErr == nil {
 		return Stored, nil
 	}
-	if !errors.Is(putErr, store.ErrExists) {
+	if !errors.Is(putErr, errkind.ErrExists) {
 		return 0, putErr
 	}
 	if rewindable && body.Rewind() == nil {
@@ -129,14 +130,14 @@ func settleExisting(ctx context.Context, s store.Store, key string, hdr envelope
 	if verr == nil {
 		return AlreadyStored, nil
 	}
-	if !errors.Is(verr, store.ErrCorrupt) {
+	if !errors.Is(verr, errkind.ErrCorrupt) {
 		return 0, fmt.Errorf("read the stored %s to compare: %w", key, verr)
 	}
 	// The stored copy is damaged: this push carries the content it should
 	// have held. Replace it, if the store can and we still have the body.
 	r, ok := store.As[store.Replacer](s)
 	if !ok || body == nil {
-		return 0, fmt.Errorf("%w: the stored %s is damaged (%v) and cannot be replaced here; walstored repairs it when the file is pushed through it", store.ErrCorrupt, key, verr)
+		return 0, fmt.Errorf("%w: the stored %s is damaged (%v) and cannot be replaced here; walstored repairs it when the file is pushed through it", errkind.ErrCorrupt, key, verr)
 	}
 	if err := r.Replace(ctx, key, info, body); err != nil {
 		return 0, fmt.Errorf("repair the damaged %s: %w", key, err)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -37,8 +38,8 @@ type Quarantined struct {
 func (a *Archive) Quarantine(ctx context.Context, n wal.Name, by, reason string) (Quarantined, error) {
 	key := a.Layout.WAL(n)
 	b, err := readRaw(ctx, a.Store, key)
-	if errors.Is(err, ErrNotFound) {
-		return Quarantined{}, fmt.Errorf("%w: archive %s has no %s", ErrNotFound, a.Name, n)
+	if errors.Is(err, errkind.ErrNotFound) {
+		return Quarantined{}, fmt.Errorf("%w: archive %s has no %s", errkind.ErrNotFound, a.Name, n)
 	}
 	if err != nil {
 		return Quarantined{}, err
@@ -56,10 +57,10 @@ func (a *Archive) Quarantine(ctx context.Context, n wal.Name, by, reason string)
 		return q, err
 	}
 	err = a.Store.Put(ctx, q.Key, store.Bytes(b))
-	if err != nil && !errors.Is(err, ErrExists) {
+	if err != nil && !errors.Is(err, errkind.ErrExists) {
 		return q, err
 	}
-	if err := a.Store.Delete(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := a.Store.Delete(ctx, key); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		return q, err
 	}
 	return q, nil
@@ -81,16 +82,16 @@ func (a *Archive) Unquarantine(ctx context.Context, n wal.Name, sum string) (Qua
 	}
 	switch len(match) {
 	case 0:
-		return Quarantined{}, fmt.Errorf("%w: archive %s has no quarantined %s", ErrNotFound, a.Name, n)
+		return Quarantined{}, fmt.Errorf("%w: archive %s has no quarantined %s", errkind.ErrNotFound, a.Name, n)
 	case 1:
 	default:
-		return Quarantined{}, fmt.Errorf("%w: archive %s has %d quarantined copies of %s: name one with --sha256", ErrInvalid, a.Name, len(match), n)
+		return Quarantined{}, fmt.Errorf("%w: archive %s has %d quarantined copies of %s: name one with --sha256", errkind.ErrInvalid, a.Name, len(match), n)
 	}
 	q := match[0]
 	if err := a.moveObject(ctx, q.Key, a.Layout.WAL(n)); err != nil {
 		return q, err
 	}
-	if err := a.Store.Delete(ctx, a.Layout.QuarantineRecord(n, q.SHA256)); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := a.Store.Delete(ctx, a.Layout.QuarantineRecord(n, q.SHA256)); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		return q, err
 	}
 	return q, nil
@@ -111,7 +112,7 @@ func (a *Archive) QuarantinedObjects(ctx context.Context) ([]Quarantined, error)
 	out := []Quarantined{}
 	for _, key := range keys {
 		b, _, err := a.ReadAll(ctx, key, 1<<20)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, errkind.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -119,7 +120,7 @@ func (a *Archive) QuarantinedObjects(ctx context.Context) ([]Quarantined, error)
 		}
 		var q Quarantined
 		if err := json.Unmarshal(b, &q); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, key, err)
+			return nil, fmt.Errorf("%w: %s: %v", errkind.ErrCorrupt, key, err)
 		}
 		out = append(out, q)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -63,7 +64,7 @@ func (a *Archive) PutRecompressRun(ctx context.Context, r RecompressRun) error {
 	keys = append(keys, key)
 	sort.Strings(keys)
 	for len(keys) > KeepRecompressRuns {
-		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 			return err
 		}
 		keys = keys[1:]
@@ -126,7 +127,7 @@ func readRecord[T any](ctx context.Context, a *Archive, key string) (T, error) {
 		return v, err
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
-		return v, fmt.Errorf("%w: %s: %v", ErrCorrupt, key, err)
+		return v, fmt.Errorf("%w: %s: %v", errkind.ErrCorrupt, key, err)
 	}
 	return v, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -26,7 +27,7 @@ func InitRepository(ctx context.Context, s store.Store) (bool, error) {
 		return false, err
 	}
 	err = s.Put(ctx, MarkerKey, store.Bytes(obj.Bytes()))
-	if errors.Is(err, ErrExists) {
+	if errors.Is(err, errkind.ErrExists) {
 		return false, nil
 	}
 	return err == nil, err
@@ -37,9 +38,9 @@ func InitRepository(ctx context.Context, s store.Store) (bool, error) {
 // where names it for the message (a URL).
 func CheckRepository(ctx context.Context, s store.Store, where string) error {
 	_, err := s.Stat(ctx, MarkerKey)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return fmt.Errorf("%w: %s is not a walstore repository (no marker): a share that is not mounted, or a wrong path or prefix? "+
-			"To make a new repository there: walstored init --store URL (a repository made by an older walstore needs it once too)", ErrConfig, where)
+			"To make a new repository there: walstored init --store URL (a repository made by an older walstore needs it once too)", errkind.ErrConfig, where)
 	}
 	return err
 }

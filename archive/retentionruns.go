@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // RetentionRun is the record a retention run leaves (not a dry run): the
@@ -50,7 +52,7 @@ func (a *Archive) PutRetentionRun(ctx context.Context, r RetentionRun) error {
 		return err
 	}
 	for len(keys) > KeepRetentionRuns {
-		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 			return err
 		}
 		keys = keys[1:]
@@ -66,7 +68,7 @@ func (a *Archive) LastRetentionRun(ctx context.Context) (RetentionRun, error) {
 		return RetentionRun{}, err
 	}
 	if len(keys) == 0 {
-		return RetentionRun{}, fmt.Errorf("archive %s: no retention ran yet: %w", a.Name, ErrNotFound)
+		return RetentionRun{}, fmt.Errorf("archive %s: no retention ran yet: %w", a.Name, errkind.ErrNotFound)
 	}
 	return readRecord[RetentionRun](ctx, a, keys[len(keys)-1])
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 )
@@ -20,7 +21,7 @@ func TestRetentionRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.LastRetentionRun(ctx); !errors.Is(err, archive.ErrNotFound) {
+	if _, err := a.LastRetentionRun(ctx); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("before any run: %v", err)
 	}
 	start := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)

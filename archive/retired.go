@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -51,7 +52,7 @@ func (a *Archive) RetiredTimelines(ctx context.Context) (map[uint32]RetiredTimel
 	err := a.listTimelineRecords(ctx, KindRetiredRecord, func(tli uint32, b []byte, key string) error {
 		var r RetiredTimeline
 		if err := json.Unmarshal(b, &r); err != nil || r.Timeline != tli {
-			return fmt.Errorf("%w: %s is not a retirement record", ErrCorrupt, key)
+			return fmt.Errorf("%w: %s is not a retirement record", errkind.ErrCorrupt, key)
 		}
 		out[tli] = r
 		return nil
@@ -65,7 +66,7 @@ func (a *Archive) RestoredTimelines(ctx context.Context) (map[uint32]RestoredTim
 	err := a.listTimelineRecords(ctx, KindRestoredRecord, func(tli uint32, b []byte, key string) error {
 		var r RestoredTimeline
 		if err := json.Unmarshal(b, &r); err != nil || r.Timeline != tli {
-			return fmt.Errorf("%w: %s is not a restored timeline's record", ErrCorrupt, key)
+			return fmt.Errorf("%w: %s is not a restored timeline's record", errkind.ErrCorrupt, key)
 		}
 		out[tli] = r
 		return nil
@@ -93,13 +94,13 @@ func (a *Archive) listTimelineRecords(ctx context.Context, kind KeyKind, fn func
 // running it again. Nothing is deleted before its copy is stored.
 func (a *Archive) RetireTimeline(ctx context.Context, tli uint32, by, reason string) (RetiredTimeline, error) {
 	if tli < 2 {
-		return RetiredTimeline{}, fmt.Errorf("%w: timeline %d cannot be retired (only a timeline made by a promotion can)", ErrInvalid, tli)
+		return RetiredTimeline{}, fmt.Errorf("%w: timeline %d cannot be retired (only a timeline made by a promotion can)", errkind.ErrInvalid, tli)
 	}
 	rec := RetiredTimeline{Timeline: tli, At: time.Now().UTC(), By: by, Reason: reason, Files: []string{}}
 	hist := wal.Name{Kind: wal.History, TLI: tli}
 	if hdr, err := StatHeader(ctx, a.Store, a.Layout.WAL(hist)); err == nil {
 		rec.HistorySHA256 = hdr.Digest.String()
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, errkind.ErrNotFound) {
 		return rec, err
 	}
 	var files []store.Info
@@ -129,7 +130,7 @@ func (a *Archive) RetireTimeline(ctx context.Context, tli uint32, by, reason str
 		if _, ok := old[tli]; ok {
 			return rec, nil
 		}
-		return rec, fmt.Errorf("%w: archive %s has no timeline %d", ErrNotFound, a.Name, tli)
+		return rec, fmt.Errorf("%w: archive %s has no timeline %d", errkind.ErrNotFound, a.Name, tli)
 	}
 	names := map[string]bool{}
 	for _, f := range rec.Files {
@@ -169,7 +170,7 @@ func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimel
 	}
 	rec, ok := old[tli]
 	if !ok {
-		return rec, fmt.Errorf("%w: timeline %d of archive %s is not retired", ErrNotFound, tli, a.Name)
+		return rec, fmt.Errorf("%w: timeline %d of archive %s is not retired", errkind.ErrNotFound, tli, a.Name)
 	}
 	var moved []store.Info
 	err = a.Store.List(ctx, a.Layout.RetiredPrefix(tli)+walDir+"/", func(info store.Info) error {
@@ -192,7 +193,7 @@ func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimel
 	if err := a.putTimelineRecord(ctx, a.Layout.RestoredRecord(tli), back); err != nil {
 		return rec, err
 	}
-	if err := a.Store.Delete(ctx, a.Layout.RetiredRecord(tli)); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := a.Store.Delete(ctx, a.Layout.RetiredRecord(tli)); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		return rec, err
 	}
 	return rec, nil
@@ -211,7 +212,7 @@ func (a *Archive) putTimelineRecord(ctx context.Context, key string, rec any) er
 		return err
 	}
 	err = a.Store.Put(ctx, key, store.Bytes(obj.Bytes()))
-	if errors.Is(err, ErrExists) {
+	if errors.Is(err, errkind.ErrExists) {
 		// An earlier record of the same retirement: replace it with the
 		// complete file list (records are admin-written metadata).
 		if err = a.Store.Delete(ctx, key); err == nil {
@@ -230,20 +231,20 @@ func (a *Archive) moveObject(ctx context.Context, from, to string) error {
 		return err
 	}
 	err = a.Store.Put(ctx, to, store.Bytes(b))
-	if errors.Is(err, ErrExists) {
+	if errors.Is(err, errkind.ErrExists) {
 		same, cerr := sameContent(ctx, a.Store, to, b)
 		if cerr != nil {
 			return cerr
 		}
 		if !same {
-			return fmt.Errorf("%w: %s exists with other content than %s; both left as they are", ErrConflict, to, from)
+			return fmt.Errorf("%w: %s exists with other content than %s; both left as they are", errkind.ErrConflict, to, from)
 		}
 		err = nil
 	}
 	if err != nil {
 		return err
 	}
-	if err := a.Store.Delete(ctx, from); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := a.Store.Delete(ctx, from); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		return err
 	}
 	return nil
@@ -317,7 +318,7 @@ func (a *Archive) standIn(ctx context.Context, tli uint32) (string, error) {
 // holds it, or, for a retired timeline, its stand-in (StandInHistory).
 func (a *Archive) History(ctx context.Context, tli uint32) ([]wal.HistoryEntry, error) {
 	b, _, err := a.ReadAll(ctx, a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli}), wal.MaxHistorySize)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		rec, rerr := a.RetiredRecord(ctx, tli)
 		if rerr != nil || rec == nil || rec.StandIn == "" {
 			return nil, err
@@ -334,7 +335,7 @@ func (a *Archive) History(ctx context.Context, tli uint32) ([]wal.HistoryEntry, 
 // retired.
 func (a *Archive) RetiredRecord(ctx context.Context, tli uint32) (*RetiredTimeline, error) {
 	b, _, err := a.ReadAll(ctx, a.Layout.RetiredRecord(tli), 16<<20)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -342,7 +343,7 @@ func (a *Archive) RetiredRecord(ctx context.Context, tli uint32) (*RetiredTimeli
 	}
 	var r RetiredTimeline
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, a.Layout.RetiredRecord(tli), err)
+		return nil, fmt.Errorf("%w: %s: %v", errkind.ErrCorrupt, a.Layout.RetiredRecord(tli), err)
 	}
 	return &r, nil
 }

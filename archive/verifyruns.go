@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -63,7 +64,7 @@ func (a *Archive) PutVerifyRecords(ctx context.Context, res VerifyResult, checke
 // LastVerify returns the last verify's result; nil if none was recorded.
 func (a *Archive) LastVerify(ctx context.Context) (*VerifyResult, error) {
 	r, err := readRecordPtr[VerifyResult](ctx, a, a.Layout.VerifyResult())
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return nil, nil
 	}
 	return r, err
@@ -72,7 +73,7 @@ func (a *Archive) LastVerify(ctx context.Context) (*VerifyResult, error) {
 // LastChecked returns what the last verify found intact (empty if none).
 func (a *Archive) LastChecked(ctx context.Context) (VerifyChecked, error) {
 	b, _, err := a.ReadAll(ctx, a.Layout.VerifyChecked(), 1<<30)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return VerifyChecked{Objects: map[string]CheckedObject{}, Blocks: map[string]map[string]bool{}}, nil
 	}
 	if err != nil {
@@ -80,7 +81,7 @@ func (a *Archive) LastChecked(ctx context.Context) (VerifyChecked, error) {
 	}
 	var c VerifyChecked
 	if err := json.Unmarshal(b, &c); err != nil {
-		return VerifyChecked{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, a.Layout.VerifyChecked(), err)
+		return VerifyChecked{}, fmt.Errorf("%w: %s: %v", errkind.ErrCorrupt, a.Layout.VerifyChecked(), err)
 	}
 	if c.Objects == nil {
 		c.Objects = map[string]CheckedObject{}

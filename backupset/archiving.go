@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -52,7 +53,7 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 		return fmt.Errorf("the archive: %w", err)
 	}
 	if cl.InRecovery {
-		return fmt.Errorf("%w: the cluster is in recovery (a standby): check its primary", archive.ErrInvalid)
+		return fmt.Errorf("%w: the cluster is in recovery (a standby): check its primary", errkind.ErrInvalid)
 	}
 	// An archiver that failed before is what a DBA runs check after
 	// fixing: check tries the archiving now and judges by that, where a
@@ -89,7 +90,7 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 		if err != nil || failed <= failedBefore || !failing || lastFailed == nil {
 			return nil
 		}
-		return fmt.Errorf("%w: archiving is failing (failed on %s before this check and again since; see pg_stat_archiver and the server log; archive_command: %s)", archive.ErrBroken, *lastFailed, cl.ArchiveCommand)
+		return fmt.Errorf("%w: archiving is failing (failed on %s before this check and again since; see pg_stat_archiver and the server log; archive_command: %s)", errkind.ErrBroken, *lastFailed, cl.ArchiveCommand)
 	}
 	var segName string
 	switched := time.Now()
@@ -112,7 +113,7 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 	for {
 		if !stored {
 			_, err := a.Store.Stat(ctx, a.Layout.WAL(n))
-			if err != nil && !errors.Is(err, archive.ErrNotFound) {
+			if err != nil && !errors.Is(err, errkind.ErrNotFound) {
 				return fmt.Errorf("look for %s in archive %s: %w", n, a.Name, err)
 			}
 			stored = err == nil
@@ -138,9 +139,9 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 				where = fmt.Sprintf("%s is in archive %s, but PostgreSQL's archive_command did not succeed on it within %v", n, a.Name, wait)
 			}
 			if failed > failedBefore && lastFailed != nil {
-				return fmt.Errorf("%w: %s: archive_command failed %d times meanwhile, last on %s (see PostgreSQL's log; archive_command: %s)", archive.ErrBroken, where, failed-failedBefore, *lastFailed, cl.ArchiveCommand)
+				return fmt.Errorf("%w: %s: archive_command failed %d times meanwhile, last on %s (see PostgreSQL's log; archive_command: %s)", errkind.ErrBroken, where, failed-failedBefore, *lastFailed, cl.ArchiveCommand)
 			}
-			return fmt.Errorf("%w: %s, and archive_command reported no failure: it archives somewhere else? (archive_command: %s)", archive.ErrBroken, where, cl.ArchiveCommand)
+			return fmt.Errorf("%w: %s, and archive_command reported no failure: it archives somewhere else? (archive_command: %s)", errkind.ErrBroken, where, cl.ArchiveCommand)
 		}
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
@@ -161,7 +162,7 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 		return fmt.Errorf("read %s back from archive %s: %w", n, a.Name, err)
 	}
 	if hdr.SystemID != cl.SystemID {
-		return fmt.Errorf("%w: %s in archive %s belongs to system %d, the cluster is %d", archive.ErrWrongSystem, n, a.Name, hdr.SystemID, cl.SystemID)
+		return fmt.Errorf("%w: %s in archive %s belongs to system %d, the cluster is %d", errkind.ErrWrongSystem, n, a.Name, hdr.SystemID, cl.SystemID)
 	}
 	rep.FetchedSeconds = time.Since(t).Seconds()
 	return nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -218,7 +219,7 @@ func (w *blockWriter) consume(r io.Reader, prog *progress) error {
 		err = gerr
 	}
 	if err == nil && w.label == nil {
-		err = fmt.Errorf("%w: the backup has no backup_label", archive.ErrInvalid)
+		err = fmt.Errorf("%w: the backup has no backup_label", errkind.ErrInvalid)
 	}
 	return err
 }
@@ -247,12 +248,12 @@ func (w *blockWriter) walk(r io.Reader, prog *progress) error {
 			continue
 		case tar.TypeSymlink:
 			if strings.HasPrefix(name, "pg_tblspc/") {
-				return fmt.Errorf("%w: tablespace link %s in the backup", archive.ErrInvalid, name)
+				return fmt.Errorf("%w: tablespace link %s in the backup", errkind.ErrInvalid, name)
 			}
-			return fmt.Errorf("%w: %s: a symbolic link in the backup", archive.ErrInvalid, name)
+			return fmt.Errorf("%w: %s: a symbolic link in the backup", errkind.ErrInvalid, name)
 		case tar.TypeReg:
 		default:
-			return fmt.Errorf("%w: %s: tar entry type %q", archive.ErrInvalid, name, h.Typeflag)
+			return fmt.Errorf("%w: %s: tar entry type %q", errkind.ErrInvalid, name, h.Typeflag)
 		}
 		w.files++
 		e := entryBuild{path: name, size: h.Size}

@@ -13,7 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/conffile"
+	"github.com/walstore/walstore/base/conffile"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Cluster is what Take learns about the cluster before backing it up.
@@ -158,19 +159,19 @@ func (c Cluster) NeedsProof() bool {
 
 func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) error {
 	if c.WalLevel != "replica" && c.WalLevel != "logical" {
-		return fmt.Errorf("%w: wal_level is %q; a base backup needs replica or logical (then restart PostgreSQL)", archive.ErrInvalid, c.WalLevel)
+		return fmt.Errorf("%w: wal_level is %q; a base backup needs replica or logical (then restart PostgreSQL)", errkind.ErrInvalid, c.WalLevel)
 	}
 	if c.InRecovery {
 		// A standby archives nothing itself: its backup's WAL comes from
 		// the primary's archiving into the archive, which must already be
 		// bound to this system; the backup then waits for that WAL.
 		if bound == 0 {
-			return fmt.Errorf("%w: the cluster is a standby and archive %s has never received a segment: a backup from a standby needs its primary archiving into the archive first", archive.ErrInvalid, archiveName)
+			return fmt.Errorf("%w: the cluster is a standby and archive %s has never received a segment: a backup from a standby needs its primary archiving into the archive first", errkind.ErrInvalid, archiveName)
 		}
 		checkCommand = false
 	}
 	if !c.InRecovery && c.ArchiveMode != "on" && c.ArchiveMode != "always" {
-		return fmt.Errorf("%w: archive_mode is %q: without archiving, the WAL a restore needs is never stored; set archive_mode = on and archive_command = 'walpush --archive %s %%p', then restart", archive.ErrInvalid, c.ArchiveMode, archiveName)
+		return fmt.Errorf("%w: archive_mode is %q: without archiving, the WAL a restore needs is never stored; set archive_mode = on and archive_command = 'walpush --archive %s %%p', then restart", errkind.ErrInvalid, c.ArchiveMode, archiveName)
 	}
 	if checkCommand {
 		// A command whose target cannot be read from its text (a wrapper
@@ -178,11 +179,11 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 		// the caller instead (NeedsProof).
 		got, known, _ := CommandArchive(c.ArchiveCommand)
 		if known && strings.Contains(c.ArchiveCommand, "walpush") && got != archiveName {
-			return fmt.Errorf("%w: archive_command pushes to archive %q, not %q (%s); if it really pushes to %s (settings from its environment), give --skip-archive-command-check", archive.ErrInvalid, got, archiveName, c.ArchiveCommand, archiveName)
+			return fmt.Errorf("%w: archive_command pushes to archive %q, not %q (%s); if it really pushes to %s (settings from its environment), give --skip-archive-command-check", errkind.ErrInvalid, got, archiveName, c.ArchiveCommand, archiveName)
 		}
 	}
 	if c.ArchiveFailing != "" && !c.InRecovery {
-		return fmt.Errorf("%w: archiving is failing (last failed on %s, see pg_stat_archiver and the server log); a backup's WAL would not reach archive %s", archive.ErrInvalid, c.ArchiveFailing, archiveName)
+		return fmt.Errorf("%w: archiving is failing (last failed on %s, see pg_stat_archiver and the server log); a backup's WAL would not reach archive %s", errkind.ErrInvalid, c.ArchiveFailing, archiveName)
 	}
 	if bound != 0 && bound != c.SystemID {
 		return &archive.WrongSystemError{Archive: archiveName, Bound: bound, Got: c.SystemID}
@@ -193,7 +194,7 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 // boundSystem returns the archive's system identifier, 0 if unbound.
 func boundSystem(ctx context.Context, a *archive.Archive) (uint64, error) {
 	id, err := a.SystemID(ctx)
-	if errors.Is(err, archive.ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return 0, nil
 	}
 	return id, err
@@ -203,7 +204,7 @@ func boundSystem(ctx context.Context, a *archive.Archive) (uint64, error) {
 func pgConnect(ctx context.Context, conninfo string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(conninfo)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --pg: %v", archive.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: --pg: %v", errkind.ErrInvalid, err)
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

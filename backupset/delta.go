@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Delta restore (walfetch restore --delta) lays a backup over an existing
@@ -69,19 +70,19 @@ type manifestFile struct {
 // archive and the backup belong to.
 func checkDeltaDir(ctx context.Context, dir string, a *archive.Archive, rec archive.Record) error {
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
-		return fmt.Errorf("%w: --delta: %s is not a PostgreSQL data directory (no PG_VERSION): restore into an empty directory without --delta", archive.ErrInvalid, dir)
+		return fmt.Errorf("%w: --delta: %s is not a PostgreSQL data directory (no PG_VERSION): restore into an empty directory without --delta", errkind.ErrInvalid, dir)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
-		return fmt.Errorf("%w: --delta: %s has a postmaster.pid: stop PostgreSQL first (pg_ctl -D %s stop)", archive.ErrInvalid, dir, dir)
+		return fmt.Errorf("%w: --delta: %s has a postmaster.pid: stop PostgreSQL first (pg_ctl -D %s stop)", errkind.ErrInvalid, dir, dir)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
 	if err != nil || len(b) < 8 {
-		return fmt.Errorf("%w: --delta: %s has no readable global/pg_control: %v", archive.ErrInvalid, dir, err)
+		return fmt.Errorf("%w: --delta: %s has no readable global/pg_control: %v", errkind.ErrInvalid, dir, err)
 	}
 	// The system identifier is pg_control's first field.
 	sysid := binary.LittleEndian.Uint64(b)
 	if fmt.Sprint(sysid) != rec.SystemID {
-		return fmt.Errorf("%w: --delta: %s holds system %d, backup %s is of system %s: never restore over another cluster", archive.ErrWrongSystem, dir, sysid, rec.ID, rec.SystemID)
+		return fmt.Errorf("%w: --delta: %s holds system %d, backup %s is of system %s: never restore over another cluster", errkind.ErrWrongSystem, dir, sysid, rec.ID, rec.SystemID)
 	}
 	return nil
 }
@@ -93,7 +94,7 @@ func newDelta(ctx context.Context, a *archive.Archive, rec archive.Record) (*del
 		return &deltaState{seen: map[string]bool{}, links: map[string]string{}}, nil
 	}
 	if !rec.Manifest {
-		return nil, fmt.Errorf("%w: --delta: backup %s has no manifest to compare files with", archive.ErrInvalid, rec.ID)
+		return nil, fmt.Errorf("%w: --delta: backup %s has no manifest to compare files with", errkind.ErrInvalid, rec.ID)
 	}
 	b, _, err := a.ReadAll(ctx, a.Layout.Backup(rec.ID, archive.ManifestFile), 1<<30)
 	if err != nil {
@@ -106,7 +107,7 @@ func newDelta(ctx context.Context, a *archive.Archive, rec archive.Record) (*del
 		} `json:"Files"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: --delta: the backup's manifest: %v", archive.ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: --delta: the backup's manifest: %v", errkind.ErrCorrupt, err)
 	}
 	d := &deltaState{sums: map[string]manifestFile{}, seen: map[string]bool{}, links: map[string]string{}}
 	for _, f := range m.Files {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/wal"
 )
@@ -73,7 +74,7 @@ func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
 	}
 	dir, err := os.MkdirTemp(opt.Scratch, "walstore-drill-")
 	if err != nil {
-		return fmt.Errorf("%w: scratch directory: %v", archive.ErrInvalid, err)
+		return fmt.Errorf("%w: scratch directory: %v", errkind.ErrInvalid, err)
 	}
 	defer os.RemoveAll(dir)
 	// The server writes its log and socket here: the OS user owns it.
@@ -198,7 +199,7 @@ func drillUser(opt *DrillOptions) (int, int, error) {
 	}
 	u, err := user.Lookup(opt.OSUser)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: --os-user %s: %v", archive.ErrInvalid, opt.OSUser, err)
+		return 0, 0, fmt.Errorf("%w: --os-user %s: %v", errkind.ErrInvalid, opt.OSUser, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -232,7 +233,7 @@ func (s *drillServer) command(name string, args ...string) *exec.Cmd {
 // at least the primary's values of come from the backup's pg_control.
 func (s *drillServer) prepare(uid, gid int, recovery []string) error {
 	if _, err := os.Stat(filepath.Join(s.bin, "pg_ctl")); err != nil {
-		return fmt.Errorf("%w: no PostgreSQL server binaries in %s (install the server package of the backup's major version, or give --pg-bin)", archive.ErrConfig, s.bin)
+		return fmt.Errorf("%w: no PostgreSQL server binaries in %s (install the server package of the backup's major version, or give --pg-bin)", errkind.ErrConfig, s.bin)
 	}
 	port, err := freePort()
 	if err != nil {

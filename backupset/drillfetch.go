@@ -15,7 +15,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/wire"
+	"github.com/walstore/walstore/base/wire"
 )
 
 // fetchDoor is how a drill's restore_command reaches the archive without

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -100,7 +100,7 @@ func listLocal(pgdata string, warn io.Writer) ([]localEntry, error) {
 					return err
 				}
 				if !filepath.IsAbs(target) {
-					return fmt.Errorf("%w: tablespace link %s points to %q, not an absolute path", archive.ErrInvalid, r, target)
+					return fmt.Errorf("%w: tablespace link %s points to %q, not an absolute path", errkind.ErrInvalid, r, target)
 				}
 				out = append(out, localEntry{rel: r, abs: a, link: target})
 				if err := walk(target, r); err != nil {
@@ -163,7 +163,7 @@ func readLocal(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *
 		return fmt.Errorf("read the cluster's data_directory: %w", err)
 	}
 	if filepath.Clean(dataDir) != pgdata {
-		return fmt.Errorf("%w: --pgdata %s: the cluster at --pg runs in %s", archive.ErrInvalid, pgdata, dataDir)
+		return fmt.Errorf("%w: --pgdata %s: the cluster at --pg runs in %s", errkind.ErrInvalid, pgdata, dataDir)
 	}
 	var startText string
 	if err := conn.QueryRow(ctx, `SELECT pg_backup_start($1, true)::text`, backupLabel(id)).Scan(&startText); err != nil {
@@ -266,10 +266,10 @@ func (bw *blockWriter) addFile(path string, data []byte) error {
 func checkLocalDir(pgdata string, cl Cluster) error {
 	b, err := os.ReadFile(filepath.Join(pgdata, "global", "pg_control"))
 	if err != nil || len(b) < 8 {
-		return fmt.Errorf("%w: --pgdata %s: no readable global/pg_control (run walstored backup --pgdata on the database host, as a user that can read the data directory): %v", archive.ErrInvalid, pgdata, err)
+		return fmt.Errorf("%w: --pgdata %s: no readable global/pg_control (run walstored backup --pgdata on the database host, as a user that can read the data directory): %v", errkind.ErrInvalid, pgdata, err)
 	}
 	if sysid := binary.LittleEndian.Uint64(b); sysid != cl.SystemID {
-		return fmt.Errorf("%w: --pgdata %s holds system %d, the cluster at --pg is system %d", archive.ErrWrongSystem, pgdata, sysid, cl.SystemID)
+		return fmt.Errorf("%w: --pgdata %s holds system %d, the cluster at --pg is system %d", errkind.ErrWrongSystem, pgdata, sysid, cl.SystemID)
 	}
 	return nil
 }
@@ -474,7 +474,7 @@ func (v *pageVerifier) result(accept bool, bw *blockWriter) error {
 	if len(v.bad) > 1 {
 		more = fmt.Sprintf(" (and %d more pages)", len(v.bad)-1)
 	}
-	return fmt.Errorf("%w: page checksum failure in %s%s: the cluster has a damaged page; give --accept-bad-checksums to store the backup anyway (they are listed in its record)", archive.ErrCorrupt, v.bad[0], more)
+	return fmt.Errorf("%w: page checksum failure in %s%s: the cluster has a damaged page; give --accept-bad-checksums to store the backup anyway (they are listed in its record)", errkind.ErrCorrupt, v.bad[0], more)
 }
 
 // checksumBase are the initial states of PostgreSQL's 32 parallel FNV-1a

@@ -16,11 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
-	"golang.org/x/sys/unix"
 )
 
 // RestoreOptions configure Restore.
@@ -154,7 +156,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 			return res, err
 		}
 	} else if len(mapping) > 0 {
-		return res, fmt.Errorf("%w: --tablespace-mapping: backup %s has no tablespaces", archive.ErrInvalid, res.Backup.ID)
+		return res, fmt.Errorf("%w: --tablespace-mapping: backup %s has no tablespaces", errkind.ErrInvalid, res.Backup.ID)
 	}
 	if opt.Delta {
 		if err := checkDeltaDir(ctx, opt.PGData, opt.Archive, res.Backup); err != nil {
@@ -178,7 +180,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	case "off":
 		res.Settings = append(res.Settings, "archive_mode = off # walfetch restore --archive-mode off: this copy archives nothing")
 	default:
-		return res, fmt.Errorf("%w: --archive-mode %q: want preserve or off", archive.ErrInvalid, opt.ArchiveMode)
+		return res, fmt.Errorf("%w: --archive-mode %q: want preserve or off", errkind.ErrInvalid, opt.ArchiveMode)
 	}
 	res.Signal = "recovery.signal"
 	if opt.Standby {
@@ -317,7 +319,7 @@ func chooseTimeline(inv *catalog.Inventory, opt RestoreOptions, rec archive.Reco
 		return "", "", err
 	}
 	if len(ambiguous) > 0 {
-		return "", "", fmt.Errorf("%w: recovery from backup %s could follow timelines %v, separate branches of archive %s's history: give --target-timeline N, or retire the dead branch (walstored timeline retire)", archive.ErrInvalid, rec.ID, ambiguous, opt.Archive.Name)
+		return "", "", fmt.Errorf("%w: recovery from backup %s could follow timelines %v, separate branches of archive %s's history: give --target-timeline N, or retire the dead branch (walstored timeline retire)", errkind.ErrInvalid, rec.ID, ambiguous, opt.Archive.Name)
 	}
 	latest, ok := inv.PostgresLatest(rec)
 	if opt.Standby && ok && inv.Follows(latest) == tl {
@@ -352,8 +354,8 @@ func chooseBackup(ctx context.Context, opt RestoreOptions) (archive.Record, erro
 	a := opt.Archive
 	if opt.Backup != "latest" && opt.Backup != "" {
 		r, err := a.LoadBackup(ctx, opt.Backup)
-		if errors.Is(err, archive.ErrNotFound) {
-			return r, fmt.Errorf("unknown backup %q in archive %s (walstored list --archive %s shows the ids): %w", opt.Backup, a.Name, a.Name, archive.ErrNotFound)
+		if errors.Is(err, errkind.ErrNotFound) {
+			return r, fmt.Errorf("unknown backup %q in archive %s (walstored list --archive %s shows the ids): %w", opt.Backup, a.Name, a.Name, errkind.ErrNotFound)
 		}
 		return r, err
 	}
@@ -375,9 +377,9 @@ func chooseBackup(ctx context.Context, opt RestoreOptions) (archive.Record, erro
 		return r, nil
 	}
 	if len(l.Complete) > 0 {
-		return archive.Record{}, fmt.Errorf("no backup in archive %s ended before the recovery target (the oldest ended %s): %w", a.Name, l.Complete[0].StopTime.Format(time.RFC3339), archive.ErrNotFound)
+		return archive.Record{}, fmt.Errorf("no backup in archive %s ended before the recovery target (the oldest ended %s): %w", a.Name, l.Complete[0].StopTime.Format(time.RFC3339), errkind.ErrNotFound)
 	}
-	return archive.Record{}, fmt.Errorf("archive %s has no completed backup: %w", a.Name, archive.ErrNotFound)
+	return archive.Record{}, fmt.Errorf("archive %s has no completed backup: %w", a.Name, errkind.ErrNotFound)
 }
 
 // owner resolves who will own the files: --owner (root only), else the
@@ -386,11 +388,11 @@ func owner(opt RestoreOptions) (int, int, error) {
 	root := os.Geteuid() == 0
 	if opt.Owner != "" {
 		if !root {
-			return 0, 0, fmt.Errorf("%w: --owner needs root; run walfetch restore as %s instead", archive.ErrInvalid, opt.Owner)
+			return 0, 0, fmt.Errorf("%w: --owner needs root; run walfetch restore as %s instead", errkind.ErrInvalid, opt.Owner)
 		}
 		u, err := user.Lookup(opt.Owner)
 		if err != nil {
-			return 0, 0, fmt.Errorf("%w: --owner %s: %v", archive.ErrInvalid, opt.Owner, err)
+			return 0, 0, fmt.Errorf("%w: --owner %s: %v", errkind.ErrInvalid, opt.Owner, err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -404,7 +406,7 @@ func owner(opt RestoreOptions) (int, int, error) {
 			return int(st.Uid), int(st.Gid), nil
 		}
 	}
-	return 0, 0, fmt.Errorf("%w: running as root, and PostgreSQL refuses to run as root: give --owner postgres (or run as the postgres user)", archive.ErrInvalid)
+	return 0, 0, fmt.Errorf("%w: running as root, and PostgreSQL refuses to run as root: give --owner postgres (or run as the postgres user)", errkind.ErrInvalid)
 }
 
 func checkEmpty(dir string) error {
@@ -412,13 +414,13 @@ func checkEmpty(dir string) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if _, err := os.Stat(filepath.Dir(filepath.Clean(dir))); err != nil {
-			return fmt.Errorf("%w: parent of PGDATA %s: %v", archive.ErrInvalid, dir, err)
+			return fmt.Errorf("%w: parent of PGDATA %s: %v", errkind.ErrInvalid, dir, err)
 		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("%w: PGDATA %s: %v", archive.ErrInvalid, dir, err)
+		return fmt.Errorf("%w: PGDATA %s: %v", errkind.ErrInvalid, dir, err)
 	case len(entries) > 0:
-		return fmt.Errorf("%w: PGDATA %s is not empty (%d entries, e.g. %s); restore only into an empty directory, never over a cluster (--delta restores over a stopped cluster of the same system, writing only what differs)", archive.ErrInvalid, dir, len(entries), entries[0].Name())
+		return fmt.Errorf("%w: PGDATA %s is not empty (%d entries, e.g. %s); restore only into an empty directory, never over a cluster (--delta restores over a stopped cluster of the same system, writing only what differs)", errkind.ErrInvalid, dir, len(entries), entries[0].Name())
 	}
 	return nil
 }
@@ -516,7 +518,7 @@ func fetchPart(ctx context.Context, a *archive.Archive, id string, p archive.Par
 		}
 		defer rc.Close()
 		if hdr.Digest.String() != p.SHA256 || hdr.RawSize != p.RawSize {
-			return fmt.Errorf("%w: part %s is not the one the completion record lists", archive.ErrCorrupt, p.Name)
+			return fmt.Errorf("%w: part %s is not the one the completion record lists", errkind.ErrCorrupt, p.Name)
 		}
 		data, err = io.ReadAll(rc)
 		return err
@@ -604,11 +606,11 @@ func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, c *arch
 			}
 			files++
 		default:
-			return fmt.Errorf("%w: %s: tar entry type %q is not restored (links and tablespaces are not supported)", archive.ErrInvalid, h.Name, h.Typeflag)
+			return fmt.Errorf("%w: %s: tar entry type %q is not restored (links and tablespaces are not supported)", errkind.ErrInvalid, h.Name, h.Typeflag)
 		}
 	}
 	if files != rec.Files {
-		return fmt.Errorf("%w: unpacked %d files, the backup has %d", archive.ErrCorrupt, files, rec.Files)
+		return fmt.Errorf("%w: unpacked %d files, the backup has %d", errkind.ErrCorrupt, files, rec.Files)
 	}
 	return nil
 }
@@ -628,7 +630,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 func safePath(name string) (string, error) {
 	clean := path.Clean(strings.TrimPrefix(name, "./"))
 	if clean == "." || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", fmt.Errorf("%w: tar entry %q escapes the data directory", archive.ErrCorrupt, name)
+		return "", fmt.Errorf("%w: tar entry %q escapes the data directory", errkind.ErrCorrupt, name)
 	}
 	return filepath.FromSlash(clean), nil
 }

@@ -17,7 +17,8 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/freelist"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/freelist"
 	"github.com/walstore/walstore/store"
 )
 
@@ -137,7 +138,7 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 		}
 	}
 	if files != rec.Files {
-		return fmt.Errorf("%w: the contents list %d files, the backup has %d", archive.ErrCorrupt, files, rec.Files)
+		return fmt.Errorf("%w: the contents list %d files, the backup has %d", errkind.ErrCorrupt, files, rec.Files)
 	}
 	if delta != nil {
 		delta.Bytes = total
@@ -234,7 +235,7 @@ func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, 
 		return 0, done, err
 	}
 	if hdr.Digest.String() != id {
-		return 0, done, fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
+		return 0, done, fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
 	}
 	if len(frames) == 0 {
 		return 0, done, fmt.Errorf("%w: pack %s has no frames", errWhole, id[:12])
@@ -277,7 +278,7 @@ func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, 
 			for _, b := range inFrame[k] {
 				w := ws[b]
 				if sum := sha256.Sum256(raw[w.packOff-f.RawOff : w.packOff-f.RawOff+int64(w.n)]); hex.EncodeToString(sum[:]) != w.sum {
-					return read, done, fmt.Errorf("%w: a block of %s read from pack %s is not the one the backup lists", archive.ErrCorrupt, w.path, id[:12])
+					return read, done, fmt.Errorf("%w: a block of %s read from pack %s is not the one the backup lists", errkind.ErrCorrupt, w.path, id[:12])
 				}
 				part = append(part, w)
 			}
@@ -375,10 +376,10 @@ func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 		stored = hdr.ObjectSize()
 		defer rc.Close()
 		if hdr.Digest.String() != id {
-			return fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
+			return fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
 		}
 		if hdr.RawSize > PackSize {
-			return fmt.Errorf("%w: pack %s holds %d bytes, more than a pack may (%d)", archive.ErrCorrupt, id[:12], hdr.RawSize, PackSize)
+			return fmt.Errorf("%w: pack %s holds %d bytes, more than a pack may (%d)", errkind.ErrCorrupt, id[:12], hdr.RawSize, PackSize)
 		}
 		// One buffer of the pack's size, read to the end: the checks run
 		// when the reader reaches it.
@@ -391,7 +392,7 @@ func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 		}
 		if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 			if err == nil || err == io.EOF {
-				err = fmt.Errorf("%w: pack %s runs past its size", archive.ErrCorrupt, id[:12])
+				err = fmt.Errorf("%w: pack %s runs past its size", errkind.ErrCorrupt, id[:12])
 			}
 			return err
 		}
@@ -420,7 +421,7 @@ func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 	}()
 	for _, w := range ws {
 		if w.packOff < base || w.packOff-base+int64(w.n) > int64(len(data)) {
-			return fmt.Errorf("%w: a block of %s lies past the end of its pack", archive.ErrCorrupt, w.path)
+			return fmt.Errorf("%w: a block of %s lies past the end of its pack", errkind.ErrCorrupt, w.path)
 		}
 		if f == nil || f.Name() != w.path {
 			if f != nil {
@@ -439,7 +440,7 @@ func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 		// own address before it is written (a poisoned listing, a progress
 		// record that lied, cannot put other bytes into a file).
 		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != w.sum {
-			return fmt.Errorf("%w: %s, block at offset %d: the pack holds content %s there, the backup lists %s", archive.ErrCorrupt, w.path, w.fileOff, hex.EncodeToString(sum[:6]), w.sum[:min(12, len(w.sum))])
+			return fmt.Errorf("%w: %s, block at offset %d: the pack holds content %s there, the backup lists %s", errkind.ErrCorrupt, w.path, w.fileOff, hex.EncodeToString(sum[:6]), w.sum[:min(12, len(w.sum))])
 		}
 		if _, err := f.WriteAt(b, w.fileOff); err != nil {
 			return err
@@ -465,11 +466,11 @@ func parsePathMapping(flag string, specs []string) (map[string]string, error) {
 	for _, s := range specs {
 		old, new, ok := strings.Cut(s, "=")
 		if !ok || !filepath.IsAbs(old) || !filepath.IsAbs(new) {
-			return nil, fmt.Errorf("%w: %s %q: want OLD=NEW, both absolute paths", archive.ErrInvalid, flag, s)
+			return nil, fmt.Errorf("%w: %s %q: want OLD=NEW, both absolute paths", errkind.ErrInvalid, flag, s)
 		}
 		old, new = filepath.Clean(old), filepath.Clean(new)
 		if _, dup := m[old]; dup {
-			return nil, fmt.Errorf("%w: %s: %s mapped twice", archive.ErrInvalid, flag, old)
+			return nil, fmt.Errorf("%w: %s: %s mapped twice", errkind.ErrInvalid, flag, old)
 		}
 		m[old] = new
 	}
@@ -500,7 +501,7 @@ func placeTablespaces(c archive.Contents, mapping map[string]string, pgdata stri
 	}
 	for old := range mapping {
 		if !seen[old] {
-			return nil, nil, fmt.Errorf("%w: --tablespace-mapping %s: the backup has no tablespace there", archive.ErrInvalid, old)
+			return nil, nil, fmt.Errorf("%w: --tablespace-mapping %s: the backup has no tablespace there", errkind.ErrInvalid, old)
 		}
 	}
 	targets = []string{}
@@ -521,9 +522,9 @@ func placeTablespaces(c archive.Contents, mapping map[string]string, pgdata stri
 			if target == e.Link {
 				hint = " (give --tablespace-mapping " + e.Link + "=NEW to restore it elsewhere)"
 			}
-			return nil, nil, fmt.Errorf("%w: tablespace %s: %s is not empty%s", archive.ErrInvalid, e.Path, target, hint)
+			return nil, nil, fmt.Errorf("%w: tablespace %s: %s is not empty%s", errkind.ErrInvalid, e.Path, target, hint)
 		} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("%w: tablespace %s: %v", archive.ErrInvalid, e.Path, err)
+			return nil, nil, fmt.Errorf("%w: tablespace %s: %v", errkind.ErrInvalid, e.Path, err)
 		}
 		targets = append(targets, target)
 		// The restore makes the missing directories on the way: the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 )
@@ -119,7 +120,7 @@ func TestReadFramedReadsOnlyWhatIsNeeded(t *testing.T) {
 	if _, done, err := readFramed(ctx, a, id, few, prog); err == nil || !done[0] || done[1] {
 		t.Fatalf("a damaged frame: err %v, blocks written %v", err, done)
 	}
-	if _, _, err := fetchPack(ctx, a, id, new([]byte)); !errors.Is(err, archive.ErrCorrupt) {
+	if _, _, err := fetchPack(ctx, a, id, new([]byte)); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("the whole read of the damaged pack: %v, want corrupt", err)
 	}
 

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/units"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -89,7 +90,7 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 		}
 	}
 	if len(cl.Tablespaces) > 0 && opt.PGData == "" {
-		return archive.Record{}, fmt.Errorf("%w: the cluster has tablespaces (%s), which pg_basebackup cannot stream as one tar: run walstored backup on the database host with --pgdata DIR", archive.ErrInvalid, strings.Join(cl.Tablespaces, ", "))
+		return archive.Record{}, fmt.Errorf("%w: the cluster has tablespaces (%s), which pg_basebackup cannot stream as one tar: run walstored backup on the database host with --pgdata DIR", errkind.ErrInvalid, strings.Join(cl.Tablespaces, ", "))
 	}
 	for _, st := range cl.RecoverySettings {
 		fmt.Fprintf(opt.Warn, "WARNING the cluster carries a recovery setting (%s) that goes into this backup: walfetch restore removes it from postgresql.auto.conf, but remove it from the cluster (ALTER SYSTEM RESET, or postgresql.conf)\n", st)
@@ -206,7 +207,7 @@ func pgBaseBackup(explicit string, major int) (string, error) {
 	if p, err := exec.LookPath("pg_basebackup"); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("%w: no pg_basebackup for PostgreSQL %d (install postgresql-client-%d or give --pg-basebackup)", archive.ErrInvalid, major, major)
+	return "", fmt.Errorf("%w: no pg_basebackup for PostgreSQL %d (install postgresql-client-%d or give --pg-basebackup)", errkind.ErrInvalid, major, major)
 }
 
 // streamRemote runs pg_basebackup and feeds its tar stream to bw.
@@ -335,7 +336,7 @@ func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *b
 // last WAL range of its manifest.
 func standbyStop(bl wal.BackupLabel, manifest []byte, segSize int64) (wal.BackupLabel, error) {
 	if manifest == nil {
-		return bl, fmt.Errorf("%w: a backup from a standby needs its backup_manifest (for its stop position): do not give pg_basebackup --no-manifest", archive.ErrInvalid)
+		return bl, fmt.Errorf("%w: a backup from a standby needs its backup_manifest (for its stop position): do not give pg_basebackup --no-manifest", errkind.ErrInvalid)
 	}
 	ranges, err := archive.ManifestWALRanges(manifest)
 	if err != nil {
@@ -344,7 +345,7 @@ func standbyStop(bl wal.BackupLabel, manifest []byte, segSize int64) (wal.Backup
 	last := ranges[len(ranges)-1]
 	end := last.End
 	if end <= bl.StartLSN || last.Timeline < bl.StartTLI {
-		return bl, fmt.Errorf("%w: the manifest's WAL range ends at %s on timeline %d, the backup starts at %s on %d", archive.ErrInvalid, end, last.Timeline, bl.StartLSN, bl.StartTLI)
+		return bl, fmt.Errorf("%w: the manifest's WAL range ends at %s on timeline %d, the backup starts at %s on %d", errkind.ErrInvalid, end, last.Timeline, bl.StartLSN, bl.StartTLI)
 	}
 	return stopAt(bl, end, last.Timeline, segSize), nil
 }
@@ -390,7 +391,7 @@ func waitBackupFile(ctx context.Context, a *archive.Archive, bl wal.BackupLabel,
 			if err != nil || key != "" {
 				return name, key, l, err
 			}
-		case !errors.Is(err, archive.ErrNotFound):
+		case !errors.Is(err, errkind.ErrNotFound):
 			return name, "", l, err
 		}
 		if time.Now().After(deadline) {
@@ -434,7 +435,7 @@ func waitWAL(ctx context.Context, a *archive.Archive, first, last wal.Name, segS
 		case err == nil:
 			n = n.Next(segSize)
 			continue
-		case !errors.Is(err, archive.ErrNotFound):
+		case !errors.Is(err, errkind.ErrNotFound):
 			return err
 		case time.Now().After(deadline):
 			return fmt.Errorf("segment %s, needed to restore the backup, did not reach archive %s within %v", n, a.Name, timeout)

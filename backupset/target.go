@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -41,7 +41,7 @@ func (t Target) parsedTime() (time.Time, bool, error) {
 			return v, true, nil
 		}
 	}
-	return time.Time{}, false, fmt.Errorf("%w: --target-time %q: want a time with its zone, e.g. \"2026-11-24 07:30:00+00\" or 2026-11-24T07:30:00Z", archive.ErrInvalid, t.Time)
+	return time.Time{}, false, fmt.Errorf("%w: --target-time %q: want a time with its zone, e.g. \"2026-11-24 07:30:00+00\" or 2026-11-24T07:30:00Z", errkind.ErrInvalid, t.Time)
 }
 
 // Settings validates the target and returns its postgresql.conf lines.
@@ -56,7 +56,7 @@ func (t Target) Settings() ([]string, error) {
 		}
 	}
 	if n > 1 {
-		return nil, fmt.Errorf("%w: give at most one of --target-time, --target-lsn, --target-xid and --target-name", archive.ErrInvalid)
+		return nil, fmt.Errorf("%w: give at most one of --target-time, --target-lsn, --target-xid and --target-name", errkind.ErrInvalid)
 	}
 	var lines []string
 	if tm, ok, err := t.parsedTime(); err != nil {
@@ -73,13 +73,13 @@ func (t Target) Settings() ([]string, error) {
 	}
 	if t.XID != "" {
 		if _, err := strconv.ParseUint(t.XID, 10, 64); err != nil {
-			return nil, fmt.Errorf("%w: --target-xid %q: want a transaction id (digits)", archive.ErrInvalid, t.XID)
+			return nil, fmt.Errorf("%w: --target-xid %q: want a transaction id (digits)", errkind.ErrInvalid, t.XID)
 		}
 		lines = append(lines, "recovery_target_xid = "+quoteConf(t.XID))
 	}
 	if t.Name != "" {
 		if len(t.Name) > 63 || strings.IndexFunc(t.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-			return nil, fmt.Errorf("%w: --target-name %q: a restore point name is at most 63 printable bytes", archive.ErrInvalid, t.Name)
+			return nil, fmt.Errorf("%w: --target-name %q: a restore point name is at most 63 printable bytes", errkind.ErrInvalid, t.Name)
 		}
 		lines = append(lines, "recovery_target_name = "+quoteConf(t.Name))
 	}
@@ -90,7 +90,7 @@ func (t Target) Settings() ([]string, error) {
 	switch action {
 	case "promote", "pause", "shutdown":
 	default:
-		return nil, fmt.Errorf("%w: --target-action %q: want promote, pause or shutdown", archive.ErrInvalid, t.Action)
+		return nil, fmt.Errorf("%w: --target-action %q: want promote, pause or shutdown", errkind.ErrInvalid, t.Action)
 	}
 	if n == 1 {
 		lines = append(lines, "recovery_target_action = "+quoteConf(action))
@@ -101,7 +101,7 @@ func (t Target) Settings() ([]string, error) {
 		lines = append(lines, "recovery_target_timeline = "+quoteConf(tl))
 	default:
 		if v, err := strconv.ParseUint(tl, 10, 32); err != nil || v == 0 {
-			return nil, fmt.Errorf("%w: --target-timeline %q: want latest, current or a timeline number", archive.ErrInvalid, tl)
+			return nil, fmt.Errorf("%w: --target-timeline %q: want latest, current or a timeline number", errkind.ErrInvalid, tl)
 		}
 		lines = append(lines, "recovery_target_timeline = "+quoteConf(tl))
 	}

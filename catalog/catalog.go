@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -112,7 +113,7 @@ func segmentSize(ctx context.Context, a *archive.Archive, inv *Inventory) (int64
 			return 0, fmt.Errorf("read the header of %s: %w", f.Name, err)
 		}
 		if !wal.ValidSegmentSize(hdr.RawSize) {
-			return 0, fmt.Errorf("%w: %s holds %d bytes, not a segment size", archive.ErrCorrupt, f.Name, hdr.RawSize)
+			return 0, fmt.Errorf("%w: %s holds %d bytes, not a segment size", errkind.ErrCorrupt, f.Name, hdr.RawSize)
 		}
 		inv.Encrypted = hdr.Encrypted()
 		return hdr.RawSize, nil

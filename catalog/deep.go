@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // deepCheck is verify --deep: every block every completed backup lists
@@ -35,7 +36,7 @@ func deepCheck(ctx context.Context, a *archive.Archive, inv *Inventory, proven m
 		for _, e := range c.Entries {
 			for _, b := range e.Blocks {
 				if b.Pack < 0 || b.Pack >= len(c.Packs) {
-					add(a.Layout.Backup(r.ID, archive.ContentsFile), fmt.Errorf("%w: %s lists pack %d of %d", archive.ErrCorrupt, e.Path, b.Pack, len(c.Packs)))
+					add(a.Layout.Backup(r.ID, archive.ContentsFile), fmt.Errorf("%w: %s lists pack %d of %d", errkind.ErrCorrupt, e.Path, b.Pack, len(c.Packs)))
 					continue
 				}
 				p := c.Packs[b.Pack]
@@ -58,9 +59,9 @@ func deepCheck(ctx context.Context, a *archive.Archive, inv *Inventory, proven m
 			if err == nil {
 				b := n.b
 				if b.Off < 0 || b.Off+int64(b.Len) > int64(len(data)) {
-					err = fmt.Errorf("%w: backup %s, %s: a block at %d+%d lies past the pack's end (%d bytes)", archive.ErrCorrupt, n.backup, n.path, b.Off, b.Len, len(data))
+					err = fmt.Errorf("%w: backup %s, %s: a block at %d+%d lies past the pack's end (%d bytes)", errkind.ErrCorrupt, n.backup, n.path, b.Off, b.Len, len(data))
 				} else if sum := sha256.Sum256(data[b.Off : b.Off+int64(b.Len)]); hex.EncodeToString(sum[:]) != b.SHA256 {
-					err = fmt.Errorf("%w: backup %s, %s: the block at %d+%d is %s, the backup lists %s", archive.ErrCorrupt, n.backup, n.path, b.Off, b.Len, hex.EncodeToString(sum[:6]), b.SHA256[:min(12, len(b.SHA256))])
+					err = fmt.Errorf("%w: backup %s, %s: the block at %d+%d is %s, the backup lists %s", errkind.ErrCorrupt, n.backup, n.path, b.Off, b.Len, hex.EncodeToString(sum[:6]), b.SHA256[:min(12, len(b.SHA256))])
 				}
 			}
 			if err != nil {
@@ -86,7 +87,7 @@ func readPack(ctx context.Context, a *archive.Archive, id string) ([]byte, error
 	}
 	defer rc.Close()
 	if hdr.Digest.String() != id {
-		return nil, fmt.Errorf("%w: pack %s holds content %s", archive.ErrCorrupt, id[:12], hdr.Digest.Short())
+		return nil, fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
 	}
 	return io.ReadAll(io.LimitReader(rc, 1<<30))
 }

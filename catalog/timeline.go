@@ -11,7 +11,7 @@ package catalog
 import (
 	"fmt"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -98,14 +98,14 @@ func (h Histories) CheckWith(standIns Histories) error {
 			ph, ok = standIns[parent]
 		}
 		if !ok && parent != 1 {
-			return fmt.Errorf("%w: timeline %d's history names parent %d, whose history is missing", archive.ErrInvalid, tli, parent)
+			return fmt.Errorf("%w: timeline %d's history names parent %d, whose history is missing", errkind.ErrInvalid, tli, parent)
 		}
 		if len(ph) != len(hist)-1 {
-			return fmt.Errorf("%w: timeline %d's history does not extend its parent %d's", archive.ErrInvalid, tli, parent)
+			return fmt.Errorf("%w: timeline %d's history does not extend its parent %d's", errkind.ErrInvalid, tli, parent)
 		}
 		for i, e := range ph {
 			if hist[i].TLI != e.TLI || hist[i].SwitchPoint != e.SwitchPoint {
-				return fmt.Errorf("%w: timeline %d's history disagrees with timeline %d's at line %d", archive.ErrInvalid, tli, parent, i+1)
+				return fmt.Errorf("%w: timeline %d's history disagrees with timeline %d's at line %d", errkind.ErrInvalid, tli, parent, i+1)
 			}
 		}
 	}

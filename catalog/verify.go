@@ -12,6 +12,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -102,7 +103,7 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 		g.Go(func() error {
 			n, sum, err := verifyObject(gctx, a, k.Key)
 			if err != nil {
-				if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, archive.ErrNotFound) && gctx.Err() == nil {
+				if !errors.Is(err, errkind.ErrCorrupt) && !errors.Is(err, errkind.ErrNotFound) && gctx.Err() == nil {
 					return fmt.Errorf("read %s: %w", k.Key, err)
 				}
 				add(k.Key, err)
@@ -166,7 +167,7 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 	}
 	for tli, err := range inv.historyErrs {
 		key := a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli})
-		if errors.Is(err, archive.ErrKey) {
+		if errors.Is(err, errkind.ErrKey) {
 			rep.Skipped = append(rep.Skipped, key+": encrypted; timelines checked by name only")
 			continue
 		}
@@ -198,7 +199,7 @@ func Verify(ctx context.Context, a *archive.Archive, opt VerifyOptions) (Report,
 	sort.Strings(rep.Skipped)
 	for _, r := range inv.Backups.Complete {
 		if err := checkBackup(ctx, a, inv, r); err != nil {
-			if errors.Is(err, archive.ErrKey) {
+			if errors.Is(err, errkind.ErrKey) {
 				rep.Skipped = append(rep.Skipped, "backup "+r.ID+": its encrypted .backup label was not read")
 			} else {
 				add(a.Layout.Backup(r.ID, ""), err)
@@ -284,7 +285,7 @@ func verifyObject(ctx context.Context, a *archive.Archive, key string) (int64, *
 	}
 	sum, err := chk.c.Close()
 	if err != nil {
-		return hdr.RawSize, nil, fmt.Errorf("%w: recovery could not replay it: %v", archive.ErrCorrupt, err)
+		return hdr.RawSize, nil, fmt.Errorf("%w: recovery could not replay it: %v", errkind.ErrCorrupt, err)
 	}
 	return hdr.RawSize, &sum, nil
 }
@@ -319,9 +320,9 @@ func checkBoundaries(a *archive.Archive, segs map[wal.Name]wal.SegmentSummary, s
 		}
 		switch {
 		case prev.Carry != next.FirstRemLen:
-			add(a.Layout.WAL(n), fmt.Errorf("%w: recovery could not read on from %s: a record %d bytes of which run past its end, but this segment's first page continues %d", archive.ErrCorrupt, prevName, prev.Carry, next.FirstRemLen))
+			add(a.Layout.WAL(n), fmt.Errorf("%w: recovery could not read on from %s: a record %d bytes of which run past its end, but this segment's first page continues %d", errkind.ErrCorrupt, prevName, prev.Carry, next.FirstRemLen))
 		case next.FirstPrev != 0 && prev.LastStart != 0 && next.FirstPrev != prev.LastStart:
-			add(a.Layout.WAL(n), fmt.Errorf("%w: recovery could not read on from %s: its first record links back to %s, but the last record of %s begins at %s (is one of the two from another server's history?)", archive.ErrCorrupt, prevName, next.FirstPrev, prevName, prev.LastStart))
+			add(a.Layout.WAL(n), fmt.Errorf("%w: recovery could not read on from %s: its first record links back to %s, but the last record of %s begins at %s (is one of the two from another server's history?)", errkind.ErrCorrupt, prevName, next.FirstPrev, prevName, prev.LastStart))
 		}
 	}
 }
@@ -345,7 +346,7 @@ func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r arch
 			}
 		}
 		if files != r.Files {
-			return fmt.Errorf("backup %s: %w: its contents list %d files, its record %d", r.ID, archive.ErrCorrupt, files, r.Files)
+			return fmt.Errorf("backup %s: %w: its contents list %d files, its record %d", r.ID, errkind.ErrCorrupt, files, r.Files)
 		}
 		for _, p := range c.Packs {
 			if _, err := a.Store.Stat(ctx, a.Layout.Pack(p)); err != nil {
@@ -363,7 +364,7 @@ func checkBackup(ctx context.Context, a *archive.Archive, inv *Inventory, r arch
 		return fmt.Errorf("backup %s: %w", r.ID, err)
 	}
 	if !inv.Has(bf) {
-		return fmt.Errorf("backup %s: its backup history file %s is missing: %w", r.ID, bf, archive.ErrNotFound)
+		return fmt.Errorf("backup %s: its backup history file %s is missing: %w", r.ID, bf, errkind.ErrNotFound)
 	}
 	if _, err := a.ReadBackupFile(ctx, bf); err != nil {
 		return fmt.Errorf("backup %s: %w", r.ID, err)

@@ -49,6 +49,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -113,7 +114,7 @@ type Receiver struct {
 // New checks the options and returns a receiver; Run starts it.
 func New(opt Options) (*Receiver, error) {
 	if opt.Archive == nil || opt.Publish == nil || len(opt.ConnInfos) == 0 {
-		return nil, fmt.Errorf("%w: receiver: archive, publisher and a connection string are required", archive.ErrInvalid)
+		return nil, fmt.Errorf("%w: receiver: archive, publisher and a connection string are required", errkind.ErrInvalid)
 	}
 	if opt.Slot == "" {
 		opt.Slot = DefaultSlot(opt.Archive.Name)
@@ -131,11 +132,11 @@ func New(opt Options) (*Receiver, error) {
 		opt.Retry = time.Second
 	}
 	if opt.Dir == "" {
-		return nil, fmt.Errorf("%w: receiver: a directory for the segments being received is required", archive.ErrInvalid)
+		return nil, fmt.Errorf("%w: receiver: a directory for the segments being received is required", errkind.ErrInvalid)
 	}
 	opt.Dir = filepath.Join(opt.Dir, opt.Archive.Name)
 	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: receiver directory: %v", archive.ErrConfig, err)
+		return nil, fmt.Errorf("%w: receiver directory: %v", errkind.ErrConfig, err)
 	}
 	r := &Receiver{opt: opt, log: opt.Log.With("archive", opt.Archive.Name, "receiver", true),
 		files: map[wal.Name]string{}, wake: make(chan struct{}, 1)}
@@ -163,11 +164,11 @@ func DefaultSlot(archiveName string) string {
 
 func validSlot(s string) error {
 	if len(s) == 0 || len(s) > 63 {
-		return fmt.Errorf("%w: replication slot name %q: 1 to 63 characters", archive.ErrInvalid, s)
+		return fmt.Errorf("%w: replication slot name %q: 1 to 63 characters", errkind.ErrInvalid, s)
 	}
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return fmt.Errorf("%w: replication slot name %q: lower-case letters, digits and _ only", archive.ErrInvalid, s)
+			return fmt.Errorf("%w: replication slot name %q: lower-case letters, digits and _ only", errkind.ErrInvalid, s)
 		}
 	}
 	return nil
@@ -371,17 +372,17 @@ func (r *Receiver) segSizeLocked(n wal.Name) int64 {
 // (when partial) the segment being received, zero-padded to its size.
 func (r *Receiver) Received(n wal.Name, partial bool) (*envelope.Object, error) {
 	if n.Kind != wal.Segment {
-		return nil, archive.ErrNotFound
+		return nil, errkind.ErrNotFound
 	}
 	r.mu.Lock()
 	path, ok := r.files[n]
 	r.mu.Unlock()
 	if !ok || strings.HasSuffix(path, partialSuffix) && !partial {
-		return nil, archive.ErrNotFound
+		return nil, errkind.ErrNotFound
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, archive.ErrNotFound // published meanwhile
+		return nil, errkind.ErrNotFound // published meanwhile
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -390,7 +391,7 @@ func (r *Receiver) Received(n wal.Name, partial bool) (*envelope.Object, error) 
 	}
 	hdr, err := wal.ReadPageHeader(f)
 	if err != nil {
-		return nil, archive.ErrNotFound // nothing received into it yet
+		return nil, errkind.ErrNotFound // nothing received into it yet
 	}
 	if _, err := f.Seek(0, 0); err != nil {
 		return nil, err

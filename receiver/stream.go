@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -73,7 +73,7 @@ func (r *Receiver) session(ctx context.Context) error {
 // answers as a primary of the archive's system, else to a standby of it.
 func (r *Receiver) connect(ctx context.Context) (*server, error) {
 	bound, err := r.opt.Archive.SystemID(ctx)
-	if err != nil && !errors.Is(err, archive.ErrNotFound) {
+	if err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		return nil, err
 	}
 	var standby *server
@@ -86,7 +86,7 @@ func (r *Receiver) connect(ctx context.Context) (*server, error) {
 		}
 		if bound != 0 && srv.sysid != bound {
 			srv.conn.Close(context.Background())
-			errs = append(errs, fmt.Sprintf("%s: %v (system %d, archive %s is %d)", srv.addr, archive.ErrWrongSystem, srv.sysid, r.opt.Archive.Name, bound))
+			errs = append(errs, fmt.Sprintf("%s: %v (system %d, archive %s is %d)", srv.addr, errkind.ErrWrongSystem, srv.sysid, r.opt.Archive.Name, bound))
 			continue
 		}
 		if !srv.inStandby {
@@ -110,7 +110,7 @@ func (r *Receiver) connect(ctx context.Context) (*server, error) {
 func (r *Receiver) dial(ctx context.Context, connInfo string) (*server, error) {
 	cfg, err := pgconn.ParseConfig(connInfo)
 	if err != nil {
-		return nil, fmt.Errorf("%w: receiver connection string: %v", archive.ErrConfig, err)
+		return nil, fmt.Errorf("%w: receiver connection string: %v", errkind.ErrConfig, err)
 	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = r.opt.AppName
@@ -203,7 +203,7 @@ func readSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (slotInfo, 
 	}
 	si.exists = true
 	if string(row[0]) != "physical" {
-		return si, fmt.Errorf("%w: replication slot %s is a %s slot, not a physical one", archive.ErrConfig, slot, row[0])
+		return si, fmt.Errorf("%w: replication slot %s is a %s slot, not a physical one", errkind.ErrConfig, slot, row[0])
 	}
 	if row[1] != nil {
 		if si.restart, err = wal.ParseLSN(string(row[1])); err != nil {
@@ -253,7 +253,7 @@ func (r *Receiver) startPoint(ctx context.Context, srv *server) (wal.LSN, uint32
 	if !si.exists {
 		if !r.opt.CreateSlot {
 			r.setStatus(func(s *Status) { s.SlotState = "missing" })
-			return 0, 0, fmt.Errorf("%w: replication slot %s does not exist on %s: give --receive-create-slot, or create it: SELECT pg_create_physical_replication_slot('%s', true)", archive.ErrConfig, r.opt.Slot, srv.addr, r.opt.Slot)
+			return 0, 0, fmt.Errorf("%w: replication slot %s does not exist on %s: give --receive-create-slot, or create it: SELECT pg_create_physical_replication_slot('%s', true)", errkind.ErrConfig, r.opt.Slot, srv.addr, r.opt.Slot)
 		}
 		if _, err := pglogrepl.CreateReplicationSlot(ctx, srv.conn, r.opt.Slot, "", pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.PhysicalReplication}); err != nil {
 			return 0, 0, fmt.Errorf("create replication slot %s on %s: %w", r.opt.Slot, srv.addr, err)

@@ -47,6 +47,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -109,7 +110,7 @@ func Run(ctx context.Context, s store.Store, opt Options) (Report, error) {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	if _, ok := store.As[store.Replacer](s); !ok && !opt.DryRun {
-		return rep, fmt.Errorf("%w: %s cannot replace objects in place", archive.ErrConfig, store.Describe(s))
+		return rep, fmt.Errorf("%w: %s cannot replace objects in place", errkind.ErrConfig, store.Describe(s))
 	}
 	all, err := archive.Archives(ctx, s)
 	if err != nil {
@@ -125,7 +126,7 @@ func Run(ctx context.Context, s store.Store, opt Options) (Report, error) {
 			return rep, err
 		}
 		if !slices.Contains(all, n) {
-			return rep, fmt.Errorf("%w: archive %s does not exist in %s (its archives: %s)", archive.ErrNotFound, n, store.Describe(s), strings.Join(all, ", "))
+			return rep, fmt.Errorf("%w: archive %s does not exist in %s (its archives: %s)", errkind.ErrNotFound, n, store.Describe(s), strings.Join(all, ", "))
 		}
 	}
 	p := &pass{s: s, opt: opt, rep: &rep, limit: newLimiter(opt.Rate), enc: envelope.NewEncoderLevel(envelope.Small)}
@@ -272,7 +273,7 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 	// The version the replacement is conditional on: taken before the
 	// read, so that a copy replaced in between is never overwritten.
 	cur, err := p.s.Stat(ctx, info.Key)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return nil // deleted meanwhile
 	}
 	if err != nil {
@@ -281,7 +282,7 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 	// The header and the first blocks tell whether there is work: an
 	// object already small is not read further.
 	rc, err := p.s.Get(ctx, info.Key)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -331,7 +332,7 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 	if _, oerr := envelope.NewObject(buf); oerr != nil && err == nil {
 		err = oerr
 	}
-	if errors.Is(err, envelope.ErrCorrupt) {
+	if errors.Is(err, errkind.ErrCorrupt) {
 		// Left as is, for verify to report and a push of the same
 		// content to repair; the pass goes on.
 		p.rep.Corrupt = append(p.rep.Corrupt, info.Key)
@@ -369,7 +370,7 @@ func (p *pass) object(ctx context.Context, info store.Info) error {
 	if !p.opt.DryRun {
 		r, _ := store.As[store.Replacer](p.s)
 		err = r.Replace(ctx, info.Key, cur, store.Bytes(obj.Bytes()))
-		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, errkind.ErrConflict) || errors.Is(err, errkind.ErrNotFound) {
 			p.rep.Changed++ // replaced or deleted meanwhile: left to the next pass
 			return nil
 		}
@@ -404,7 +405,7 @@ func readAll(ctx context.Context, s store.Store, key string) ([]byte, error) {
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, envelope.MaxObjectSize+1))
 	if err == nil && int64(len(b)) > envelope.MaxObjectSize {
-		err = fmt.Errorf("%w: %s is larger than any envelope", store.ErrCorrupt, key)
+		err = fmt.Errorf("%w: %s is larger than any envelope", errkind.ErrCorrupt, key)
 	}
 	return b, err
 }
@@ -434,7 +435,7 @@ func decodeSized(buf []byte, key string, size int64) ([]byte, error) {
 	// The end: the reader checks the length and the SHA-256 there.
 	if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		if err == nil || err == io.EOF {
-			err = fmt.Errorf("%w: %s decodes to more than its header says", envelope.ErrCorrupt, key)
+			err = fmt.Errorf("%w: %s decodes to more than its header says", errkind.ErrCorrupt, key)
 		}
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
 )
 
@@ -52,7 +53,7 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 		return res, err
 	}
 	if n := len(inv.Backups.Unreadable); n > 0 {
-		return res, fmt.Errorf("%w: %d completion records of archive %s are encrypted and cannot be read without the archive's key (--encryption-key-file); nothing is deleted", archive.ErrKey, n, a.Name)
+		return res, fmt.Errorf("%w: %d completion records of archive %s are encrypted and cannot be read without the archive's key (--encryption-key-file); nothing is deleted", errkind.ErrKey, n, a.Name)
 	}
 	var backups []Backup
 	for _, r := range inv.Backups.Complete {
@@ -118,7 +119,7 @@ func Run(ctx context.Context, a *archive.Archive, p Policy, now time.Time, dryRu
 		return res, fmt.Errorf("sweep packs: %w", err)
 	}
 	for _, f := range plan.DeleteWAL {
-		if err := a.Store.Delete(ctx, f.Key); err != nil && !errors.Is(err, archive.ErrNotFound) {
+		if err := a.Store.Delete(ctx, f.Key); err != nil && !errors.Is(err, errkind.ErrNotFound) {
 			return res, fmt.Errorf("delete %s: %w", f.Name, err)
 		}
 	}

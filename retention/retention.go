@@ -32,7 +32,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -79,7 +79,7 @@ type Plan struct {
 // but incomplete ones: there is no backup to bound the WAL.
 func MakePlan(backups []Backup, incomplete []Incomplete, files []WALFile, segSize int64, p Policy, now time.Time) (Plan, error) {
 	if p.KeepLast < 1 {
-		return Plan{}, fmt.Errorf("%w: --keep-last must be at least 1: the newest backup is never deleted", archive.ErrInvalid)
+		return Plan{}, fmt.Errorf("%w: --keep-last must be at least 1: the newest backup is never deleted", errkind.ErrInvalid)
 	}
 	if p.KeepIncomplete <= 0 {
 		p.KeepIncomplete = 24 * time.Hour
@@ -95,7 +95,7 @@ func MakePlan(backups []Backup, incomplete []Incomplete, files []WALFile, segSiz
 		return plan, nil
 	}
 	if !wal.ValidSegmentSize(segSize) {
-		return Plan{}, fmt.Errorf("%w: segment size %d", archive.ErrInvalid, segSize)
+		return Plan{}, fmt.Errorf("%w: segment size %d", errkind.ErrInvalid, segSize)
 	}
 	bs := append([]Backup(nil), backups...)
 	sort.Slice(bs, func(i, j int) bool { return bs[i].StopTime.Before(bs[j].StopTime) })

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -121,7 +121,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestPlanRefusesKeepLastZero(t *testing.T) {
-	if _, err := MakePlan(nil, nil, nil, seg, Policy{KeepLast: 0}, now); !errors.Is(err, archive.ErrInvalid) {
+	if _, err := MakePlan(nil, nil, nil, seg, Policy{KeepLast: 0}, now); !errors.Is(err, errkind.ErrInvalid) {
 		t.Fatalf("keep-last 0: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Body is what Put stores: a reader, its exact length, and a way back to
@@ -118,7 +120,7 @@ func (e *exactBody) Read(p []byte) (int, error) {
 	e.left -= int64(n)
 	if errors.Is(err, io.EOF) {
 		if e.left > 0 {
-			return n, fmt.Errorf("%w: body ended %d bytes short of its declared %d", ErrInvalid, e.left, e.b.Len())
+			return n, fmt.Errorf("%w: body ended %d bytes short of its declared %d", errkind.ErrInvalid, e.left, e.b.Len())
 		}
 		e.done = true
 		err = nil
@@ -137,7 +139,7 @@ func (e *exactBody) checkEnd() error {
 	var one [1]byte
 	n, err := io.ReadFull(e.b, one[:])
 	if n > 0 {
-		return fmt.Errorf("%w: body is longer than its declared %d bytes", ErrInvalid, e.b.Len())
+		return fmt.Errorf("%w: body is longer than its declared %d bytes", errkind.ErrInvalid, e.b.Len())
 	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return err

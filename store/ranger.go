@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Ranger is implemented by stores that can read a part of an object:
@@ -44,7 +46,7 @@ func GetRange(ctx context.Context, s Store, key string, off, n int64) (io.ReadCl
 // ValidRange checks a range's offset and length.
 func ValidRange(key string, off, n int64) error {
 	if off < 0 || n < 0 {
-		return fmt.Errorf("get %s: %w: range of %d bytes at %d", key, ErrInvalid, n, off)
+		return fmt.Errorf("get %s: %w: range of %d bytes at %d", key, errkind.ErrInvalid, n, off)
 	}
 	return nil
 }

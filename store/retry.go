@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Backoff is an exponential backoff between attempts.
@@ -37,13 +39,13 @@ func Retry(ctx context.Context, b Backoff, fn func(context.Context) error) error
 		if errors.As(err, &fe) {
 			return err // still final for a Retry around this one
 		}
-		if err == nil || Permanent(err) || errors.Is(err, ErrNotRewindable) {
+		if err == nil || errkind.Permanent(err) || errors.Is(err, ErrNotRewindable) {
 			return err
 		}
 		// A copy that fails verification is read once more (another copy,
 		// or a transfer that went wrong), never more: a damaged object
 		// stays damaged.
-		if errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, errkind.ErrCorrupt) {
 			if corrupt++; corrupt >= 2 {
 				return Final(gaveUp(err, attempt))
 			}

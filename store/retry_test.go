@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 func TestRetryRules(t *testing.T) {
@@ -25,14 +27,14 @@ func TestRetryRules(t *testing.T) {
 	}
 
 	calls = 0
-	err = Retry(ctx, fast, func(context.Context) error { calls++; return ErrCorrupt })
-	if !errors.Is(err, ErrCorrupt) || calls != 2 {
+	err = Retry(ctx, fast, func(context.Context) error { calls++; return errkind.ErrCorrupt })
+	if !errors.Is(err, errkind.ErrCorrupt) || calls != 2 {
 		t.Fatalf("a corrupt object: %v after %d calls, want 2", err, calls)
 	}
 
 	calls = 0
-	err = Retry(ctx, fast, func(context.Context) error { calls++; return ErrNotFound })
-	if !errors.Is(err, ErrNotFound) || calls != 1 {
+	err = Retry(ctx, fast, func(context.Context) error { calls++; return errkind.ErrNotFound })
+	if !errors.Is(err, errkind.ErrNotFound) || calls != 1 {
 		t.Fatalf("a permanent error: %v after %d calls", err, calls)
 	}
 
@@ -49,9 +51,9 @@ func TestRetryRules(t *testing.T) {
 	outer, inner = 0, 0
 	err = Retry(ctx, fast, func(ctx context.Context) error {
 		outer++
-		return Retry(ctx, fast, func(context.Context) error { inner++; return ErrCorrupt })
+		return Retry(ctx, fast, func(context.Context) error { inner++; return errkind.ErrCorrupt })
 	})
-	if !errors.Is(err, ErrCorrupt) || outer != 1 || inner != 2 {
+	if !errors.Is(err, errkind.ErrCorrupt) || outer != 1 || inner != 2 {
 		t.Fatalf("nested corrupt: %d outer, %d inner calls; want one read again, once", outer, inner)
 	}
 }

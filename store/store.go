@@ -20,26 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
-
-// Sentinel errors (shared with every layer, see internal/errkind). Stores
-// wrap them with context; callers check them with errors.Is.
-var (
-	ErrNotFound     = errkind.ErrNotFound
-	ErrExists       = errkind.ErrExists
-	ErrConflict     = errkind.ErrConflict
-	ErrInvalid      = errkind.ErrInvalid
-	ErrCorrupt      = errkind.ErrCorrupt
-	ErrNoSpace      = errkind.ErrNoSpace
-	ErrReadOnly     = errkind.ErrReadOnly
-	ErrUnauthorized = errkind.ErrUnauthorized
-	ErrForbidden    = errkind.ErrForbidden
-	ErrConfig       = errkind.ErrConfig
-)
-
-// Permanent reports whether retrying err cannot help (see errkind).
-func Permanent(err error) bool { return errkind.Permanent(err) }
 
 // Info describes a stored object.
 type Info struct {
@@ -91,8 +73,8 @@ type ExistsError struct {
 	Identity string
 }
 
-func (e *ExistsError) Error() string { return fmt.Sprintf("%s: %v", e.Key, ErrExists) }
-func (e *ExistsError) Unwrap() error { return ErrExists }
+func (e *ExistsError) Error() string { return fmt.Sprintf("%s: %v", e.Key, errkind.ErrExists) }
+func (e *ExistsError) Unwrap() error { return errkind.ErrExists }
 
 const (
 	// MaxKeyLen bounds a key.
@@ -106,11 +88,11 @@ const (
 // Keys that pass are safe as relative file paths and as URL paths.
 func ValidKey(key string) error {
 	if key == "" || len(key) > MaxKeyLen {
-		return fmt.Errorf("%w: object key %q: empty or longer than %d bytes", ErrInvalid, errkind.Quote(key), MaxKeyLen)
+		return fmt.Errorf("%w: object key %q: empty or longer than %d bytes", errkind.ErrInvalid, errkind.Quote(key), MaxKeyLen)
 	}
 	for _, c := range strings.Split(key, "/") {
 		if err := ValidComponent(c); err != nil {
-			return fmt.Errorf("%w: object key %q: %v", ErrInvalid, errkind.Quote(key), err)
+			return fmt.Errorf("%w: object key %q: %v", errkind.ErrInvalid, errkind.Quote(key), err)
 		}
 	}
 	return nil
@@ -124,7 +106,7 @@ func ValidPrefix(prefix string) error {
 	}
 	p := strings.TrimSuffix(prefix, "/")
 	if err := ValidKey(p); err != nil {
-		return fmt.Errorf("%w: list prefix %q", ErrInvalid, errkind.Quote(prefix))
+		return fmt.Errorf("%w: list prefix %q", errkind.ErrInvalid, errkind.Quote(prefix))
 	}
 	return nil
 }

@@ -13,9 +13,9 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // walfetch restore --delta over a diverged old primary (issue 16): a

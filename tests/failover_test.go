@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // Two walstored instances in front of one store (a shared directory, and

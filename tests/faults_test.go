@@ -17,12 +17,13 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/fetch"
-	"github.com/walstore/walstore/internal/server"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/client/fetch"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -246,7 +247,7 @@ func TestLoadFetchersAndPusher(t *testing.T) {
 				case err == nil:
 					reached[i].Store(n.String())
 					n = n.Next(1 << 20)
-				case errors.Is(err, archive.ErrNotFound):
+				case errors.Is(err, errkind.ErrNotFound):
 					time.Sleep(50 * time.Millisecond)
 				case ctx.Err() == nil:
 					t.Errorf("fetcher %d, %s: %v", i, n, err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // walpush → walstored (file store) → walfetch: crash, wipe, restore, PITR.

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // backupJSON takes a backup with --json and returns its record.

@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // TestBackupTokenAddsButNeverDeletes: a database host holds a push and a
@@ -100,10 +101,10 @@ func TestBackupTokenAddsButNeverDeletes(t *testing.T) {
 	// What the backup token must not do.
 	hs := ts.client(t, backupTok)
 	someKey := a.Layout.Backup(honest.ID, archive.RecordFile)
-	if err := hs.Delete(ctx, someKey); !errors.Is(err, store.ErrForbidden) {
+	if err := hs.Delete(ctx, someKey); !errors.Is(err, errkind.ErrForbidden) {
 		t.Fatalf("DELETE of a backup record with a backup token: %v, want forbidden", err)
 	}
-	if err := hs.Delete(ctx, a.Layout.Pack(c.Packs[0])); !errors.Is(err, store.ErrForbidden) {
+	if err := hs.Delete(ctx, a.Layout.Pack(c.Packs[0])); !errors.Is(err, errkind.ErrForbidden) {
 		t.Fatalf("DELETE of a pack with a backup token: %v, want forbidden", err)
 	}
 	if err := hs.Delete(ctx, a.Layout.WAL(mustName(ts.p.SwitchWAL()))); err == nil {
@@ -115,7 +116,7 @@ func TestBackupTokenAddsButNeverDeletes(t *testing.T) {
 	}
 	for _, key := range []string{a.Layout.System(), a.Layout.RetiredRecord(2), a.Layout.DrillsPrefix() + "x"} {
 		o, _ := a.Encoder().EncodeBytes([]byte("{}"), key)
-		if err := hs.Put(ctx, key, store.Bytes(o.Bytes())); !errors.Is(err, store.ErrForbidden) {
+		if err := hs.Put(ctx, key, store.Bytes(o.Bytes())); !errors.Is(err, errkind.ErrForbidden) {
 			t.Fatalf("put of %s with a backup token: %v, want forbidden", key, err)
 		}
 	}

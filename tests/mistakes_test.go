@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal/waltest"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // TestDebianPackage: make deb builds walstore_<version>_amd64.deb with

@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -57,10 +58,10 @@ func TestPageHeaderOfRealSegments(t *testing.T) {
 				t.Errorf("%s: header %+v, pg_control system id %s", p, hdr, sysid[1])
 			}
 			// The same bytes under a neighbour's name or size are refused.
-			if err := wal.CheckSegment(name.Next(hdr.SegmentSize), hdr.SegmentSize, hdr); !errors.Is(err, wal.ErrInvalid) {
+			if err := wal.CheckSegment(name.Next(hdr.SegmentSize), hdr.SegmentSize, hdr); !errors.Is(err, errkind.ErrInvalid) {
 				t.Errorf("%s accepted under the next segment's name", p)
 			}
-			if err := wal.CheckSegment(name, hdr.SegmentSize/2, hdr); !errors.Is(err, wal.ErrInvalid) {
+			if err := wal.CheckSegment(name, hdr.SegmentSize/2, hdr); !errors.Is(err, errkind.ErrInvalid) {
 				t.Errorf("%s accepted at half its size", p)
 			}
 		}

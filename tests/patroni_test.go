@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // TestPatroni is the README's Patroni section (its commands taken from

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // readmeBlocks returns the fenced code blocks of README.md, each as its

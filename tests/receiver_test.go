@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // Zero data loss (issue 17): walstored streams WAL from the cluster as a

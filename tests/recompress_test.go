@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // Smaller at rest (issue 19): walstored recompress stores old WAL and

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/s3store"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 func storeKeys(t *testing.T, s store.Store, prefix string) []string {

@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -49,7 +50,7 @@ func (r repo) open(t *testing.T) *archive.Archive {
 func hasTimeline(t *testing.T, a *archive.Archive, tli uint32) bool {
 	t.Helper()
 	_, err := a.Store.Stat(context.Background(), a.Layout.WAL(wal.Name{Kind: wal.History, TLI: tli}))
-	if err != nil && !errors.Is(err, archive.ErrNotFound) {
+	if err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatal(err)
 	}
 	return err == nil

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // proxy is an HTTP proxy in front of walstored or MinIO that counts

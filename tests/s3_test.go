@@ -13,9 +13,9 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/s3store"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 )
 

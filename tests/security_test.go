@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // mintToken runs walstored token and returns the token and its line.
@@ -100,7 +100,7 @@ func TestTokensAndScopes(t *testing.T) {
 	if err := fetchStore.List(context.Background(), "main/", func(store.Info) error { return nil }); err != nil {
 		t.Errorf("fetch token listing: %v", err)
 	}
-	if err := fetchStore.Delete(context.Background(), "main/wal/"+seg); !errors.Is(err, archive.ErrForbidden) {
+	if err := fetchStore.Delete(context.Background(), "main/wal/"+seg); !errors.Is(err, errkind.ErrForbidden) {
 		t.Errorf("fetch token deleting: %v, want ErrForbidden", err)
 	}
 	if !strings.Contains(ws.Log(), "status=403") || !strings.Contains(ws.Log(), "status=401") {

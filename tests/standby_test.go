@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 )
 

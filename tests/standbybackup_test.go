@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // A base backup taken on a streaming standby (issue 16): no .backup file

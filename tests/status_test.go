@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // chromium runs Debian's chromium headless with args and returns its

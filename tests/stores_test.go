@@ -6,15 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/archivetest"
-	"github.com/walstore/walstore/internal/server"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/s3store"
 	"github.com/walstore/walstore/store/storetest"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // The real stores behind the tests: a directory, and a bucket prefix on a
@@ -91,14 +91,14 @@ func TestS3Mistakes(t *testing.T) {
 	if err == nil {
 		_, err = s.Stat(ctx, "a/b")
 	}
-	if !archive.Permanent(err) || !strings.Contains(err.Error(), "does not exist") {
+	if !errkind.Permanent(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing bucket: %v, want a permanent error saying so", err)
 	}
-	if _, err := s3store.Open(ctx, m.URL("x"), s3store.Options{AccessKey: "nobody", SecretKey: "wrong-secret"}); !archive.Permanent(err) {
+	if _, err := s3store.Open(ctx, m.URL("x"), s3store.Options{AccessKey: "nobody", SecretKey: "wrong-secret"}); !errkind.Permanent(err) {
 		t.Fatalf("wrong credentials: %v, want a permanent error", err)
 	}
 	tlsURL := strings.Replace(m.URL("x"), "tls=false", "tls=true", 1)
-	if _, err := s3store.Open(ctx, tlsURL, s3store.Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey}); !archive.Permanent(err) || !strings.Contains(err.Error(), "tls=false") {
+	if _, err := s3store.Open(ctx, tlsURL, s3store.Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey}); !errkind.Permanent(err) || !strings.Contains(err.Error(), "tls=false") {
 		t.Fatalf("TLS against plain HTTP: %v, want a permanent error naming tls=false", err)
 	}
 }

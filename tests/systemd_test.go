@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // The units in deploy/systemd pass systemd-analyze verify (instantiated

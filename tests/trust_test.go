@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/klauspost/compress/zstd"
 	"io"
 	mathrand "math/rand/v2"
 	"net/http"
@@ -20,12 +19,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
 )
@@ -99,7 +100,7 @@ func TestPushTokenCannotForgeHistory(t *testing.T) {
 	forged, _ := envelope.NewEncoder().EncodeBytes([]byte(`{"id":"29990101T000000Z","archive":"main","stop_time":"2999-01-01T00:00:00Z"}`), "main/backups/29990101T000000Z/backup.json")
 	for _, key := range []string{"main/backups/29990101T000000Z/backup.json", "main/meta/system", "main/retired/00000002/retired.json"} {
 		err := pusher.Put(ctx, key, store.Bytes(forged.Bytes()))
-		if !archive.Permanent(err) || !strings.Contains(err.Error(), "scope push") || !strings.Contains(err.Error(), key) {
+		if !errkind.Permanent(err) || !strings.Contains(err.Error(), "scope push") || !strings.Contains(err.Error(), key) {
 			t.Errorf("push token writing %s: %v, want 403 naming the scope and the key", key, err)
 		}
 	}
@@ -277,7 +278,7 @@ func TestHistoryFilesCheckedAtTheDoor(t *testing.T) {
 	hs, _ := httpstore.New(st.ws.URL, httpstore.Options{})
 	ctx := context.Background()
 	junk, _ := envelope.NewEncoder().EncodeBytes([]byte("this is not a history file\n"), "main/wal/0000000A.history")
-	if err := hs.Put(ctx, "main/wal/0000000A.history", store.Bytes(junk.Bytes())); !archive.Permanent(err) {
+	if err := hs.Put(ctx, "main/wal/0000000A.history", store.Bytes(junk.Bytes())); !errkind.Permanent(err) {
 		t.Fatalf("junk history: %v, want a refusal", err)
 	}
 	src := testenv.Dir(t)

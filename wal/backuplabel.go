@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // MaxBackupLabelSize bounds a .backup file.
@@ -36,7 +36,7 @@ type BackupLabel struct {
 func ParseBackupLabel(b []byte) (BackupLabel, error) {
 	var l BackupLabel
 	if len(b) > MaxBackupLabelSize {
-		return l, fmt.Errorf("%w: backup label is %d bytes", ErrInvalid, len(b))
+		return l, fmt.Errorf("%w: backup label is %d bytes", errkind.ErrInvalid, len(b))
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	seen := map[string]bool{}
@@ -46,7 +46,7 @@ func ParseBackupLabel(b []byte) (BackupLabel, error) {
 			if strings.TrimSpace(sc.Text()) == "" {
 				continue
 			}
-			return l, fmt.Errorf("%w: backup label line %d: want \"KEY: value\"", ErrInvalid, line)
+			return l, fmt.Errorf("%w: backup label line %d: want \"KEY: value\"", errkind.ErrInvalid, line)
 		}
 		seen[k] = true
 		var err error
@@ -78,17 +78,17 @@ func ParseBackupLabel(b []byte) (BackupLabel, error) {
 	}
 	for _, k := range []string{"START WAL LOCATION", "CHECKPOINT LOCATION"} {
 		if !seen[k] {
-			return l, fmt.Errorf("%w: backup label has no %s", ErrInvalid, k)
+			return l, fmt.Errorf("%w: backup label has no %s", errkind.ErrInvalid, k)
 		}
 	}
 	if l.StartTLI == 0 {
 		l.StartTLI = l.StartWAL.TLI // labels before PostgreSQL 11 lack START TIMELINE
 	}
 	if l.StartWAL.TLI != l.StartTLI {
-		return l, fmt.Errorf("%w: backup label: START TIMELINE %d but start file %s", ErrInvalid, l.StartTLI, l.StartWAL)
+		return l, fmt.Errorf("%w: backup label: START TIMELINE %d but start file %s", errkind.ErrInvalid, l.StartTLI, l.StartWAL)
 	}
 	if seen["STOP WAL LOCATION"] && l.StopLSN < l.StartLSN {
-		return l, fmt.Errorf("%w: backup label: stop %s before start %s", ErrInvalid, l.StopLSN, l.StartLSN)
+		return l, fmt.Errorf("%w: backup label: stop %s before start %s", errkind.ErrInvalid, l.StopLSN, l.StartLSN)
 	}
 	return l, sc.Err()
 }
@@ -97,7 +97,7 @@ func ParseBackupLabel(b []byte) (BackupLabel, error) {
 func parseWALLocation(v string) (LSN, Name, error) {
 	lsnText, rest, ok := strings.Cut(v, " (file ")
 	if !ok || !strings.HasSuffix(rest, ")") {
-		return 0, Name{}, fmt.Errorf("%w: %q: want \"LSN (file NAME)\"", ErrInvalid, errkind.Quote(v))
+		return 0, Name{}, fmt.Errorf("%w: %q: want \"LSN (file NAME)\"", errkind.ErrInvalid, errkind.Quote(v))
 	}
 	lsn, err := ParseLSN(lsnText)
 	if err != nil {
@@ -105,7 +105,7 @@ func parseWALLocation(v string) (LSN, Name, error) {
 	}
 	n, err := ParseName(strings.TrimSuffix(rest, ")"))
 	if err != nil || n.Kind != Segment {
-		return 0, Name{}, fmt.Errorf("%w: %q names no segment", ErrInvalid, errkind.Quote(v))
+		return 0, Name{}, fmt.Errorf("%w: %q names no segment", errkind.ErrInvalid, errkind.Quote(v))
 	}
 	return lsn, n, nil
 }
@@ -113,7 +113,7 @@ func parseWALLocation(v string) (LSN, Name, error) {
 func parseTLI(v string) (uint32, error) {
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w: timeline %q", ErrInvalid, errkind.Quote(v))
+		return 0, fmt.Errorf("%w: timeline %q", errkind.ErrInvalid, errkind.Quote(v))
 	}
 	return uint32(n), nil
 }
@@ -121,7 +121,7 @@ func parseTLI(v string) (uint32, error) {
 func parsePGTime(v string) (time.Time, error) {
 	t, err := time.Parse("2006-01-02 15:04:05 MST", v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: time %q", ErrInvalid, errkind.Quote(v))
+		return time.Time{}, fmt.Errorf("%w: time %q", errkind.ErrInvalid, errkind.Quote(v))
 	}
 	return t, nil
 }
@@ -130,17 +130,17 @@ func parsePGTime(v string) (time.Time, error) {
 // same start segment and the offset inside it.
 func CheckBackupFile(name Name, l BackupLabel) error {
 	if name.Kind != Backup {
-		return fmt.Errorf("%w: %s is not a backup history file", ErrInvalid, name)
+		return fmt.Errorf("%w: %s is not a backup history file", errkind.ErrInvalid, name)
 	}
 	seg := Name{Kind: Segment, TLI: name.TLI, Log: name.Log, Seg: name.Seg}
 	if l.StartWAL != seg {
-		return fmt.Errorf("%w: %s holds a backup starting in %s", ErrInvalid, name, l.StartWAL)
+		return fmt.Errorf("%w: %s holds a backup starting in %s", errkind.ErrInvalid, name, l.StartWAL)
 	}
 	// The offset is StartLSN modulo the (unknown, power-of-two, at least
 	// 1 MiB) segment size, so StartLSN-offset is a multiple of 1 MiB.
 	off, start := uint64(name.Offset), uint64(l.StartLSN)
 	if off > start || off >= MaxSegmentSize || (start-off)%MinSegmentSize != 0 {
-		return fmt.Errorf("%w: %s: start position %s does not match offset %08X", ErrInvalid, name, l.StartLSN, name.Offset)
+		return fmt.Errorf("%w: %s: start position %s does not match offset %08X", errkind.ErrInvalid, name, l.StartLSN, name.Offset)
 	}
 	return nil
 }

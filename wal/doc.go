@@ -17,9 +17,3 @@
 // fuzzed (make fuzz); package waltest makes synthetic segments with valid
 // headers for unit tests that should not need a PostgreSQL server.
 package wal
-
-import "github.com/walstore/walstore/internal/errkind"
-
-// ErrInvalid is what every parse error here wraps (the same value as
-// store.ErrInvalid and archive.ErrInvalid).
-var ErrInvalid = errkind.ErrInvalid

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // FuzzParseName: any string is refused with ErrInvalid or parses into a
@@ -18,8 +20,8 @@ func FuzzParseName(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		n, err := ParseName(s)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("%q: error %v is not ErrInvalid", s, err)
+			if !errors.Is(err, errkind.ErrInvalid) {
+				t.Fatalf("%q: error %v is not errkind.ErrInvalid", s, err)
 			}
 			return
 		}
@@ -77,8 +79,8 @@ func FuzzParseHistory(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tli uint32, b []byte) {
 		h, err := ParseHistory(tli, b)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %v is not ErrInvalid", err)
+			if !errors.Is(err, errkind.ErrInvalid) {
+				t.Fatalf("error %v is not errkind.ErrInvalid", err)
 			}
 			return
 		}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // MaxHistorySize bounds a .history file: one line per ancestor timeline.
@@ -41,7 +41,7 @@ type HistoryEntry struct {
 // timeline 0.
 func ParseHistory(tli uint32, b []byte) ([]HistoryEntry, error) {
 	if len(b) > MaxHistorySize {
-		return nil, fmt.Errorf("%w: history file of timeline %d is %d bytes", ErrInvalid, tli, len(b))
+		return nil, fmt.Errorf("%w: history file of timeline %d is %d bytes", errkind.ErrInvalid, tli, len(b))
 	}
 	var out []HistoryEntry
 	for line, rest := 1, b; len(rest) > 0; line++ {
@@ -57,21 +57,21 @@ func ParseHistory(tli uint32, b []byte) ([]HistoryEntry, error) {
 		}
 		e, err := parseHistoryLine(t)
 		if err != nil {
-			return nil, fmt.Errorf("%w: history of timeline %d, line %d: %s", ErrInvalid, tli, line, err)
+			return nil, fmt.Errorf("%w: history of timeline %d, line %d: %s", errkind.ErrInvalid, tli, line, err)
 		}
 		if e.TLI == 0 {
-			return nil, fmt.Errorf("%w: history of timeline %d, line %d: timeline 0 does not exist", ErrInvalid, tli, line)
+			return nil, fmt.Errorf("%w: history of timeline %d, line %d: timeline 0 does not exist", errkind.ErrInvalid, tli, line)
 		}
 		if n := len(out); n > 0 && e.TLI <= out[n-1].TLI {
-			return nil, fmt.Errorf("%w: history of timeline %d, line %d: timeline %d after timeline %d (PostgreSQL requires increasing timelines)", ErrInvalid, tli, line, e.TLI, out[n-1].TLI)
+			return nil, fmt.Errorf("%w: history of timeline %d, line %d: timeline %d after timeline %d (PostgreSQL requires increasing timelines)", errkind.ErrInvalid, tli, line, e.TLI, out[n-1].TLI)
 		}
 		if e.TLI >= tli {
-			return nil, fmt.Errorf("%w: history of timeline %d, line %d: parent timeline %d is not below %d", ErrInvalid, tli, line, e.TLI, tli)
+			return nil, fmt.Errorf("%w: history of timeline %d, line %d: parent timeline %d is not below %d", errkind.ErrInvalid, tli, line, e.TLI, tli)
 		}
 		out = append(out, e)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: history file of timeline %d has no entries", ErrInvalid, tli)
+		return nil, fmt.Errorf("%w: history file of timeline %d has no entries", errkind.ErrInvalid, tli)
 	}
 	return out, nil
 }

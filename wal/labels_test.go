@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 const label15 = `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)
@@ -45,8 +47,8 @@ func TestParseBackupLabel(t *testing.T) {
 		"stop < start":   "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTOP WAL LOCATION: 0/1000000 (file 000000010000000000000001)\nCHECKPOINT LOCATION: 0/1\n",
 		"bad start time": "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/1\nSTART TIME: yesterday\n",
 	} {
-		if _, err := ParseBackupLabel([]byte(text)); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		if _, err := ParseBackupLabel([]byte(text)); !errors.Is(err, errkind.ErrInvalid) {
+			t.Errorf("%s: %v, want errkind.ErrInvalid", name, err)
 		}
 	}
 }
@@ -73,8 +75,8 @@ func TestParseHistory(t *testing.T) {
 		"no slash":      "1\t5000000\tx\n",
 		"lsn overflow":  "1\t100000000/0\tx\n",
 	} {
-		if _, err := ParseHistory(3, []byte(text)); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		if _, err := ParseHistory(3, []byte(text)); !errors.Is(err, errkind.ErrInvalid) {
+			t.Errorf("%s: %v, want errkind.ErrInvalid", name, err)
 		}
 	}
 }

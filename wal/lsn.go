@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // LSN is a PostgreSQL WAL position (XLogRecPtr).
@@ -15,12 +15,12 @@ type LSN uint64
 func ParseLSN(s string) (LSN, error) {
 	hi, lo, ok := strings.Cut(s, "/")
 	if !ok || hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 {
-		return 0, fmt.Errorf("%w: %q is not an LSN (want the form 16/B374D848)", ErrInvalid, errkind.Quote(s))
+		return 0, fmt.Errorf("%w: %q is not an LSN (want the form 16/B374D848)", errkind.ErrInvalid, errkind.Quote(s))
 	}
 	h, err1 := strconv.ParseUint(hi, 16, 32)
 	l, err2 := strconv.ParseUint(lo, 16, 32)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%w: %q is not an LSN (want the form 16/B374D848)", ErrInvalid, errkind.Quote(s))
+		return 0, fmt.Errorf("%w: %q is not an LSN (want the form 16/B374D848)", errkind.ErrInvalid, errkind.Quote(s))
 	}
 	return LSN(h<<32 | l), nil
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Kind is the kind of file PostgreSQL hands to archive_command.
@@ -125,7 +125,7 @@ func hex8(s string) (uint32, error) {
 }
 
 func badName(s string) error {
-	return fmt.Errorf("%w: %q is not a WAL file name (want a segment like 000000010000000000000001, or a .partial, .history or .backup file)", ErrInvalid, errkind.Quote(s))
+	return fmt.Errorf("%w: %q is not a WAL file name (want a segment like 000000010000000000000001, or a .partial, .history or .backup file)", errkind.ErrInvalid, errkind.Quote(s))
 }
 
 // String returns the name exactly as PostgreSQL spells it.

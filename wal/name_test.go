@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sort"
 	"testing"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 func TestParseName(t *testing.T) {
@@ -44,8 +46,8 @@ func TestParseName(t *testing.T) {
 			continue
 		}
 		if !tc.ok {
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("ParseName(%q): %v does not wrap ErrInvalid", tc.in, err)
+			if !errors.Is(err, errkind.ErrInvalid) {
+				t.Errorf("ParseName(%q): %v does not wrap errkind.ErrInvalid", tc.in, err)
 			}
 			continue
 		}
@@ -124,7 +126,7 @@ func TestParseLSN(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"", "0", "/1", "1/", "x/1", "100000000/0", "1/2/3"} {
-		if _, err := ParseLSN(in); !errors.Is(err, ErrInvalid) {
+		if _, err := ParseLSN(in); !errors.Is(err, errkind.ErrInvalid) {
 			t.Errorf("ParseLSN(%q) accepted", in)
 		}
 	}

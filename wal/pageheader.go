@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // LongPageHeaderSize is the size of XLogLongPageHeaderData, the header of
@@ -45,7 +47,7 @@ func (h PageHeader) PGVersion() int { return pageMagics[h.Magic] }
 // here).
 func ParsePageHeader(b []byte) (PageHeader, error) {
 	if len(b) < LongPageHeaderSize {
-		return PageHeader{}, fmt.Errorf("%w: %d bytes is too short for a WAL page header", ErrInvalid, len(b))
+		return PageHeader{}, fmt.Errorf("%w: %d bytes is too short for a WAL page header", errkind.ErrInvalid, len(b))
 	}
 	le := binary.LittleEndian
 	h := PageHeader{
@@ -58,25 +60,25 @@ func ParsePageHeader(b []byte) (PageHeader, error) {
 		BlockSize:   int64(le.Uint32(b[36:])),
 	}
 	if _, ok := pageMagics[h.Magic]; !ok {
-		return h, fmt.Errorf("%w: WAL page magic 0x%04X is not one of PostgreSQL 12 to 18", ErrInvalid, h.Magic)
+		return h, fmt.Errorf("%w: WAL page magic 0x%04X is not one of PostgreSQL 12 to 18", errkind.ErrInvalid, h.Magic)
 	}
 	if h.Info&xlpLongHeader == 0 || h.Info&^xlpAllFlags != 0 {
-		return h, fmt.Errorf("%w: WAL page info 0x%04X is not a segment's first page", ErrInvalid, h.Info)
+		return h, fmt.Errorf("%w: WAL page info 0x%04X is not a segment's first page", errkind.ErrInvalid, h.Info)
 	}
 	if h.TLI == 0 {
-		return h, fmt.Errorf("%w: WAL page header has timeline 0", ErrInvalid)
+		return h, fmt.Errorf("%w: WAL page header has timeline 0", errkind.ErrInvalid)
 	}
 	if !ValidSegmentSize(h.SegmentSize) {
-		return h, fmt.Errorf("%w: WAL page header says segment size %d, not a power of two from 1 MiB to 1 GiB", ErrInvalid, h.SegmentSize)
+		return h, fmt.Errorf("%w: WAL page header says segment size %d, not a power of two from 1 MiB to 1 GiB", errkind.ErrInvalid, h.SegmentSize)
 	}
 	if h.BlockSize < 1024 || h.BlockSize > 65536 || h.BlockSize&(h.BlockSize-1) != 0 {
-		return h, fmt.Errorf("%w: WAL page header says block size %d", ErrInvalid, h.BlockSize)
+		return h, fmt.Errorf("%w: WAL page header says block size %d", errkind.ErrInvalid, h.BlockSize)
 	}
 	if h.SystemID == 0 {
-		return h, fmt.Errorf("%w: WAL page header has system identifier 0", ErrInvalid)
+		return h, fmt.Errorf("%w: WAL page header has system identifier 0", errkind.ErrInvalid)
 	}
 	if uint64(h.PageAddr)%uint64(h.SegmentSize) != 0 {
-		return h, fmt.Errorf("%w: first page address %s is not at a segment boundary", ErrInvalid, h.PageAddr)
+		return h, fmt.Errorf("%w: first page address %s is not at a segment boundary", errkind.ErrInvalid, h.PageAddr)
 	}
 	return h, nil
 }
@@ -88,19 +90,19 @@ func ParsePageHeader(b []byte) (PageHeader, error) {
 // pages copied from its parent, so an earlier timeline there is normal).
 func CheckSegment(name Name, size int64, hdr PageHeader) error {
 	if name.Kind != Segment && name.Kind != Partial {
-		return fmt.Errorf("%w: %s is a %s, not a segment", ErrInvalid, name, name.Kind)
+		return fmt.Errorf("%w: %s is a %s, not a segment", errkind.ErrInvalid, name, name.Kind)
 	}
 	if size != hdr.SegmentSize {
-		return fmt.Errorf("%w: %s is %d bytes but its header says segments are %d bytes", ErrInvalid, name, size, hdr.SegmentSize)
+		return fmt.Errorf("%w: %s is %d bytes but its header says segments are %d bytes", errkind.ErrInvalid, name, size, hdr.SegmentSize)
 	}
 	if !name.ValidFor(hdr.SegmentSize) {
-		return fmt.Errorf("%w: %s: segment field %08X is too large for %d-byte segments", ErrInvalid, name, name.Seg, hdr.SegmentSize)
+		return fmt.Errorf("%w: %s: segment field %08X is too large for %d-byte segments", errkind.ErrInvalid, name, name.Seg, hdr.SegmentSize)
 	}
 	if want := name.StartLSN(hdr.SegmentSize); hdr.PageAddr != want {
-		return fmt.Errorf("%w: %s starts at WAL position %s but its name says %s", ErrInvalid, name, hdr.PageAddr, want)
+		return fmt.Errorf("%w: %s starts at WAL position %s but its name says %s", errkind.ErrInvalid, name, hdr.PageAddr, want)
 	}
 	if hdr.TLI > name.TLI {
-		return fmt.Errorf("%w: %s holds timeline %d, later than the name's timeline %d", ErrInvalid, name, hdr.TLI, name.TLI)
+		return fmt.Errorf("%w: %s holds timeline %d, later than the name's timeline %d", errkind.ErrInvalid, name, hdr.TLI, name.TLI)
 	}
 	return nil
 }
@@ -110,7 +112,7 @@ func ReadPageHeader(r io.ReaderAt) (PageHeader, error) {
 	var b [LongPageHeaderSize]byte
 	if _, err := r.ReadAt(b[:], 0); err != nil {
 		if err == io.EOF {
-			return PageHeader{}, fmt.Errorf("%w: file is shorter than a WAL page header", ErrInvalid)
+			return PageHeader{}, fmt.Errorf("%w: file is shorter than a WAL page header", errkind.ErrInvalid)
 		}
 		return PageHeader{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/walstore/walstore/base/errkind"
 	wal "github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
 )
@@ -43,7 +44,7 @@ func TestParsePageHeaderRefusesNonsense(t *testing.T) {
 		"sysid 0":       header(func(b []byte) { le.PutUint64(b[24:], 0) }),
 		"mid-segment":   header(func(b []byte) { le.PutUint64(b[8:], 3<<24+8192) }),
 	} {
-		if _, err := wal.ParsePageHeader(b); !errors.Is(err, wal.ErrInvalid) {
+		if _, err := wal.ParsePageHeader(b); !errors.Is(err, errkind.ErrInvalid) {
 			t.Errorf("%s: accepted (%v)", name, err)
 		}
 	}
@@ -88,7 +89,7 @@ func TestSyntheticSegmentPassesChecks(t *testing.T) {
 		if hdr.SystemID != waltest.SystemID || hdr.PGVersion() != 15 {
 			t.Fatalf("header %+v", hdr)
 		}
-		if err := wal.CheckSegment(n.Next(segSize), int64(len(b)), hdr); !errors.Is(err, wal.ErrInvalid) {
+		if err := wal.CheckSegment(n.Next(segSize), int64(len(b)), hdr); !errors.Is(err, errkind.ErrInvalid) {
 			t.Fatalf("accepted under the next name: %v", err)
 		}
 	}

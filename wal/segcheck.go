@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Reading a segment as PostgreSQL's xlogreader reads it
@@ -159,7 +161,7 @@ func (c *SegmentChecker) start() {
 		return
 	}
 	if c.sysid != 0 && h.SystemID != c.sysid {
-		c.err = fmt.Errorf("%w: %s is from database system %d, this archive's is %d", ErrInvalid, c.name, h.SystemID, c.sysid)
+		c.err = fmt.Errorf("%w: %s is from database system %d, this archive's is %d", errkind.ErrInvalid, c.name, h.SystemID, c.sysid)
 		return
 	}
 	if err := CheckSegment(c.name, c.segSize, h); err != nil {
@@ -169,7 +171,7 @@ func (c *SegmentChecker) start() {
 	c.sum.Header = h
 	c.blcksz = int(h.BlockSize)
 	if c.segSize%int64(c.blcksz) != 0 {
-		c.err = fmt.Errorf("%w: %s: segment size %d is not a multiple of block size %d", ErrInvalid, c.name, c.segSize, c.blcksz)
+		c.err = fmt.Errorf("%w: %s: segment size %d is not a multiple of block size %d", errkind.ErrInvalid, c.name, c.segSize, c.blcksz)
 		return
 	}
 	c.page = make([]byte, c.blcksz)
@@ -182,7 +184,7 @@ func (c *SegmentChecker) Close() (SegmentSummary, error) {
 		return c.sum, c.err
 	}
 	if got := c.off + int64(c.fill); got != c.segSize || c.fill != 0 {
-		return c.sum, fmt.Errorf("%w: %s is %d bytes, its segments are %d", ErrInvalid, c.name, got, c.segSize)
+		return c.sum, fmt.Errorf("%w: %s is %d bytes, its segments are %d", errkind.ErrInvalid, c.name, got, c.segSize)
 	}
 	if !c.ended {
 		c.sum.End = c.name.StartLSN(c.segSize) + LSN(c.segSize)
@@ -201,7 +203,7 @@ func (c *SegmentChecker) stop(at LSN, why string, args ...any) {
 		c.ended, c.sum.End = true, at
 		return
 	}
-	c.err = fmt.Errorf("%w: %s: WAL ends at %s, before the end of the file (%s): PostgreSQL has not finished this segment, or it is damaged", ErrInvalid, c.name, at, fmt.Sprintf(why, args...))
+	c.err = fmt.Errorf("%w: %s: WAL ends at %s, before the end of the file (%s): PostgreSQL has not finished this segment, or it is damaged", errkind.ErrInvalid, c.name, at, fmt.Sprintf(why, args...))
 }
 
 func (c *SegmentChecker) broken(at LSN, why string, args ...any) {
@@ -212,7 +214,7 @@ func (c *SegmentChecker) broken(at LSN, why string, args ...any) {
 		c.ended, c.sum.End = true, at
 		return
 	}
-	c.err = fmt.Errorf("%w: %s at %s: %s", ErrInvalid, c.name, at, fmt.Sprintf(why, args...))
+	c.err = fmt.Errorf("%w: %s at %s: %s", errkind.ErrInvalid, c.name, at, fmt.Sprintf(why, args...))
 }
 
 func allZero(b []byte) bool {

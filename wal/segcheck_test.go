@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
 )
@@ -97,8 +98,8 @@ func TestSegmentCheckerRefusesWhatRecoveryCannotReplay(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, wal.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want ErrInvalid with %q", tc.name, err, tc.want)
+		if !errors.Is(err, errkind.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want errkind.ErrInvalid with %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
@@ -113,7 +114,7 @@ func testBinding(t *testing.T, s store.Store, name string) {
 	}
 	b := open(t, s, name) // a fresh handle: nothing remembered
 	m := n.Next(segSize)
-	if _, err := b.PutWAL(ctx(t), m, Segment(t, b, waltest.SystemID+1, m)); !errors.Is(err, archive.ErrWrongSystem) {
+	if _, err := b.PutWAL(ctx(t), m, Segment(t, b, waltest.SystemID+1, m)); !errors.Is(err, errkind.ErrWrongSystem) {
 		t.Fatalf("a segment of another system: %v, want ErrWrongSystem", err)
 	}
 	if id, err := b.SystemID(ctx(t)); err != nil || id != waltest.SystemID {
@@ -133,12 +134,12 @@ func testBoundToName(t *testing.T, s store.Store, name string) {
 	}
 	err = s.Put(ctx(t), a.Layout.WAL(h3), store.Bytes(obj.Bytes()))
 	if err != nil {
-		if !archive.Permanent(err) {
+		if !errkind.Permanent(err) {
 			t.Fatalf("a misnamed object: %v, want a refusal", err)
 		}
 		return
 	}
-	if _, _, err := a.OpenWAL(ctx(t), h3); !errors.Is(err, archive.ErrCorrupt) {
+	if _, _, err := a.OpenWAL(ctx(t), h3); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("reading 00000002.history stored as 00000003.history: %v, want ErrCorrupt", err)
 	}
 }
@@ -162,7 +163,7 @@ func testEncrypted(t *testing.T, s store.Store, name string) {
 		t.Fatal("encrypted round trip changed the segment")
 	}
 	plain := open(t, s, name)
-	if _, _, err := plain.OpenWAL(ctx(t), n); !errors.Is(err, archive.ErrKey) {
+	if _, _, err := plain.OpenWAL(ctx(t), n); !errors.Is(err, errkind.ErrKey) {
 		t.Fatalf("read without the key: %v, want ErrKey", err)
 	}
 }
@@ -191,7 +192,7 @@ func testBackupRecords(t *testing.T, s store.Store, name string) {
 	if err != nil || n != 2 {
 		t.Fatalf("delete: %d objects, %v", n, err)
 	}
-	if _, err := a.LoadBackup(ctx(t), id); !errors.Is(err, archive.ErrNotFound) {
+	if _, err := a.LoadBackup(ctx(t), id); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("after delete: %v", err)
 	}
 }

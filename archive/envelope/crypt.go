@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Encrypted payloads (header flag FlagEncrypted), version 2:
@@ -57,7 +59,7 @@ func (k *Key) ID() string { return hex.EncodeToString(k.id[:]) }
 
 func newKey(raw []byte) (*Key, error) {
 	if len(raw) != 32 {
-		return nil, fmt.Errorf("%w: an encryption key is 32 bytes, got %d", ErrInvalid, len(raw))
+		return nil, fmt.Errorf("%w: an encryption key is 32 bytes, got %d", errkind.ErrInvalid, len(raw))
 	}
 	block, err := aes.NewCipher(raw)
 	if err != nil {
@@ -85,7 +87,7 @@ func ParseKey(text []byte) (*Key, error) {
 			return newKey(raw)
 		}
 	}
-	return nil, fmt.Errorf("%w: a key file holds 32 bytes as 64 hex digits or base64 (walstored key makes one)", ErrInvalid)
+	return nil, fmt.Errorf("%w: a key file holds 32 bytes as 64 hex digits or base64 (walstored key makes one)", errkind.ErrInvalid)
 }
 
 // PassphraseIterations is the PBKDF2-SHA256 work factor for passphrases
@@ -98,7 +100,7 @@ const PassphraseIterations = 200_000
 func KeyFromPassphrase(passphrase []byte, archiveName string) (*Key, error) {
 	p := bytes.TrimSpace(passphrase)
 	if len(p) < 12 {
-		return nil, fmt.Errorf("%w: a passphrase must be at least 12 characters", ErrInvalid)
+		return nil, fmt.Errorf("%w: a passphrase must be at least 12 characters", errkind.ErrInvalid)
 	}
 	raw, err := pbkdf2.Key(sha256.New, string(p), []byte("walstore archive "+archiveName), PassphraseIterations, 32)
 	if err != nil {
@@ -225,10 +227,10 @@ func openEncrypted(hdr Header, r io.Reader, kr *Keyring) (io.Reader, error) {
 	if hdr.Version == 1 {
 		var pre [cryptPrefixV1]byte
 		if _, err := io.ReadFull(r, pre[:]); err != nil {
-			return nil, fmt.Errorf("%w: encrypted payload too short", ErrCorrupt)
+			return nil, fmt.Errorf("%w: encrypted payload too short", errkind.ErrCorrupt)
 		}
 		if string(pre[32:36]) != cryptMagicV1 {
-			return nil, fmt.Errorf("%w: encrypted payload has no %s marker", ErrCorrupt, cryptMagicV1)
+			return nil, fmt.Errorf("%w: encrypted payload has no %s marker", errkind.ErrCorrupt, cryptMagicV1)
 		}
 		id = pre[36:44]
 		copy(o.prefix[:], pre[44:52])
@@ -239,17 +241,17 @@ func openEncrypted(hdr Header, r io.Reader, kr *Keyring) (io.Reader, error) {
 	} else {
 		var pre [cryptPrefixV2]byte
 		if _, err := io.ReadFull(r, pre[:]); err != nil {
-			return nil, fmt.Errorf("%w: encrypted payload too short", ErrCorrupt)
+			return nil, fmt.Errorf("%w: encrypted payload too short", errkind.ErrCorrupt)
 		}
 		if string(pre[0:4]) != cryptMagicV2 {
-			return nil, fmt.Errorf("%w: encrypted payload has no %s marker", ErrCorrupt, cryptMagicV2)
+			return nil, fmt.Errorf("%w: encrypted payload has no %s marker", errkind.ErrCorrupt, cryptMagicV2)
 		}
 		id = bytes.Clone(pre[4:12])
 		copy(o.prefix[:], pre[12:20])
 	}
 	k := kr.find(id)
 	if k == nil {
-		return nil, fmt.Errorf("%w: the object is encrypted with key %s; the keys given are: %s", ErrKey, hex.EncodeToString(id), kr.ids())
+		return nil, fmt.Errorf("%w: the object is encrypted with key %s; the keys given are: %s", errkind.ErrKey, hex.EncodeToString(id), kr.ids())
 	}
 	o.key = k
 	return o, nil
@@ -263,7 +265,7 @@ func (o *opener) Read(p []byte) (int, error) {
 		if o.done {
 			o.err = io.EOF
 			if o.sum != nil && !bytes.Equal(o.hash.Sum(nil), o.sum[:]) {
-				o.err = fmt.Errorf("%w: encrypted payload does not match its checksum", ErrCorrupt)
+				o.err = fmt.Errorf("%w: encrypted payload does not match its checksum", errkind.ErrCorrupt)
 			}
 			continue
 		}
@@ -279,15 +281,15 @@ func (o *opener) Read(p []byte) (int, error) {
 func (o *opener) next() error {
 	var lenb [4]byte
 	if _, err := io.ReadFull(o.r, lenb[:]); err != nil {
-		return asCorrupt(fmt.Errorf("%w: encrypted payload truncated (%v)", ErrCorrupt, err))
+		return asCorrupt(fmt.Errorf("%w: encrypted payload truncated (%v)", errkind.ErrCorrupt, err))
 	}
 	n := binary.LittleEndian.Uint32(lenb[:])
 	if n < gcmOverhead || n > maxCipherChunk {
-		return fmt.Errorf("%w: encrypted chunk of %d bytes", ErrCorrupt, n)
+		return fmt.Errorf("%w: encrypted chunk of %d bytes", errkind.ErrCorrupt, n)
 	}
 	ct := make([]byte, n)
 	if _, err := io.ReadFull(o.r, ct); err != nil {
-		return asCorrupt(fmt.Errorf("%w: encrypted chunk truncated (%v)", ErrCorrupt, err))
+		return asCorrupt(fmt.Errorf("%w: encrypted chunk truncated (%v)", errkind.ErrCorrupt, err))
 	}
 	if o.hash != nil {
 		o.hash.Write(lenb[:])
@@ -302,7 +304,7 @@ func (o *opener) next() error {
 	}
 	pt, oerr := o.key.aead.Open(nil, chunkNonce(o.prefix, o.i), ct, chunkAAD(o.key, o.i, last, o.name))
 	if oerr != nil {
-		return fmt.Errorf("%w: encrypted chunk %d fails authentication (tampered, truncated, or another object's)", ErrCorrupt, o.i)
+		return fmt.Errorf("%w: encrypted chunk %d fails authentication (tampered, truncated, or another object's)", errkind.ErrCorrupt, o.i)
 	}
 	o.i++
 	o.buf = pt

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 func testKey(t *testing.T) *Key {
@@ -61,12 +63,12 @@ func TestEncryptedRefusals(t *testing.T) {
 	enc.Key = k
 	obj, _ := enc.EncodeBytes(bytes.Repeat([]byte("row data "), 300000), "a/wal/x")
 	b := obj.Bytes()
-	if _, _, err := Open(bytes.NewReader(b), "a/wal/x", nil); !errors.Is(err, ErrKey) {
-		t.Errorf("no key: %v, want ErrKey", err)
+	if _, _, err := Open(bytes.NewReader(b), "a/wal/x", nil); !errors.Is(err, errkind.ErrKey) {
+		t.Errorf("no key: %v, want errkind.ErrKey", err)
 	}
 	_, _, err := Open(bytes.NewReader(b), "a/wal/x", &Keyring{Encrypt: testKey(t)})
-	if !errors.Is(err, ErrKey) || !errors.Is(err, ErrKey) {
-		t.Errorf("wrong key: %v, want ErrKey", err)
+	if !errors.Is(err, errkind.ErrKey) || !errors.Is(err, errkind.ErrKey) {
+		t.Errorf("wrong key: %v, want errkind.ErrKey", err)
 	}
 	read := func(data []byte) error {
 		_, rc, err := Open(bytes.NewReader(data), "a/wal/x", &Keyring{Encrypt: k})
@@ -78,11 +80,11 @@ func TestEncryptedRefusals(t *testing.T) {
 	}
 	flipped := bytes.Clone(b)
 	flipped[len(flipped)-20] ^= 1
-	if err := read(flipped); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("tampered ciphertext: %v, want ErrCorrupt", err)
+	if err := read(flipped); !errors.Is(err, errkind.ErrCorrupt) {
+		t.Errorf("tampered ciphertext: %v, want errkind.ErrCorrupt", err)
 	}
-	if _, err := Verify(bytes.NewReader(flipped), "a/wal/x", nil); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("keyless verify of tampered ciphertext: %v, want ErrCorrupt", err)
+	if _, err := Verify(bytes.NewReader(flipped), "a/wal/x", nil); !errors.Is(err, errkind.ErrCorrupt) {
+		t.Errorf("keyless verify of tampered ciphertext: %v, want errkind.ErrCorrupt", err)
 	}
 	if _, err := KeyFromPassphrase([]byte("short"), "main"); err == nil {
 		t.Error("short passphrase accepted")
@@ -106,7 +108,7 @@ func TestEncryptedBoundToItsName(t *testing.T) {
 	enc := NewEncoder()
 	enc.Key = k
 	obj, _ := enc.EncodeBytes([]byte("1\t0/3000000\tno recovery target specified\n"), "main/wal/00000002.history")
-	if _, _, err := Open(bytes.NewReader(obj.Bytes()), "main/wal/00000003.history", &Keyring{Encrypt: k}); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := Open(bytes.NewReader(obj.Bytes()), "main/wal/00000003.history", &Keyring{Encrypt: k}); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("swapped name: %v", err)
 	}
 	// Even with a header forged to carry the new name, the chunks refuse.
@@ -118,7 +120,7 @@ func TestEncryptedBoundToItsName(t *testing.T) {
 	if err == nil {
 		_, err = io.ReadAll(rc)
 	}
-	if !errors.Is(err, ErrCorrupt) {
+	if !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("forged header with the new name: %v", err)
 	}
 }

@@ -46,15 +46,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
-)
-
-// Errors (shared with every layer).
-var (
-	ErrCorrupt = errkind.ErrCorrupt
-	ErrInvalid = errkind.ErrInvalid
-	ErrKey     = errkind.ErrKey
 )
 
 const (
@@ -120,10 +113,10 @@ func (d Digest) IsZero() bool { return d == Digest{} }
 func ParseDigest(s string) (Digest, error) {
 	var d Digest
 	if len(s) != 2*len(d) {
-		return d, fmt.Errorf("%w: %q is not a SHA-256 digest", ErrInvalid, errkind.Quote(s))
+		return d, fmt.Errorf("%w: %q is not a SHA-256 digest", errkind.ErrInvalid, errkind.Quote(s))
 	}
 	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
-		return d, fmt.Errorf("%w: %q is not a SHA-256 digest", ErrInvalid, errkind.Quote(s))
+		return d, fmt.Errorf("%w: %q is not a SHA-256 digest", errkind.ErrInvalid, errkind.Quote(s))
 	}
 	return d, nil
 }
@@ -188,7 +181,7 @@ func ReadHeader(r io.Reader) (Header, error) {
 		return Header{}, short(err)
 	}
 	if string(b[0:6]) != magic {
-		return Header{}, fmt.Errorf("%w: not a walstore object (bad magic)", ErrCorrupt)
+		return Header{}, fmt.Errorf("%w: not a walstore object (bad magic)", errkind.ErrCorrupt)
 	}
 	switch b[6] {
 	case 1:
@@ -202,7 +195,7 @@ func ReadHeader(r io.Reader) (Header, error) {
 		}
 		n := int(binary.LittleEndian.Uint16(b[10:]))
 		if n > MaxNameLen {
-			return Header{}, fmt.Errorf("%w: object header names %d bytes", ErrCorrupt, n)
+			return Header{}, fmt.Errorf("%w: object header names %d bytes", errkind.ErrCorrupt, n)
 		}
 		name := make([]byte, n)
 		if _, err := io.ReadFull(r, name); err != nil {
@@ -210,7 +203,7 @@ func ReadHeader(r io.Reader) (Header, error) {
 		}
 		return parseV2(b[:], name)
 	}
-	return Header{}, fmt.Errorf("%w: object format version %d is not supported (a newer walstore wrote it?)", ErrCorrupt, b[6])
+	return Header{}, fmt.Errorf("%w: object format version %d is not supported (a newer walstore wrote it?)", errkind.ErrCorrupt, b[6])
 }
 
 // ParseHeader decodes the header at the start of b.
@@ -218,7 +211,7 @@ func ParseHeader(b []byte) (Header, error) { return ReadHeader(bytes.NewReader(b
 
 func short(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: object shorter than its header", ErrCorrupt)
+		return fmt.Errorf("%w: object shorter than its header", errkind.ErrCorrupt)
 	}
 	return err
 }
@@ -226,7 +219,7 @@ func short(err error) error {
 func parseV1(b []byte) (Header, error) {
 	le := binary.LittleEndian
 	if got, want := le.Uint32(b[68:]), crc32.Checksum(b[:68], castagnoli); got != want {
-		return Header{}, fmt.Errorf("%w: object header checksum mismatch", ErrCorrupt)
+		return Header{}, fmt.Errorf("%w: object header checksum mismatch", errkind.ErrCorrupt)
 	}
 	h := Header{
 		Version:     1,
@@ -238,7 +231,7 @@ func parseV1(b []byte) (Header, error) {
 	}
 	copy(h.Digest[:], b[36:68])
 	if le.Uint16(b[10:]) != 0 {
-		return h, fmt.Errorf("%w: reserved header bytes set", ErrCorrupt)
+		return h, fmt.Errorf("%w: reserved header bytes set", errkind.ErrCorrupt)
 	}
 	return h, h.check()
 }
@@ -247,7 +240,7 @@ func parseV2(b, name []byte) (Header, error) {
 	le := binary.LittleEndian
 	crc := crc32.Update(crc32.Checksum(b[:100], castagnoli), castagnoli, name)
 	if le.Uint32(b[100:]) != crc {
-		return Header{}, fmt.Errorf("%w: object header checksum mismatch", ErrCorrupt)
+		return Header{}, fmt.Errorf("%w: object header checksum mismatch", errkind.ErrCorrupt)
 	}
 	h := Header{
 		Version:     2,
@@ -266,15 +259,15 @@ func parseV2(b, name []byte) (Header, error) {
 func (h Header) check() error {
 	switch {
 	case h.Compression != NoCompression && h.Compression != Zstd:
-		return fmt.Errorf("%w: unknown compression %d", ErrCorrupt, h.Compression)
+		return fmt.Errorf("%w: unknown compression %d", errkind.ErrCorrupt, h.Compression)
 	case h.Flags&^FlagEncrypted != 0:
-		return fmt.Errorf("%w: unknown object flags 0x%04X", ErrCorrupt, h.Flags)
+		return fmt.Errorf("%w: unknown object flags 0x%04X", errkind.ErrCorrupt, h.Flags)
 	case h.RawSize < 0 || h.RawSize > MaxRawSize:
-		return fmt.Errorf("%w: raw size %d out of range", ErrCorrupt, h.RawSize)
+		return fmt.Errorf("%w: raw size %d out of range", errkind.ErrCorrupt, h.RawSize)
 	case h.PayloadSize < 0 || h.PayloadSize > MaxPayloadSize:
-		return fmt.Errorf("%w: payload size %d out of range", ErrCorrupt, h.PayloadSize)
+		return fmt.Errorf("%w: payload size %d out of range", errkind.ErrCorrupt, h.PayloadSize)
 	case h.Compression == NoCompression && !h.Encrypted() && h.PayloadSize != h.RawSize:
-		return fmt.Errorf("%w: uncompressed payload of %d bytes for %d raw bytes", ErrCorrupt, h.PayloadSize, h.RawSize)
+		return fmt.Errorf("%w: uncompressed payload of %d bytes for %d raw bytes", errkind.ErrCorrupt, h.PayloadSize, h.RawSize)
 	}
 	return nil
 }
@@ -284,7 +277,7 @@ func (h Header) check() error {
 // store). Version 1 objects carry no name and pass.
 func (h Header) CheckName(name string) error {
 	if h.Version >= 2 && h.Name != name {
-		return fmt.Errorf("%w: the object was written as %q, not %q (moved or swapped in the store)", ErrCorrupt, errkind.Quote(h.Name), errkind.Quote(name))
+		return fmt.Errorf("%w: the object was written as %q, not %q (moved or swapped in the store)", errkind.ErrCorrupt, errkind.Quote(h.Name), errkind.Quote(name))
 	}
 	return nil
 }
@@ -400,7 +393,7 @@ func NewEncoderLevel(l Level) *Encoder {
 // size, or 0) sizes the buffer.
 func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, error) {
 	if len(name) > MaxNameLen {
-		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
+		return nil, fmt.Errorf("%w: object name of %d bytes", errkind.ErrInvalid, len(name))
 	}
 	hsize := FixedSize + len(name)
 	// Room for incompressible data, so the buffer is allocated once.
@@ -421,7 +414,7 @@ func (e *Encoder) Encode(r io.Reader, sizeHint int64, name string) (*Object, err
 		if n > 0 {
 			raw += int64(n)
 			if raw > MaxRawSize {
-				return nil, fmt.Errorf("%w: more than %d bytes", ErrInvalid, int64(MaxRawSize))
+				return nil, fmt.Errorf("%w: more than %d bytes", errkind.ErrInvalid, int64(MaxRawSize))
 			}
 			h.Write(e.chunk[:n])
 			if _, werr := w.Write(e.chunk[:n]); werr != nil {
@@ -463,10 +456,10 @@ func (e *Encoder) EncodeBytes(b []byte, name string) (*Object, error) {
 // makes an object that every reader, walstored's door first, refuses.
 func (e *Encoder) EncodeBytesSum(b []byte, sum Digest, name string) (*Object, error) {
 	if len(name) > MaxNameLen {
-		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
+		return nil, fmt.Errorf("%w: object name of %d bytes", errkind.ErrInvalid, len(name))
 	}
 	if int64(len(b)) > MaxRawSize {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrInvalid, int64(MaxRawSize))
+		return nil, fmt.Errorf("%w: more than %d bytes", errkind.ErrInvalid, int64(MaxRawSize))
 	}
 	hsize := FixedSize + len(name)
 	hdr := Header{
@@ -513,7 +506,7 @@ func NewObject(buf []byte) (*Object, error) {
 		return nil, err
 	}
 	if hdr.ObjectSize() != int64(len(buf)) {
-		return nil, fmt.Errorf("%w: object is %d bytes, header says %d", ErrCorrupt, len(buf), hdr.ObjectSize())
+		return nil, fmt.Errorf("%w: object is %d bytes, header says %d", errkind.ErrCorrupt, len(buf), hdr.ObjectSize())
 	}
 	return &Object{Header: hdr, buf: buf}, nil
 }
@@ -579,7 +572,7 @@ func OpenPayload(hdr Header, r io.Reader, kr *Keyring) (io.ReadCloser, error) {
 	var src io.Reader = body
 	if hdr.Encrypted() {
 		if !kr.hasKeys() {
-			return nil, fmt.Errorf("%w: the object is encrypted and no key was given (--encryption-key-file)", ErrKey)
+			return nil, fmt.Errorf("%w: the object is encrypted and no key was given (--encryption-key-file)", errkind.ErrKey)
 		}
 		var err error
 		if src, err = openEncrypted(hdr, body, kr); err != nil {
@@ -594,7 +587,7 @@ func OpenPayload(hdr Header, r io.Reader, kr *Keyring) (io.ReadCloser, error) {
 		d := getDecoder()
 		if err := d.Reset(src); err != nil {
 			putDecoder(d)
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: %v", errkind.ErrCorrupt, err)
 		}
 		v.src, v.dec = d, d
 	}
@@ -618,7 +611,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		n, err := io.ReadFull(e.r, one[:])
 		switch {
 		case n > 0:
-			e.err = fmt.Errorf("%w: data after the end of the payload", ErrCorrupt)
+			e.err = fmt.Errorf("%w: data after the end of the payload", errkind.ErrCorrupt)
 		case errors.Is(err, io.EOF):
 			e.err = io.EOF
 		default:
@@ -632,7 +625,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	e.left -= int64(n)
 	if errors.Is(err, io.EOF) && e.left > 0 {
-		e.err = fmt.Errorf("%w: payload truncated (%d bytes missing)", ErrCorrupt, e.left)
+		e.err = fmt.Errorf("%w: payload truncated (%d bytes missing)", errkind.ErrCorrupt, e.left)
 		return n, e.err
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -649,10 +642,10 @@ func asCorrupt(err error) error {
 	switch {
 	case errors.As(err, &src):
 		return src.err
-	case errors.Is(err, ErrCorrupt):
+	case errors.Is(err, errkind.ErrCorrupt):
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	return fmt.Errorf("%w: %v", errkind.ErrCorrupt, err)
 }
 
 // sourceError marks a failure of the reader under the envelope (network,
@@ -680,7 +673,7 @@ func (v *verifier) Read(p []byte) (int, error) {
 	if n > 0 {
 		v.n += int64(n)
 		if v.n > v.hdr.RawSize {
-			v.err = fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", ErrCorrupt, v.hdr.RawSize)
+			v.err = fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", errkind.ErrCorrupt, v.hdr.RawSize)
 			return 0, v.err
 		}
 		v.h.Write(p[:n])
@@ -703,7 +696,7 @@ func (v *verifier) Read(p []byte) (int, error) {
 // finish runs once the decompressed stream ended.
 func (v *verifier) finish() error {
 	if v.n != v.hdr.RawSize {
-		return fmt.Errorf("%w: payload gave %d bytes, header says %d", ErrCorrupt, v.n, v.hdr.RawSize)
+		return fmt.Errorf("%w: payload gave %d bytes, header says %d", errkind.ErrCorrupt, v.n, v.hdr.RawSize)
 	}
 	// Drain the payload: the decoder may stop at the end of the last frame
 	// before the payload ends, and whatever follows must not go unnoticed.
@@ -711,7 +704,7 @@ func (v *verifier) finish() error {
 		if n, err := io.Copy(io.Discard, v.body); err != nil {
 			return asCorrupt(err)
 		} else if n > 0 {
-			return fmt.Errorf("%w: %d stray bytes after the compressed data", ErrCorrupt, n)
+			return fmt.Errorf("%w: %d stray bytes after the compressed data", errkind.ErrCorrupt, n)
 		}
 	} else if _, err := v.body.Read(nil); err != io.EOF {
 		return asCorrupt(err)
@@ -719,7 +712,7 @@ func (v *verifier) finish() error {
 	var sum Digest
 	v.h.Sum(sum[:0])
 	if sum != v.hdr.Digest {
-		return fmt.Errorf("%w: SHA-256 of the content is %s, header says %s", ErrCorrupt, sum, v.hdr.Digest)
+		return fmt.Errorf("%w: SHA-256 of the content is %s, header says %s", errkind.ErrCorrupt, sum, v.hdr.Digest)
 	}
 	return io.EOF
 }
@@ -789,7 +782,7 @@ func VerifyPayloadTo(hdr Header, r io.Reader, kr *Keyring, w io.Writer) error {
 		var got Digest
 		ph.Sum(got[:0])
 		if got != hdr.PayloadDigest {
-			return fmt.Errorf("%w: the payload does not match the checksum in its header", ErrCorrupt)
+			return fmt.Errorf("%w: the payload does not match the checksum in its header", errkind.ErrCorrupt)
 		}
 	}
 	return nil
@@ -802,7 +795,7 @@ func checkCiphertext(hdr Header, body io.Reader) error {
 	want := hdr.PayloadDigest
 	if hdr.Version == 1 {
 		if _, err := io.ReadFull(body, want[:]); err != nil {
-			return asCorrupt(fmt.Errorf("%w: encrypted payload too short", ErrCorrupt))
+			return asCorrupt(fmt.Errorf("%w: encrypted payload too short", errkind.ErrCorrupt))
 		}
 	}
 	h := sha256.New()
@@ -812,7 +805,7 @@ func checkCiphertext(hdr Header, body io.Reader) error {
 	var got Digest
 	h.Sum(got[:0])
 	if got != want {
-		return fmt.Errorf("%w: encrypted payload does not match its checksum", ErrCorrupt)
+		return fmt.Errorf("%w: encrypted payload does not match its checksum", errkind.ErrCorrupt)
 	}
 	return nil
 }

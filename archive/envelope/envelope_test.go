@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 func sample(n int) []byte {
@@ -91,8 +93,8 @@ func TestEnvelopeDamageIsCorrupt(t *testing.T) {
 		"not an envelope": []byte("this is not a walstore object, just some text of some length......"),
 	} {
 		_, err := readAll(t, b)
-		if !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: got %v, want ErrCorrupt", name, err)
+		if !errors.Is(err, errkind.ErrCorrupt) {
+			t.Errorf("%s: got %v, want errkind.ErrCorrupt", name, err)
 		}
 	}
 }
@@ -123,8 +125,8 @@ func TestDecompressionBombRefused(t *testing.T) {
 	}
 	defer rc.Close()
 	n, err := io.Copy(io.Discard, rc)
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("bomb: read %d bytes, err %v; want ErrCorrupt", n, err)
+	if !errors.Is(err, errkind.ErrCorrupt) {
+		t.Fatalf("bomb: read %d bytes, err %v; want errkind.ErrCorrupt", n, err)
 	}
 	if n > 1<<20 {
 		t.Fatalf("bomb: %d bytes came out, more than the header's 1 MiB", n)
@@ -138,8 +140,8 @@ func TestHugeWindowRefused(t *testing.T) {
 	// descriptor of 2^(10+31-...) — exponent 21 → 2 GiB window.
 	frame := []byte{0x28, 0xB5, 0x2F, 0xFD, 0x00, 21 << 3, 0x01, 0x00, 0x00}
 	_, err := readAll(t, forge(frame, 10, Digest{}))
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("huge window: %v, want ErrCorrupt", err)
+	if !errors.Is(err, errkind.ErrCorrupt) {
+		t.Fatalf("huge window: %v, want errkind.ErrCorrupt", err)
 	}
 }
 
@@ -151,8 +153,8 @@ func TestHeaderLimits(t *testing.T) {
 		"plain mismatch":  {Compression: NoCompression, RawSize: 10, PayloadSize: 11},
 		"bad compression": {Compression: 9},
 	} {
-		if _, err := ParseHeader(h.Marshal()); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		if _, err := ParseHeader(h.Marshal()); !errors.Is(err, errkind.ErrCorrupt) {
+			t.Errorf("%s: %v, want errkind.ErrCorrupt", name, err)
 		}
 	}
 }
@@ -193,7 +195,7 @@ func TestVersion1StillReads(t *testing.T) {
 		t.Fatalf("verify v1: %v", err)
 	}
 	old[len(old)-5] ^= 1
-	if _, err := Verify(bytes.NewReader(old), "a/wal/x", nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := Verify(bytes.NewReader(old), "a/wal/x", nil); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("damaged v1: %v", err)
 	}
 }
@@ -203,7 +205,7 @@ func TestVersion1StillReads(t *testing.T) {
 // checksum in its header fails Verify.
 func TestBoundToItsName(t *testing.T) {
 	obj, _ := NewEncoder().EncodeBytes(sample(10_000), "main/wal/00000002.history")
-	if _, _, err := Open(bytes.NewReader(obj.Bytes()), "main/wal/00000003.history", nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "00000002.history") {
+	if _, _, err := Open(bytes.NewReader(obj.Bytes()), "main/wal/00000003.history", nil); !errors.Is(err, errkind.ErrCorrupt) || !strings.Contains(err.Error(), "00000002.history") {
 		t.Fatalf("read under another name: %v", err)
 	}
 	if _, err := Verify(bytes.NewReader(obj.Bytes()), "main/wal/00000002.history", nil); err != nil {
@@ -212,7 +214,7 @@ func TestBoundToItsName(t *testing.T) {
 	h := obj.Header
 	h.PayloadDigest[0] ^= 1
 	lying := append(h.Marshal(), obj.Bytes()[h.Size():]...)
-	if _, err := Verify(bytes.NewReader(lying), "main/wal/00000002.history", nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := Verify(bytes.NewReader(lying), "main/wal/00000002.history", nil); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("payload checksum mismatch: %v", err)
 	}
 }

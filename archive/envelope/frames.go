@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // A framed payload lets a reader decode a part of an object without the
@@ -70,17 +72,17 @@ func (e *Encoder) EncodeFramesSum(b []byte, sizes []int, sum Digest, name string
 		return e.EncodeBytesSum(b, sum, name)
 	}
 	if len(name) > MaxNameLen {
-		return nil, fmt.Errorf("%w: object name of %d bytes", ErrInvalid, len(name))
+		return nil, fmt.Errorf("%w: object name of %d bytes", errkind.ErrInvalid, len(name))
 	}
 	if int64(len(b)) > MaxRawSize {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrInvalid, int64(MaxRawSize))
+		return nil, fmt.Errorf("%w: more than %d bytes", errkind.ErrInvalid, int64(MaxRawSize))
 	}
 	// The frames' raw lengths: consecutive parts grouped up to the target.
 	var frames []int
 	total := 0
 	for _, n := range sizes {
 		if n < 0 {
-			return nil, fmt.Errorf("%w: a part of %d bytes", ErrInvalid, n)
+			return nil, fmt.Errorf("%w: a part of %d bytes", errkind.ErrInvalid, n)
 		}
 		total += n
 		if k := len(frames); k > 0 && frames[k-1]+n <= frameTarget {
@@ -90,7 +92,7 @@ func (e *Encoder) EncodeFramesSum(b []byte, sizes []int, sum Digest, name string
 		}
 	}
 	if total != len(b) {
-		return nil, fmt.Errorf("%w: parts of %d bytes for %d bytes of content", ErrInvalid, total, len(b))
+		return nil, fmt.Errorf("%w: parts of %d bytes for %d bytes of content", errkind.ErrInvalid, total, len(b))
 	}
 	hsize := FixedSize + len(name)
 	isize := indexFixed + 8*len(frames)
@@ -150,7 +152,7 @@ func Frames(hdr Header, p []byte) (frames []Frame, need int, err error) {
 	case isize == 0:
 		return nil, 0, ErrNotFramed
 	case isize < indexFixed || isize > maxIndexSize || (isize-indexFixed)%8 != 0 || int64(isize) > hdr.PayloadSize:
-		return nil, 0, fmt.Errorf("%w: a frame index of %d bytes", ErrCorrupt, isize)
+		return nil, 0, fmt.Errorf("%w: a frame index of %d bytes", errkind.ErrCorrupt, isize)
 	case isize > len(p):
 		return nil, isize, nil
 	}
@@ -159,10 +161,10 @@ func Frames(hdr Header, p []byte) (frames []Frame, need int, err error) {
 	}
 	count := int(binary.LittleEndian.Uint32(p[12:]))
 	if count > 2*int(hdr.RawSize/frameTarget)+2 {
-		return nil, 0, fmt.Errorf("%w: %d frames for %d bytes", ErrCorrupt, count, hdr.RawSize)
+		return nil, 0, fmt.Errorf("%w: %d frames for %d bytes", errkind.ErrCorrupt, count, hdr.RawSize)
 	}
 	if count != (isize-indexFixed)/8 {
-		return nil, 0, fmt.Errorf("%w: a frame index of %d bytes lists %d frames", ErrCorrupt, isize, count)
+		return nil, 0, fmt.Errorf("%w: a frame index of %d bytes lists %d frames", errkind.ErrCorrupt, isize, count)
 	}
 	frames = make([]Frame, count)
 	raw, off := int64(0), int64(isize)
@@ -174,7 +176,7 @@ func Frames(hdr Header, p []byte) (frames []Frame, need int, err error) {
 		frames[i] = f
 	}
 	if raw != hdr.RawSize || off != hdr.PayloadSize {
-		return nil, 0, fmt.Errorf("%w: the frame index covers %d raw and %d payload bytes, the header says %d and %d", ErrCorrupt, raw, off, hdr.RawSize, hdr.PayloadSize)
+		return nil, 0, fmt.Errorf("%w: the frame index covers %d raw and %d payload bytes, the header says %d and %d", errkind.ErrCorrupt, raw, off, hdr.RawSize, hdr.PayloadSize)
 	}
 	return frames, 0, nil
 }
@@ -195,7 +197,7 @@ func FrameSizes(frames []Frame) []int {
 // checksum of its own.
 func DecodeFrame(dst, z []byte, f Frame) ([]byte, error) {
 	if int64(len(z)) != f.Len || f.RawLen > MaxRawSize {
-		return nil, fmt.Errorf("%w: frame of %d bytes, index says %d", ErrCorrupt, len(z), f.Len)
+		return nil, fmt.Errorf("%w: frame of %d bytes, index says %d", errkind.ErrCorrupt, len(z), f.Len)
 	}
 	if int64(cap(dst)) < f.RawLen {
 		dst = make([]byte, 0, f.RawLen)
@@ -203,11 +205,11 @@ func DecodeFrame(dst, z []byte, f Frame) ([]byte, error) {
 	raw, err := allDecoder().DecodeAll(z, dst[:0:f.RawLen])
 	switch {
 	case errors.Is(err, zstd.ErrDecoderSizeExceeded):
-		return nil, fmt.Errorf("%w: a frame expands beyond the %d bytes its index promises", ErrCorrupt, f.RawLen)
+		return nil, fmt.Errorf("%w: a frame expands beyond the %d bytes its index promises", errkind.ErrCorrupt, f.RawLen)
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %v", errkind.ErrCorrupt, err)
 	case int64(len(raw)) != f.RawLen:
-		return nil, fmt.Errorf("%w: a frame gave %d bytes, its index says %d", ErrCorrupt, len(raw), f.RawLen)
+		return nil, fmt.Errorf("%w: a frame gave %d bytes, its index says %d", errkind.ErrCorrupt, len(raw), f.RawLen)
 	}
 	return raw, nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"testing"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // framedSample is content made of parts the way a pack is: full blocks
@@ -62,12 +64,12 @@ func TestFramedRoundTrip(t *testing.T) {
 	}
 	// A frame given the wrong bytes, or promising fewer, is corrupt.
 	f := frames[0]
-	if _, err := DecodeFrame(nil, payload[frames[1].Off:frames[1].Off+frames[1].Len], f); !errors.Is(err, ErrCorrupt) {
+	if _, err := DecodeFrame(nil, payload[frames[1].Off:frames[1].Off+frames[1].Len], f); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Errorf("another frame's bytes: %v", err)
 	}
 	short := f
 	short.RawLen--
-	if _, err := DecodeFrame(nil, payload[f.Off:f.Off+f.Len], short); !errors.Is(err, ErrCorrupt) {
+	if _, err := DecodeFrame(nil, payload[f.Off:f.Off+f.Len], short); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Errorf("a frame longer than its index says: %v", err)
 	}
 }
@@ -83,14 +85,14 @@ func TestFrameIndexRefusals(t *testing.T) {
 	}
 	payload := bytes.Clone(obj.Bytes()[obj.Header.Size():])
 	payload[indexFixed+4]++ // the first frame's payload length
-	if _, _, err := Frames(obj.Header, payload); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := Frames(obj.Header, payload); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Errorf("a wrong frame length: %v", err)
 	}
 	whole, _ := NewEncoder().EncodeBytes(raw, "k")
 	if _, _, err := Frames(whole.Header, whole.Bytes()[whole.Header.Size():]); !errors.Is(err, ErrNotFramed) {
 		t.Errorf("an object written whole: %v", err)
 	}
-	if _, err := enc.EncodeFramesSum(raw, sizes[1:], sha256.Sum256(raw), "k"); !errors.Is(err, ErrInvalid) {
+	if _, err := enc.EncodeFramesSum(raw, sizes[1:], sha256.Sum256(raw), "k"); !errors.Is(err, errkind.ErrInvalid) {
 		t.Errorf("parts that do not add up: %v", err)
 	}
 	key, _ := NewKeyText()

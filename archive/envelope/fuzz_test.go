@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // FuzzOpenEnvelope: any bytes are refused (ErrCorrupt, or a key error for
@@ -23,7 +25,7 @@ func FuzzOpenEnvelope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hdr, rc, err := Open(bytes.NewReader(b), "", nil)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrKey) {
+			if !errors.Is(err, errkind.ErrCorrupt) && !errors.Is(err, errkind.ErrKey) {
 				t.Fatalf("unexpected error class: %v", err)
 			}
 			return
@@ -31,7 +33,7 @@ func FuzzOpenEnvelope(f *testing.F) {
 		defer rc.Close()
 		out, err := io.ReadAll(io.LimitReader(rc, hdr.RawSize+1))
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
+			if !errors.Is(err, errkind.ErrCorrupt) {
 				t.Fatalf("unexpected read error: %v", err)
 			}
 			return
@@ -67,7 +69,7 @@ func FuzzVerifyPayloadBytesAgrees(f *testing.F) {
 		if frames, _, err := Frames(hdr, b[hdr.Size():]); err == nil {
 			for _, fr := range frames {
 				if fr.Off+fr.Len <= int64(len(b))-hdr.Size() {
-					if _, err := DecodeFrame(nil, b[hdr.Size()+fr.Off:hdr.Size()+fr.Off+fr.Len], fr); err != nil && !errors.Is(err, ErrCorrupt) {
+					if _, err := DecodeFrame(nil, b[hdr.Size()+fr.Off:hdr.Size()+fr.Off+fr.Len], fr); err != nil && !errors.Is(err, errkind.ErrCorrupt) {
 						t.Fatalf("frame %+v: unexpected error class: %v", fr, err)
 					}
 				}
@@ -79,7 +81,7 @@ func FuzzVerifyPayloadBytesAgrees(f *testing.F) {
 		if (streamed == nil) != (held == nil) {
 			t.Fatalf("streaming check says %v, in-memory check says %v", streamed, held)
 		}
-		if held != nil && !errors.Is(held, ErrCorrupt) && !errors.Is(held, ErrKey) {
+		if held != nil && !errors.Is(held, errkind.ErrCorrupt) && !errors.Is(held, errkind.ErrKey) {
 			t.Fatalf("unexpected error class: %v", held)
 		}
 	})
@@ -101,8 +103,8 @@ func TestVerifyPayloadBytesCatchesFlips(t *testing.T) {
 	for i := 0; i < len(payload); i += 7 {
 		bad := bytes.Clone(payload)
 		bad[i] ^= 0x40
-		if err := VerifyPayloadBytes(hdr, bad, nil); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("flip at payload byte %d: %v, want ErrCorrupt", i, err)
+		if err := VerifyPayloadBytes(hdr, bad, nil); !errors.Is(err, errkind.ErrCorrupt) {
+			t.Fatalf("flip at payload byte %d: %v, want errkind.ErrCorrupt", i, err)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Checking a payload that is already in memory (walstored's door holds
@@ -83,12 +85,12 @@ func VerifyPayloadBytesTo(hdr Header, payload []byte, kr *Keyring, w io.Writer) 
 	}
 	switch n := int64(len(payload)); {
 	case n < hdr.PayloadSize:
-		return fmt.Errorf("%w: payload truncated (%d bytes missing)", ErrCorrupt, hdr.PayloadSize-n)
+		return fmt.Errorf("%w: payload truncated (%d bytes missing)", errkind.ErrCorrupt, hdr.PayloadSize-n)
 	case n > hdr.PayloadSize:
-		return fmt.Errorf("%w: data after the end of the payload", ErrCorrupt)
+		return fmt.Errorf("%w: data after the end of the payload", errkind.ErrCorrupt)
 	}
 	if hdr.Version >= 2 && Digest(sha256.Sum256(payload)) != hdr.PayloadDigest {
-		return fmt.Errorf("%w: the payload does not match the checksum in its header", ErrCorrupt)
+		return fmt.Errorf("%w: the payload does not match the checksum in its header", errkind.ErrCorrupt)
 	}
 	raw := payload
 	if hdr.Compression == Zstd {
@@ -98,16 +100,16 @@ func VerifyPayloadBytesTo(hdr Header, payload []byte, kr *Keyring, w io.Writer) 
 		raw, err = allDecoder().DecodeAll(payload, (*p)[:0:hdr.RawSize])
 		switch {
 		case errors.Is(err, zstd.ErrDecoderSizeExceeded):
-			return fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", ErrCorrupt, hdr.RawSize)
+			return fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", errkind.ErrCorrupt, hdr.RawSize)
 		case err != nil:
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return fmt.Errorf("%w: %v", errkind.ErrCorrupt, err)
 		}
 	}
 	if int64(len(raw)) != hdr.RawSize {
-		return fmt.Errorf("%w: payload gave %d bytes, header says %d", ErrCorrupt, len(raw), hdr.RawSize)
+		return fmt.Errorf("%w: payload gave %d bytes, header says %d", errkind.ErrCorrupt, len(raw), hdr.RawSize)
 	}
 	if sum := Digest(sha256.Sum256(raw)); sum != hdr.Digest {
-		return fmt.Errorf("%w: SHA-256 of the content is %s, header says %s", ErrCorrupt, sum, hdr.Digest)
+		return fmt.Errorf("%w: SHA-256 of the content is %s, header says %s", errkind.ErrCorrupt, sum, hdr.Digest)
 	}
 	if w != nil {
 		w.Write(raw)

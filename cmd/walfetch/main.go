@@ -21,11 +21,11 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/client/fetch"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/fetch"
 	"github.com/walstore/walstore/internal/version"
-	"github.com/walstore/walstore/internal/worker"
 	"github.com/walstore/walstore/store"
 )
 
@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.SpawnDetached(fs, "prefetch", "--spool", spoolDir, "--pgdata", pgdata)
 	}
 	res, err := fetch.Fetch(ctx, *cfg, name, dest)
-	if errors.Is(err, archive.ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		if mode == fetch.ArchiveRecovery {
 			// Not found in an archive that never received anything is a
 			// wrong --archive or --repo, not the end of the WAL.
@@ -115,11 +115,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if oerr != nil {
 				return fail(oerr)
 			}
-			if _, serr := a.SystemID(ctx); errors.Is(serr, archive.ErrNotFound) {
+			if _, serr := a.SystemID(ctx); errors.Is(serr, errkind.ErrNotFound) {
 				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, store.Describe(a.Store)))
 			}
 		}
-		if errors.Is(err, archive.ErrExpired) {
+		if errors.Is(err, errkind.ErrExpired) {
 			// Said every time: PostgreSQL's own line does not say why.
 			fmt.Fprintf(stderr, "walfetch: %s\n", cli.OneLine(err))
 		} else if c.Verbose {
@@ -169,11 +169,11 @@ func exitCode(err error, mode fetch.Mode) int {
 	switch {
 	case err == nil:
 		return cli.ExitOK
-	case errors.Is(err, archive.ErrNotFound):
+	case errors.Is(err, errkind.ErrNotFound):
 		return cli.ExitFailure
 	case mode == fetch.ArchiveRecovery:
 		return cli.ExitFatalRecovery
-	case errors.Is(err, cli.ErrUsage), errors.Is(err, archive.ErrConfig), cli.Refused(err):
+	case errors.Is(err, cli.ErrUsage), errors.Is(err, errkind.ErrConfig), cli.Refused(err):
 		return cli.ExitUsage
 	}
 	return cli.ExitUnavailable

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/walstore/walstore/archive"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 
 	"github.com/spf13/pflag"
 
@@ -66,7 +68,7 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 			if len(names) > 0 {
 				have = strings.Join(names, ", ")
 			}
-			err = fmt.Errorf("%w: archive %s does not exist (the repository's archives: %s)", archive.ErrNotFound, opt.Archive.Name, have)
+			err = fmt.Errorf("%w: archive %s does not exist (the repository's archives: %s)", errkind.ErrNotFound, opt.Archive.Name, have)
 		}
 	}
 	var res backupset.RestoreResult

@@ -20,10 +20,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/client/push"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/push"
 	"github.com/walstore/walstore/internal/version"
-	"github.com/walstore/walstore/internal/worker"
 )
 
 func main() {

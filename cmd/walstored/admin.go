@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
@@ -40,7 +41,7 @@ func openArchive(ctx context.Context, c *cli.Common, mayBeEmpty bool) (*archive.
 	if len(names) > 0 {
 		have = strings.Join(names, ", ")
 	}
-	return nil, fmt.Errorf("%w: archive %s does not exist in %s (its archives: %s); --allow-empty accepts an empty one", archive.ErrNotFound, a.Name, store.Describe(a.Store), have)
+	return nil, fmt.Errorf("%w: archive %s does not exist in %s (its archives: %s); --allow-empty accepts an empty one", errkind.ErrNotFound, a.Name, store.Describe(a.Store), have)
 }
 
 func bindList(fs *pflag.FlagSet, e env) func(context.Context) error {

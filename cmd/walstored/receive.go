@@ -13,8 +13,8 @@ import (
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/server"
 	"github.com/walstore/walstore/receiver"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )

@@ -16,8 +16,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/server"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/cachestore"
 	"github.com/walstore/walstore/store/storeurl"
@@ -58,7 +59,7 @@ func bindServe(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if *peerToken != "" {
 			b, err := os.ReadFile(*peerToken)
 			if err != nil || strings.TrimSpace(string(b)) == "" {
-				return fmt.Errorf("%w: --peer-token-file %s: %v", archive.ErrConfig, *peerToken, err)
+				return fmt.Errorf("%w: --peer-token-file %s: %v", errkind.ErrConfig, *peerToken, err)
 			}
 			f.peerToken = strings.TrimSpace(string(b))
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/store"
@@ -47,7 +48,7 @@ func openStores(ctx context.Context, getenv func(string) string, urls []string, 
 		octx, cancel := context.WithTimeout(ctx, wait)
 		s, err := c.OpenRaw(octx, true)
 		cancel()
-		if err != nil && len(urls) > 1 && !archive.Permanent(err) {
+		if err != nil && len(urls) > 1 && !errkind.Permanent(err) {
 			// One store down at start: the others can still serve (the
 			// write policy decides what a push needs); retry it on use.
 			if log != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/internal/certs"
 	"github.com/walstore/walstore/internal/cli"
 )
@@ -32,7 +32,7 @@ func bindTLS(fs *pflag.FlagSet, e env) func(context.Context) error {
 			return fmt.Errorf("%w: --days must be positive", cli.ErrUsage)
 		}
 		if err := os.MkdirAll(*dir, 0o700); err != nil {
-			return fmt.Errorf("%w: --dir: %v", archive.ErrConfig, err)
+			return fmt.Errorf("%w: --dir: %v", errkind.ErrConfig, err)
 		}
 		caCert, caKey := filepath.Join(*dir, "ca.pem"), filepath.Join(*dir, "ca-key.pem")
 		ca, err := certs.LoadCA(caCert, caKey)
@@ -53,7 +53,7 @@ func bindTLS(fs *pflag.FlagSet, e env) func(context.Context) error {
 			}
 			fmt.Fprintf(e.stdout, "made a CA: %s (give it to every client: cacert = %s), its key %s (keep it on this host only)\n", caCert, caCert, caKey)
 		case err != nil:
-			return fmt.Errorf("%w: the CA in %s: %v", archive.ErrConfig, *dir, err)
+			return fmt.Errorf("%w: the CA in %s: %v", errkind.ErrConfig, *dir, err)
 		}
 		d := time.Duration(*days) * 24 * time.Hour
 		if len(hosts) > 0 {
@@ -63,7 +63,7 @@ func bindTLS(fs *pflag.FlagSet, e env) func(context.Context) error {
 			}
 			cf, kf, err := certs.WritePair(*dir, "server", c, k)
 			if err != nil {
-				return fmt.Errorf("%w: %v (remove the old pair to make a new one)", archive.ErrConfig, err)
+				return fmt.Errorf("%w: %v (remove the old pair to make a new one)", errkind.ErrConfig, err)
 			}
 			fmt.Fprintf(e.stdout, "walstored's certificate for %v: walstored serve --tls-cert %s --tls-key %s\n", hosts, cf, kf)
 		}
@@ -74,7 +74,7 @@ func bindTLS(fs *pflag.FlagSet, e env) func(context.Context) error {
 			}
 			cf, kf, err := certs.WritePair(*dir, name, c, k)
 			if err != nil {
-				return fmt.Errorf("%w: %v", archive.ErrConfig, err)
+				return fmt.Errorf("%w: %v", errkind.ErrConfig, err)
 			}
 			fmt.Fprintf(e.stdout, "client certificate %s: client-cert = %s, client-key = %s (walstored serve --tls-client-ca %s)\n", name, cf, kf, caCert)
 		}

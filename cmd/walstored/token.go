@@ -10,7 +10,7 @@ import (
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/internal/server/auth"
+	"github.com/walstore/walstore/server/auth"
 )
 
 // bindKey prints a new random archive encryption key.

@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"io"
 
-	"github.com/walstore/walstore/internal/units"
+	"github.com/walstore/walstore/base/units"
 )
 
 // JSON writes v as one indented JSON document.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/store"
 )
@@ -27,7 +28,7 @@ func Summarize(ctx context.Context, a *archive.Archive, now time.Time, late time
 		return catalog.Summary{}, fmt.Errorf("archive %s: %w", a.Name, err)
 	}
 	sysid, err := a.SystemID(ctx)
-	if err != nil && !errors.Is(err, archive.ErrNotFound) {
+	if err != nil && !errors.Is(err, errkind.ErrNotFound) {
 		return catalog.Summary{}, fmt.Errorf("archive %s: %w", a.Name, err)
 	}
 	sum := catalog.Summarize(inv, sysid, now, late)

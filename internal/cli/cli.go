@@ -22,7 +22,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/retrystore"

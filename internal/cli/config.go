@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
-	"github.com/walstore/walstore/internal/conffile"
+	"github.com/walstore/walstore/base/conffile"
 )
 
 // SectionKeys are the settings of the clients' sections besides the

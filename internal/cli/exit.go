@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // Exit codes shared by every binary (see the README's table).

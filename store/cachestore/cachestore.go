@@ -28,7 +28,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/walstore/walstore/internal/freelist"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/freelist"
 	"github.com/walstore/walstore/store"
 )
 
@@ -222,7 +223,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 func (s *Store) Replace(ctx context.Context, key string, old store.Info, body store.Body) error {
 	r, ok := store.As[store.Replacer](s.inner)
 	if !ok {
-		return fmt.Errorf("%w: replace %s: %s cannot replace objects", store.ErrInvalid, key, store.Describe(s.inner))
+		return fmt.Errorf("%w: replace %s: %s cannot replace objects", errkind.ErrInvalid, key, store.Describe(s.inner))
 	}
 	s.Evict(key)
 	defer s.Evict(key)
@@ -255,7 +256,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		case err == nil:
 			s.count(func(st *Stats) { st.Hits++ })
 			return e.reader(e.data), nil
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, errkind.ErrNotFound):
 			e.release()
 			s.Evict(key) // deleted behind this cache (another walstored)
 			return nil, err

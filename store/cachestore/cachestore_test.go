@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/cachestore"
 	"github.com/walstore/walstore/store/memstore"
@@ -179,7 +180,7 @@ func TestDeletedBehindTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(40 * time.Millisecond)
-	if _, err := c.Get(ctx, "a/k"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.Get(ctx, "a/k"); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("a deleted object served from the cache: %v", err)
 	}
 	if c.Stats().Bytes != 0 {

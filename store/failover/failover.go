@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -32,7 +33,7 @@ type Store struct {
 // unreachable says which errors mean "try the next one".
 func New(members []store.Store, first int, unreachable func(error) bool) (*Store, error) {
 	if len(members) == 0 {
-		return nil, fmt.Errorf("%w: failover: no endpoint", store.ErrInvalid)
+		return nil, fmt.Errorf("%w: failover: no endpoint", errkind.ErrInvalid)
 	}
 	s := &Store{members: members, unreachable: unreachable}
 	if first > 0 && first < len(members) {

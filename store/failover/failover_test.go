@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/failover"
 	"github.com/walstore/walstore/store/memstore"
@@ -76,7 +77,7 @@ func TestFailover(t *testing.T) {
 	if n := d.calls.Load(); n != 1 {
 		t.Fatalf("the dead endpoint was tried %d times, want once", n)
 	}
-	if _, err := s.Stat(ctx, "a/missing"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Stat(ctx, "a/missing"); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("a 'not found' from a live endpoint: %v", err)
 	}
 	if n := d.calls.Load(); n != 1 {

@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -75,11 +76,11 @@ func Open(dir string, opt Options) (*Store, error) {
 	fi, err := os.Stat(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w: file store %s: the directory does not exist (is the share mounted? walstored init creates a new repository)", store.ErrConfig, root)
+		return nil, fmt.Errorf("%w: file store %s: the directory does not exist (is the share mounted? walstored init creates a new repository)", errkind.ErrConfig, root)
 	case err != nil:
 		return nil, fmt.Errorf("file store %s: %w", root, classify(err))
 	case !fi.IsDir():
-		return nil, fmt.Errorf("%w: file store %s is not a directory", store.ErrInvalid, root)
+		return nil, fmt.Errorf("%w: file store %s is not a directory", errkind.ErrInvalid, root)
 	}
 	host, _ := os.Hostname()
 	s := &Store{root: root, readOnly: opt.ReadOnly, host: sanitize(host)}
@@ -134,7 +135,7 @@ func (s *Store) path(key string) string { return filepath.Join(s.root, filepath.
 
 func (s *Store) writable(op, key string) error {
 	if s.readOnly {
-		return fmt.Errorf("%w: %s %s: the file store was opened read-only", store.ErrForbidden, op, key)
+		return fmt.Errorf("%w: %s %s: the file store was opened read-only", errkind.ErrForbidden, op, key)
 	}
 	return nil
 }
@@ -152,7 +153,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 	}
 	final := s.path(key)
 	if _, err := os.Lstat(final); err == nil {
-		return fmt.Errorf("put %s: %w", key, store.ErrExists)
+		return fmt.Errorf("put %s: %w", key, errkind.ErrExists)
 	}
 	dir := filepath.Dir(final)
 	f, created, err := s.createTemp(dir, filepath.Base(final))
@@ -170,7 +171,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 	if err := os.Link(tmp, final); err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("put %s: %w", key, store.ErrExists)
+			return fmt.Errorf("put %s: %w", key, errkind.ErrExists)
 		}
 		s.prune(created)
 		return fmt.Errorf("put %s: %w", key, classify(err))
@@ -219,7 +220,7 @@ func (s *Store) createTemp(dir, base string) (*os.File, []string, error) {
 			return f, created, nil
 		}
 		if errors.Is(err, syscall.ENOTDIR) {
-			return nil, created, fmt.Errorf("%w: a parent of %s is an object, not a directory", store.ErrInvalid, base)
+			return nil, created, fmt.Errorf("%w: a parent of %s is an object, not a directory", errkind.ErrInvalid, base)
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
 			return nil, created, classify(err)
@@ -234,12 +235,12 @@ func (s *Store) mkdirAll(dir string) ([]string, error) {
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
-			return nil, fmt.Errorf("%w: %s is an object, not a directory", store.ErrInvalid, strings.TrimPrefix(dir, s.root+"/"))
+			return nil, fmt.Errorf("%w: %s is an object, not a directory", errkind.ErrInvalid, strings.TrimPrefix(dir, s.root+"/"))
 		}
 		return nil, nil
 	}
 	if errors.Is(err, syscall.ENOTDIR) {
-		return nil, fmt.Errorf("%w: a parent of %s is an object, not a directory", store.ErrInvalid, strings.TrimPrefix(dir, s.root+"/"))
+		return nil, fmt.Errorf("%w: a parent of %s is an object, not a directory", errkind.ErrInvalid, strings.TrimPrefix(dir, s.root+"/"))
 	}
 	var created []string
 	parent := filepath.Dir(dir)
@@ -285,7 +286,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, fmt.Errorf("get %s: %w", key, errkind.ErrNotFound)
 	}
 	return &file{File: f, size: fi.Size(), ctx: ctx}, nil
 }
@@ -332,7 +333,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		return store.Info{}, fmt.Errorf("stat %s: %w", key, classify(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return store.Info{}, fmt.Errorf("stat %s: %w", key, store.ErrNotFound)
+		return store.Info{}, fmt.Errorf("stat %s: %w", key, errkind.ErrNotFound)
 	}
 	return store.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), Version: version(fi)}, nil
 }
@@ -372,7 +373,7 @@ func (s *Store) Replace(ctx context.Context, key string, old store.Info, body st
 		return fmt.Errorf("replace %s: %w", key, classify(err))
 	}
 	if version(fi) != old.Version {
-		return fmt.Errorf("replace %s: %w: the stored copy changed meanwhile", key, store.ErrConflict)
+		return fmt.Errorf("replace %s: %w: the stored copy changed meanwhile", key, errkind.ErrConflict)
 	}
 	// The same content keeps its time: listings date WAL by it (when it
 	// was archived), and a new encoding did not archive anything.
@@ -502,7 +503,7 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 		return nil, err
 	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		return nil, fmt.Errorf("%w: list dirs: prefix %q must end with /", store.ErrInvalid, prefix)
+		return nil, fmt.Errorf("%w: list dirs: prefix %q must end with /", errkind.ErrInvalid, prefix)
 	}
 	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(prefix)))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -573,15 +574,15 @@ func syncDir(dir string) error {
 func classify(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%w: %v", store.ErrNotFound, strip(err))
+		return fmt.Errorf("%w: %v", errkind.ErrNotFound, strip(err))
 	case errors.Is(err, syscall.ENOTDIR):
-		return fmt.Errorf("%w: %v", store.ErrNotFound, strip(err))
+		return fmt.Errorf("%w: %v", errkind.ErrNotFound, strip(err))
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return fmt.Errorf("%w: %v", store.ErrNoSpace, strip(err))
+		return fmt.Errorf("%w: %v", errkind.ErrNoSpace, strip(err))
 	case errors.Is(err, syscall.EROFS):
-		return fmt.Errorf("%w: %v (the file system is mounted read-only)", store.ErrReadOnly, strip(err))
+		return fmt.Errorf("%w: %v (the file system is mounted read-only)", errkind.ErrReadOnly, strip(err))
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%w: %v", store.ErrForbidden, strip(err))
+		return fmt.Errorf("%w: %v", errkind.ErrForbidden, strip(err))
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/storetest"
@@ -70,7 +71,7 @@ func TestTempFilesInvisibleAndSwept(t *testing.T) {
 // reader writes nothing, so a read-only mount works.
 func TestRootMustExistAndReadersDoNotWrite(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "not-mounted")
-	if _, err := filestore.Open(missing, filestore.Options{}); !errors.Is(err, store.ErrConfig) || !strings.Contains(err.Error(), "mounted") {
+	if _, err := filestore.Open(missing, filestore.Options{}); !errors.Is(err, errkind.ErrConfig) || !strings.Contains(err.Error(), "mounted") {
 		t.Fatalf("open of a missing root: %v", err)
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
@@ -86,7 +87,7 @@ func TestRootMustExistAndReadersDoNotWrite(t *testing.T) {
 	if _, err := r.Get(context.Background(), "a/b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Put(context.Background(), "a/c", store.Bytes([]byte("x"))); !errors.Is(err, store.ErrForbidden) {
+	if err := r.Put(context.Background(), "a/c", store.Bytes([]byte("x"))); !errors.Is(err, errkind.ErrForbidden) {
 		t.Fatalf("put through a read-only store: %v", err)
 	}
 }

@@ -1,6 +1,6 @@
 // Package httpstore is the client side of walstored: a store.Store that
 // talks to a walstored serve over HTTP(S), with the protocol of
-// internal/wire. walstored checks what it is sent at its edge (the
+// base/wire. walstored checks what it is sent at its edge (the
 // archive's rules: envelopes, bindings, scopes), so this store also tells
 // the repository layer that it need not repeat those reads (Guarded).
 package httpstore
@@ -21,8 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/walstore/walstore/internal/tlsconf"
-	"github.com/walstore/walstore/internal/wire"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/tlsconf"
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/store"
 )
 
@@ -60,7 +61,7 @@ type Store struct {
 func New(rawURL string, opt Options) (*Store, error) {
 	if socket, ok := strings.CutPrefix(rawURL, "http+unix://"); ok {
 		if !strings.HasPrefix(socket, "/") || strings.ContainsAny(socket, "?#") {
-			return nil, fmt.Errorf("%w: repository URL %q: want http+unix:///absolute/path/to/socket", store.ErrInvalid, rawURL)
+			return nil, fmt.Errorf("%w: repository URL %q: want http+unix:///absolute/path/to/socket", errkind.ErrInvalid, rawURL)
 		}
 		dial := &net.Dialer{Timeout: 5 * time.Second}
 		rt := &http.Transport{
@@ -74,13 +75,13 @@ func New(rawURL string, opt Options) (*Store, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: repository URL %q: want http://host:port or https://host:port", store.ErrInvalid, rawURL)
+		return nil, fmt.Errorf("%w: repository URL %q: want http://host:port or https://host:port", errkind.ErrInvalid, rawURL)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("%w: repository URL %q: credentials do not belong in the URL; use --token-file", store.ErrInvalid, u.Redacted())
+		return nil, fmt.Errorf("%w: repository URL %q: credentials do not belong in the URL; use --token-file", errkind.ErrInvalid, u.Redacted())
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return nil, fmt.Errorf("%w: repository URL %q: no path or query expected", store.ErrInvalid, u.Redacted())
+		return nil, fmt.Errorf("%w: repository URL %q: no path or query expected", errkind.ErrInvalid, u.Redacted())
 	}
 	u.Path = ""
 	rt := opt.Transport
@@ -112,7 +113,7 @@ func transport(u *url.URL, opt Options) (*http.Transport, error) {
 	if u.Scheme == "https" {
 		cfg, err := tlsconf.Client(opt.CACertFile, opt.ClientCertFile, opt.ClientKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", store.ErrConfig, err)
+			return nil, fmt.Errorf("%w: %v", errkind.ErrConfig, err)
 		}
 		tr.TLSClientConfig = cfg
 	}
@@ -188,23 +189,23 @@ func (s *Store) transportError(req *http.Request, err error) error {
 		err = uerr.Err // the URL is in our own message already
 	}
 	// A body that ends early or runs long is refused before it is sent.
-	if errors.Is(err, store.ErrInvalid) {
+	if errors.Is(err, errkind.ErrInvalid) {
 		return err
 	}
 	var verr *tls.CertificateVerificationError
 	if errors.As(err, &verr) {
-		return fmt.Errorf("%w: TLS: walstored at %s presented a certificate this client does not trust (give the CA that signed it with --cacert): %v", store.ErrUnauthorized, s.base.Host, verr.Err)
+		return fmt.Errorf("%w: TLS: walstored at %s presented a certificate this client does not trust (give the CA that signed it with --cacert): %v", errkind.ErrUnauthorized, s.base.Host, verr.Err)
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "remote error" && strings.HasPrefix(op.Err.Error(), "tls:") {
-		return fmt.Errorf("%w: TLS: walstored at %s refused the connection (%v): it wants a client certificate it trusts (--client-cert, --client-key)", store.ErrUnauthorized, s.base.Host, op.Err)
+		return fmt.Errorf("%w: TLS: walstored at %s refused the connection (%v): it wants a client certificate it trusts (--client-cert, --client-key)", errkind.ErrUnauthorized, s.base.Host, op.Err)
 	}
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
-		return fmt.Errorf("%w: walstored at %s speaks plain HTTP: use http:// in --repo, or serve TLS (--tls-cert)", store.ErrConfig, s.base.Host)
+		return fmt.Errorf("%w: walstored at %s speaks plain HTTP: use http:// in --repo, or serve TLS (--tls-cert)", errkind.ErrConfig, s.base.Host)
 	case strings.Contains(msg, "malformed HTTP response") && strings.Contains(msg, "\\x15\\x03"):
-		return fmt.Errorf("%w: walstored at %s speaks TLS: use https:// in --repo", store.ErrConfig, s.base.Host)
+		return fmt.Errorf("%w: walstored at %s speaks TLS: use https:// in --repo", errkind.ErrConfig, s.base.Host)
 	}
 	var dialErr *net.OpError
 	dialTimeout := errors.As(err, &dialErr) && dialErr.Op == "dial" && dialErr.Timeout()
@@ -213,7 +214,7 @@ func (s *Store) transportError(req *http.Request, err error) error {
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-		return fmt.Errorf("%w: %s %s: host %s not found (check --repo)", store.ErrConfig, req.Method, s.base.Host, dnsErr.Name)
+		return fmt.Errorf("%w: %s %s: host %s not found (check --repo)", errkind.ErrConfig, req.Method, s.base.Host, dnsErr.Name)
 	}
 	return fmt.Errorf("%s %s: %w", req.Method, s.base.Host, err)
 }
@@ -362,7 +363,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	resp, err := s.do(req)
 	if err != nil {
 		if re := (*wire.RemoteError)(nil); errors.As(err, &re) && re.Status == http.StatusNotFound {
-			return store.Info{}, fmt.Errorf("stat %s: %w", key, store.ErrNotFound)
+			return store.Info{}, fmt.Errorf("stat %s: %w", key, errkind.ErrNotFound)
 		}
 		return store.Info{}, err
 	}

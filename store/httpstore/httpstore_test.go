@@ -4,7 +4,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/walstore/walstore/internal/server"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/memstore"

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -65,7 +66,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.objects[key]; ok {
-		return fmt.Errorf("put %s: %w", key, store.ErrExists)
+		return fmt.Errorf("put %s: %w", key, errkind.ErrExists)
 	}
 	s.version++
 	s.objects[key] = object{data: b, mtime: time.Now(), version: strconv.FormatInt(s.version, 10)}
@@ -82,12 +83,12 @@ func (s *Store) parentFree(key string) error {
 			continue
 		}
 		if _, ok := s.objects[key[:i]]; ok {
-			return fmt.Errorf("%w: put %s: %s is an object, not a directory", store.ErrInvalid, key, key[:i])
+			return fmt.Errorf("%w: put %s: %s is an object, not a directory", errkind.ErrInvalid, key, key[:i])
 		}
 	}
 	for k := range s.objects {
 		if strings.HasPrefix(k, key+"/") {
-			return fmt.Errorf("%w: put %s: objects exist under that name", store.ErrInvalid, key)
+			return fmt.Errorf("%w: put %s: objects exist under that name", errkind.ErrInvalid, key)
 		}
 	}
 	return nil
@@ -106,10 +107,10 @@ func (s *Store) Replace(ctx context.Context, key string, old store.Info, body st
 	defer s.mu.Unlock()
 	o, ok := s.objects[key]
 	if !ok {
-		return fmt.Errorf("replace %s: %w", key, store.ErrNotFound)
+		return fmt.Errorf("replace %s: %w", key, errkind.ErrNotFound)
 	}
 	if o.version != old.Version {
-		return fmt.Errorf("replace %s: %w: the stored copy changed", key, store.ErrConflict)
+		return fmt.Errorf("replace %s: %w: the stored copy changed", key, errkind.ErrConflict)
 	}
 	s.version++
 	s.objects[key] = object{data: b, mtime: time.Now(), version: strconv.FormatInt(s.version, 10)}
@@ -128,7 +129,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	o, ok := s.objects[key]
 	s.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, fmt.Errorf("get %s: %w", key, errkind.ErrNotFound)
 	}
 	return &reader{Reader: bytes.NewReader(o.data), n: int64(len(o.data))}, nil
 }
@@ -158,7 +159,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	o, ok := s.objects[key]
 	s.mu.Unlock()
 	if !ok {
-		return store.Info{}, fmt.Errorf("stat %s: %w", key, store.ErrNotFound)
+		return store.Info{}, fmt.Errorf("stat %s: %w", key, errkind.ErrNotFound)
 	}
 	return store.Info{Key: key, Size: int64(len(o.data)), ModTime: o.mtime, Version: o.version}, nil
 }
@@ -209,7 +210,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.objects[key]; !ok {
-		return fmt.Errorf("delete %s: %w", key, store.ErrNotFound)
+		return fmt.Errorf("delete %s: %w", key, errkind.ErrNotFound)
 	}
 	delete(s.objects, key)
 	return nil

@@ -38,6 +38,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -83,7 +84,7 @@ type member struct {
 func (m *member) report(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err == nil || store.Permanent(err) {
+	if err == nil || errkind.Permanent(err) {
 		m.up, m.lastOK = true, time.Now()
 		return
 	}
@@ -111,14 +112,14 @@ type Store struct {
 // New combines the members, the first one read first.
 func New(members []Member, opt Options) (*Store, error) {
 	if len(members) < 2 {
-		return nil, fmt.Errorf("%w: a multi-store needs at least two stores", store.ErrInvalid)
+		return nil, fmt.Errorf("%w: a multi-store needs at least two stores", errkind.ErrInvalid)
 	}
 	q := opt.Quorum
 	if q == 0 {
 		q = len(members)
 	}
 	if q < 1 || q > len(members) {
-		return nil, fmt.Errorf("%w: quorum %d with %d stores", store.ErrInvalid, opt.Quorum, len(members))
+		return nil, fmt.Errorf("%w: quorum %d with %d stores", errkind.ErrInvalid, opt.Quorum, len(members))
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -236,7 +237,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 	first := 0
 	for ; first < len(s.members); first++ {
 		putOne(first)
-		if res[first].err == nil || store.Permanent(res[first].err) {
+		if res[first].err == nil || errkind.Permanent(res[first].err) {
 			break
 		}
 	}
@@ -259,7 +260,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 func (s *Store) putMember(ctx context.Context, m *member, key string, body store.Body) putResult {
 	var r putResult
 	r.err = m.Store.Put(ctx, key, body)
-	if errors.Is(r.err, store.ErrExists) {
+	if errors.Is(r.err, errkind.ErrExists) {
 		r.exists = true
 		r.identity, r.err = s.storedIdentity(ctx, m.Store, key, r.err)
 	}
@@ -385,7 +386,7 @@ func (s *Store) putStream(ctx context.Context, key string, body store.Body) erro
 		return fmt.Errorf("put %s: %w", key, idErr)
 	}
 	for _, r := range res {
-		if r.err != nil && store.Permanent(r.err) {
+		if r.err != nil && errkind.Permanent(r.err) {
 			return r.err
 		}
 	}
@@ -408,10 +409,10 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		case err == nil:
 			m.report(nil)
 			return io.NopCloser(bytes.NewReader(data)), nil
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, errkind.ErrNotFound):
 			m.report(nil)
 			missing++
-		case errors.Is(err, store.ErrCorrupt):
+		case errors.Is(err, errkind.ErrCorrupt):
 			m.report(nil)
 			corrupt++
 			s.log.Error("corrupt copy in one store; served from another", "store", m.Name, "key", key, "error", err.Error())
@@ -425,10 +426,10 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		}
 	}
 	if missing == len(s.members) {
-		return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, fmt.Errorf("get %s: %w", key, errkind.ErrNotFound)
 	}
 	if corrupt > 0 && missing+corrupt == len(s.members) {
-		return nil, fmt.Errorf("get %s: %w: no store has a good copy (%s)", key, store.ErrCorrupt, strings.Join(errs, "; "))
+		return nil, fmt.Errorf("get %s: %w: no store has a good copy (%s)", key, errkind.ErrCorrupt, strings.Join(errs, "; "))
 	}
 	return nil, fmt.Errorf("get %s: no store could serve it: %s", key, strings.Join(errs, "; "))
 }
@@ -444,7 +445,7 @@ func (s *Store) readVerified(ctx context.Context, st store.Store, key string) ([
 		return nil, err
 	}
 	if int64(len(data)) > s.opt.MaxRead {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", store.ErrCorrupt, key, s.opt.MaxRead)
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", errkind.ErrCorrupt, key, s.opt.MaxRead)
 	}
 	if err := s.opt.Verify(key, bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
@@ -466,7 +467,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 		if err == nil {
 			return rc, nil
 		}
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, errkind.ErrNotFound) {
 			m.report(err)
 			last = err
 		}
@@ -474,7 +475,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	if last != nil {
 		return nil, last
 	}
-	return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+	return nil, fmt.Errorf("get %s: %w", key, errkind.ErrNotFound)
 }
 
 // Stat implements store.Store: from the first store that has it.
@@ -485,7 +486,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		if err == nil {
 			return info, nil
 		}
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, errkind.ErrNotFound) {
 			m.report(err)
 			last = err
 		}
@@ -493,7 +494,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	if last != nil {
 		return store.Info{}, last
 	}
-	return store.Info{}, fmt.Errorf("stat %s: %w", key, store.ErrNotFound)
+	return store.Info{}, fmt.Errorf("stat %s: %w", key, errkind.ErrNotFound)
 }
 
 // List implements store.Store: the union of every store's listing. A
@@ -543,7 +544,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		err := m.Store.Delete(ctx, key)
 		switch {
 		case err == nil:
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, errkind.ErrNotFound):
 			missing++
 		default:
 			m.report(err)
@@ -555,7 +556,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %s: %s", key, strings.Join(errs, "; "))
 	}
 	if missing == len(s.members) {
-		return fmt.Errorf("delete %s: %w", key, store.ErrNotFound)
+		return fmt.Errorf("delete %s: %w", key, errkind.ErrNotFound)
 	}
 	return nil
 }
@@ -566,23 +567,23 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) Replace(ctx context.Context, key string, old store.Info, body store.Body) error {
 	ra, ok := body.(store.ReaderAtBody)
 	if !ok {
-		return fmt.Errorf("%w: replace %s: needs a body held in memory or a file", store.ErrInvalid, key)
+		return fmt.Errorf("%w: replace %s: needs a body held in memory or a file", errkind.ErrInvalid, key)
 	}
 	replaced := 0
 	for _, m := range s.members {
 		r, ok := store.As[store.Replacer](m.Store)
 		if !ok {
-			return fmt.Errorf("%w: replace %s: %s cannot replace objects", store.ErrInvalid, key, m.Name)
+			return fmt.Errorf("%w: replace %s: %s cannot replace objects", errkind.ErrInvalid, key, m.Name)
 		}
 		cur, err := m.Store.Stat(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, errkind.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		if replaced == 0 && cur.Version != old.Version {
-			return fmt.Errorf("replace %s: %w: the stored copy changed meanwhile", key, store.ErrConflict)
+			return fmt.Errorf("replace %s: %w: the stored copy changed meanwhile", key, errkind.ErrConflict)
 		}
 		if err := r.Replace(ctx, key, cur, store.Section(ra.ReaderAt(), body.Len())); err != nil {
 			return fmt.Errorf("replace %s in %s: %w", key, m.Name, err)
@@ -590,7 +591,7 @@ func (s *Store) Replace(ctx context.Context, key string, old store.Info, body st
 		replaced++
 	}
 	if replaced == 0 {
-		return fmt.Errorf("replace %s: %w", key, store.ErrNotFound)
+		return fmt.Errorf("replace %s: %w", key, errkind.ErrNotFound)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 	"github.com/walstore/walstore/store/multistore"
@@ -50,7 +51,7 @@ func (f *flaky) List(ctx context.Context, p string, fn func(store.Info) error) e
 func verify(_ string, r io.Reader) error {
 	b, _ := io.ReadAll(r)
 	if bytes.Contains(b, []byte("BAD-COPY")) {
-		return store.ErrCorrupt
+		return errkind.ErrCorrupt
 	}
 	return nil
 }
@@ -79,11 +80,11 @@ func TestStoreDownPolicies(t *testing.T) {
 	// Default: every store must have it.
 	m, _, fb := two(t, 0)
 	fb.down.Store(true)
-	if err := m.Put(ctx, "x/1", store.Bytes(b)); err == nil || store.Permanent(err) {
+	if err := m.Put(ctx, "x/1", store.Bytes(b)); err == nil || errkind.Permanent(err) {
 		t.Fatalf("default policy with a store down: %v, want a transient failure", err)
 	}
 	fb.down.Store(false)
-	if err := m.Put(ctx, "x/1", store.Bytes(b)); err != nil && !errors.Is(err, store.ErrExists) {
+	if err := m.Put(ctx, "x/1", store.Bytes(b)); err != nil && !errors.Is(err, errkind.ErrExists) {
 		t.Fatalf("retry once the store is back: %v", err)
 	}
 	// Quorum 1: accepted, owed, repaired by Sync.
@@ -165,7 +166,7 @@ func TestCorruptCopyAndConflict(t *testing.T) {
 	if err != nil || len(rep.Conflicts) != 1 || rep.Conflicts[0].Key != "x/2" || len(rep.Corrupt) != 1 {
 		t.Fatalf("conflict not reported: %+v %v", rep, err)
 	}
-	if err := m.Put(ctx, "x/2", store.Bytes([]byte("another content"))); !errors.Is(err, store.ErrExists) {
+	if err := m.Put(ctx, "x/2", store.Bytes([]byte("another content"))); !errors.Is(err, errkind.ErrExists) {
 		t.Fatalf("put over a split store: %v, want ErrExists", err)
 	}
 }
@@ -186,7 +187,7 @@ func TestSyncLeavesLocalKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Stat(ctx, "local/lease"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := b.Stat(ctx, "local/lease"); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("a local key was copied: %v (report %+v)", err, rep)
 	}
 	if _, err := b.Stat(ctx, "shared/x"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -106,7 +107,7 @@ func (s *Store) syncKey(ctx context.Context, key string, have []map[string]int64
 			data = d
 			break
 		}
-		if errors.Is(err, store.ErrCorrupt) {
+		if errors.Is(err, errkind.ErrCorrupt) {
 			rep.Corrupt = append(rep.Corrupt, s.members[i].Name+": "+key)
 		}
 	}
@@ -117,7 +118,7 @@ func (s *Store) syncKey(ctx context.Context, key string, have []map[string]int64
 	for _, i := range lacking {
 		m := s.members[i]
 		err := m.Store.Put(ctx, key, store.Bytes(data))
-		if err != nil && !errors.Is(err, store.ErrExists) {
+		if err != nil && !errors.Is(err, errkind.ErrExists) {
 			m.report(err)
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s into %s: %v", key, m.Name, err))
 			continue
@@ -139,7 +140,7 @@ func (s *Store) checkConflict(ctx context.Context, key string, holders []int, re
 	first, firstStore := "", -1
 	for _, i := range holders {
 		data, err := s.readVerified(ctx, s.members[i].Store, key)
-		if errors.Is(err, store.ErrCorrupt) {
+		if errors.Is(err, errkind.ErrCorrupt) {
 			rep.Corrupt = append(rep.Corrupt, s.members[i].Name+": "+key)
 			continue
 		}

@@ -1,7 +1,7 @@
 // Package retrystore wraps a store.Store so that every call that fails for
 // a passing reason (a 503, a reset connection, a store restarting) is
 // tried again with exponential backoff until it succeeds, fails for good
-// (store.Permanent) or the caller's context ends. Everything that talks to
+// (errkind.Permanent) or the caller's context ends. Everything that talks to
 // a repository goes through it: a push, each part of a base backup, the
 // catalog's reads, retention's deletes. A body is sent again from its
 // start (Body.Rewind); one that can be read only once is not retried.
@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -61,7 +62,7 @@ func (s *Store) retry(ctx context.Context, op, key string, fn func(context.Conte
 				s.answered.Store(true)
 			}
 		}
-		if err != nil && s.opt.Log != nil && !store.Permanent(err) && ctx.Err() == nil {
+		if err != nil && s.opt.Log != nil && !errkind.Permanent(err) && ctx.Err() == nil {
 			s.opt.Log.Debug("store call failed; retrying", "op", op, "key", key, "attempt", attempt, "error", err.Error())
 		}
 		return err
@@ -158,7 +159,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		attempts++
 		return s.inner.Delete(ctx, key)
 	})
-	if attempts > 1 && errors.Is(err, store.ErrNotFound) {
+	if attempts > 1 && errors.Is(err, errkind.ErrNotFound) {
 		return nil
 	}
 	return err

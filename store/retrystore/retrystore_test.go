@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/memstore"
 	"github.com/walstore/walstore/store/retrystore"
@@ -69,7 +70,7 @@ func TestRetries(t *testing.T) {
 	if err := s2.Put(ctx, "a/1", store.Stream(io.LimitReader(zeros{}, 100), 100)); err == nil || f2.puts.Load() != 1 {
 		t.Fatalf("a stream was sent again: %v after %d puts", err, f2.puts.Load())
 	}
-	if err := s.Put(ctx, "a/1", store.Bytes(b)); !errors.Is(err, store.ErrExists) {
+	if err := s.Put(ctx, "a/1", store.Bytes(b)); !errors.Is(err, errkind.ErrExists) {
 		t.Fatalf("exists: %v", err)
 	}
 	short, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)

@@ -35,7 +35,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/walstore/walstore/internal/tlsconf"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/tlsconf"
 	"github.com/walstore/walstore/store"
 )
 
@@ -72,7 +73,7 @@ type Config struct {
 // ParseURL parses an s3:// repository URL.
 func ParseURL(raw string) (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("%w: S3 URL %q: %s", store.ErrInvalid, raw, fmt.Sprintf(format, args...))
+		return Config{}, fmt.Errorf("%w: S3 URL %q: %s", errkind.ErrInvalid, raw, fmt.Sprintf(format, args...))
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "s3" {
@@ -206,7 +207,7 @@ func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
 		MaxRetries:   cfg.Retries,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: S3 endpoint %s: %v", store.ErrInvalid, cfg.Endpoint, err)
+		return nil, fmt.Errorf("%w: S3 endpoint %s: %v", errkind.ErrInvalid, cfg.Endpoint, err)
 	}
 	s := &Store{cfg: cfg, client: client}
 	if cfg.Conditional && !opt.ReadOnly && !opt.ConditionalKnown {
@@ -232,7 +233,7 @@ func transport(cfg Config) (*http.Transport, error) {
 	if cfg.TLS {
 		tc, err := tlsconf.Client(cfg.CAFile, "", "")
 		if err != nil {
-			return nil, fmt.Errorf("%w: S3 endpoint: %v", store.ErrInvalid, err)
+			return nil, fmt.Errorf("%w: S3 endpoint: %v", errkind.ErrInvalid, err)
 		}
 		tr.TLSClientConfig = tc
 	}
@@ -255,13 +256,13 @@ func (s *Store) checkConditional(ctx context.Context) error {
 	for i := range 2 {
 		_, err := s.client.PutObject(ctx, s.cfg.Bucket, probe, strings.NewReader("probe"), 5, opts)
 		switch {
-		case err != nil && errors.Is(s.classify(err), store.ErrExists):
+		case err != nil && errors.Is(s.classify(err), errkind.ErrExists):
 			return nil
 		case err != nil:
 			return fmt.Errorf("%s: conditional-write check: %w", s.Describe(), s.classify(err))
 		case i == 1:
 			return fmt.Errorf("%w: %s does not honour conditional writes (If-None-Match: *), so two writers could overwrite each other's WAL; "+
-				"use an endpoint that does (MinIO, AWS S3) or, knowingly, add conditional=off to the URL (see README)", store.ErrConfig, s.Describe())
+				"use an endpoint that does (MinIO, AWS S3) or, knowingly, add conditional=off to the URL (see README)", errkind.ErrConfig, s.Describe())
 		}
 	}
 	return nil
@@ -308,7 +309,7 @@ func (s *Store) Replace(ctx context.Context, key string, old store.Info, body st
 		if _, err := s.Stat(ctx, key); err != nil {
 			return fmt.Errorf("replace %s: %w", key, err)
 		}
-		return fmt.Errorf("%w: replace %s: no version of the stored copy", store.ErrInvalid, key)
+		return fmt.Errorf("%w: replace %s: no version of the stored copy", errkind.ErrInvalid, key)
 	}
 	return s.put(ctx, "replace", key, body, func(o *minio.PutObjectOptions) { o.SetMatchETag(old.Version) })
 }
@@ -319,7 +320,7 @@ func (s *Store) put(ctx context.Context, op, key string, body store.Body, cond f
 	}
 	size := body.Len()
 	if size < 0 {
-		return fmt.Errorf("%w: %s %s: size %d", store.ErrInvalid, op, key, size)
+		return fmt.Errorf("%w: %s %s: size %d", errkind.ErrInvalid, op, key, size)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s %s: %w", op, key, err)
@@ -331,8 +332,8 @@ func (s *Store) put(ctx context.Context, op, key string, body store.Body, cond f
 		// Weak mode: a second writer between this stat and the put can
 		// replace the object. Only for endpoints without conditional writes.
 		if _, err := s.Stat(ctx, key); err == nil {
-			return fmt.Errorf("put %s: %w", key, store.ErrExists)
-		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("put %s: %w", key, errkind.ErrExists)
+		} else if !errors.Is(err, errkind.ErrNotFound) {
 			return err
 		}
 	}
@@ -345,8 +346,8 @@ func (s *Store) put(ctx context.Context, op, key string, body store.Body, cond f
 	info, err := s.client.PutObject(ctx, s.cfg.Bucket, obj, reader(body), size, opts)
 	if err != nil {
 		err = s.classify(err)
-		if op == "replace" && errors.Is(err, store.ErrExists) {
-			err = fmt.Errorf("%w: the stored copy changed meanwhile", store.ErrConflict)
+		if op == "replace" && errors.Is(err, errkind.ErrExists) {
+			err = fmt.Errorf("%w: the stored copy changed meanwhile", errkind.ErrConflict)
 		}
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
@@ -391,7 +392,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	}
 	var opts minio.GetObjectOptions
 	if err := opts.SetRange(off, off+n-1); err != nil {
-		return nil, fmt.Errorf("get %s: %w: %v", key, store.ErrInvalid, err)
+		return nil, fmt.Errorf("get %s: %w: %v", key, errkind.ErrInvalid, err)
 	}
 	return s.get(ctx, key, opts)
 }
@@ -503,35 +504,35 @@ func (s *Store) classify(err error) error {
 		return nil
 	}
 	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-		return fmt.Errorf("%w: %s answers plain HTTP, but the URL asks for TLS: add tls=false to the s3:// URL (or give the endpoint a certificate)", store.ErrConfig, s.cfg.Endpoint)
+		return fmt.Errorf("%w: %s answers plain HTTP, but the URL asks for TLS: add tls=false to the s3:// URL (or give the endpoint a certificate)", errkind.ErrConfig, s.cfg.Endpoint)
 	}
 	if strings.Contains(err.Error(), "first record does not look like a TLS handshake") || strings.Contains(err.Error(), "tls: ") && strings.Contains(err.Error(), "certificate") {
-		return fmt.Errorf("%w: TLS to %s: %v (give the CA with ca=FILE in the URL)", store.ErrConfig, s.cfg.Endpoint, err)
+		return fmt.Errorf("%w: TLS to %s: %v (give the CA with ca=FILE in the URL)", errkind.ErrConfig, s.cfg.Endpoint, err)
 	}
 	resp := minio.ToErrorResponse(err)
 	var sentinel error
 	switch resp.Code {
 	case "NoSuchKey", "NotFound":
-		sentinel = store.ErrNotFound
+		sentinel = errkind.ErrNotFound
 	case "PreconditionFailed":
-		sentinel = store.ErrExists
+		sentinel = errkind.ErrExists
 	case "AccessDenied", "AllAccessDisabled":
-		sentinel = store.ErrForbidden
+		sentinel = errkind.ErrForbidden
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken":
-		sentinel = store.ErrUnauthorized
+		sentinel = errkind.ErrUnauthorized
 	case "NoSuchBucket":
-		return fmt.Errorf("%w: bucket %s does not exist at %s", store.ErrConfig, s.cfg.Bucket, s.cfg.Endpoint)
+		return fmt.Errorf("%w: bucket %s does not exist at %s", errkind.ErrConfig, s.cfg.Bucket, s.cfg.Endpoint)
 	case "InvalidBucketName":
-		sentinel = store.ErrInvalid
+		sentinel = errkind.ErrInvalid
 	case "XMinioStorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded":
-		sentinel = store.ErrNoSpace
+		sentinel = errkind.ErrNoSpace
 	case "SlowDownWrite":
 		// MinIO's answer when too few of its drives accept writes (its
 		// write quorum is lost): reads still work.
-		return fmt.Errorf("%w: %s answers %d %s: %v (too few of its drives accept writes?)", store.ErrReadOnly, s.cfg.Endpoint, resp.StatusCode, resp.Code, err)
+		return fmt.Errorf("%w: %s answers %d %s: %v (too few of its drives accept writes?)", errkind.ErrReadOnly, s.cfg.Endpoint, resp.StatusCode, resp.Code, err)
 	}
 	if sentinel == nil && resp.StatusCode == http.StatusNotFound && resp.Code == "" {
-		sentinel = store.ErrNotFound
+		sentinel = errkind.ErrNotFound
 	}
 	if sentinel == nil {
 		return err

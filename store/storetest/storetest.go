@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -147,7 +148,7 @@ func testPutIfAbsent(t *testing.T, s store.Store, p string) {
 	first := Random(5000)
 	put(t, s, key, first)
 	for _, b := range [][]byte{first, Random(6000)} {
-		if err := s.Put(ctx(t), key, store.Bytes(b)); !errors.Is(err, store.ErrExists) {
+		if err := s.Put(ctx(t), key, store.Bytes(b)); !errors.Is(err, errkind.ErrExists) {
 			t.Fatalf("second put: got %v, want ErrExists", err)
 		}
 	}
@@ -182,7 +183,7 @@ func testConcurrentPut(t *testing.T, s store.Store, p string) {
 				t.Fatalf("puts %d and %d both succeeded", winner, i)
 			}
 			winner = i
-		case !errors.Is(err, store.ErrExists):
+		case !errors.Is(err, errkind.ErrExists):
 			t.Fatalf("put %d: %v, want nil or ErrExists", i, err)
 		}
 	}
@@ -196,13 +197,13 @@ func testConcurrentPut(t *testing.T, s store.Store, p string) {
 
 func testNotFound(t *testing.T, s store.Store, p string) {
 	key := p + "missing"
-	if _, err := s.Get(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Get(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 		t.Errorf("get: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Stat(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Stat(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 		t.Errorf("stat: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Delete(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 		t.Errorf("delete: %v, want ErrNotFound", err)
 	}
 	if got := keys(t, s, p); len(got) != 0 {
@@ -330,7 +331,7 @@ func testDelete(t *testing.T, s store.Store, p string) {
 	if err := s.Delete(ctx(t), key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Get(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("get after delete: %v", err)
 	}
 	if got := keys(t, s, p+"del/"); len(got) != 1 || got[0] != keep {
@@ -406,7 +407,7 @@ func testCancelMidUpload(t *testing.T, s store.Store, p string) {
 		if err == nil {
 			t.Fatal("cancelled put reported success")
 		}
-		if _, err := s.Stat(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Stat(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 			t.Fatalf("after a cancelled put, stat says %v, want ErrNotFound", err)
 		}
 		if got := keys(t, s, key); len(got) != 0 {
@@ -438,7 +439,7 @@ func testCancelledContext(t *testing.T, s store.Store, p string) {
 	check("stat", err)
 	check("list", s.List(c, p, func(store.Info) error { return nil }))
 	check("delete", s.Delete(c, key))
-	if _, err := s.Stat(ctx(t), p+"cc-new"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Stat(ctx(t), p+"cc-new"); !errors.Is(err, errkind.ErrNotFound) {
 		t.Errorf("a put with a cancelled context stored its object (%v)", err)
 	}
 	if _, err := s.Stat(ctx(t), key); err != nil {
@@ -461,7 +462,7 @@ func testShortBody(t *testing.T, s store.Store, p string) {
 	if err := s.Put(ctx(t), key, &shortBody{bytes.NewReader(b[:2500]), 5000}); err == nil {
 		t.Fatal("put of a body shorter than its length succeeded")
 	}
-	if _, err := s.Stat(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Stat(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("after a short put, stat says %v, want ErrNotFound", err)
 	}
 }
@@ -475,7 +476,7 @@ func testLongBody(t *testing.T, s store.Store, p string) {
 		}
 		t.Fatal("put of a body longer than its length succeeded")
 	}
-	if _, err := s.Stat(ctx(t), key); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Stat(ctx(t), key); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("after a long put, stat says %v, want ErrNotFound", err)
 	}
 }
@@ -520,24 +521,24 @@ func testKeyUnderKey(t *testing.T, s store.Store, p string) {
 	b := Random(100)
 	put(t, s, p+"k", b)
 	err := s.Put(ctx(t), p+"k/sub", store.Bytes(b))
-	if err != nil && !store.Permanent(err) {
+	if err != nil && !errkind.Permanent(err) {
 		t.Fatalf("put of a key under a key: %v, want success or a permanent error", err)
 	}
 	if got := get(t, s, p+"k"); !bytes.Equal(got, b) {
 		t.Fatal("the first object changed")
 	}
 	_, err = s.Get(ctx(t), p+"k/sub/deeper")
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("get under an object: %v, want ErrNotFound", err)
 	}
 }
 
 func testInvalidKeys(t *testing.T, s store.Store, p string) {
 	for _, key := range []string{"", "/abs", p + "../x", p + "/x", p + ".hidden", p + "x\x00y", p + "x/", p + "ü", p + "x y", strings.Repeat("a", 600)} {
-		if err := s.Put(ctx(t), key, store.Bytes(Random(10))); !errors.Is(err, store.ErrInvalid) {
+		if err := s.Put(ctx(t), key, store.Bytes(Random(10))); !errors.Is(err, errkind.ErrInvalid) {
 			t.Errorf("put %q: %v, want ErrInvalid", key, err)
 		}
-		if _, err := s.Get(ctx(t), key); !errors.Is(err, store.ErrInvalid) {
+		if _, err := s.Get(ctx(t), key); !errors.Is(err, errkind.ErrInvalid) {
 			t.Errorf("get %q: %v, want ErrInvalid", key, err)
 		}
 	}
@@ -561,13 +562,13 @@ func testReplace(t *testing.T, s store.Store, p string) {
 	if got := get(t, s, key); !bytes.Equal(got, nb) {
 		t.Fatal("replace did not store the new bytes")
 	}
-	if err := r.Replace(ctx(t), key, old, store.Bytes(Random(10))); !errors.Is(err, store.ErrConflict) {
+	if err := r.Replace(ctx(t), key, old, store.Bytes(Random(10))); !errors.Is(err, errkind.ErrConflict) {
 		t.Fatalf("replace of a copy that changed meanwhile: %v, want ErrConflict", err)
 	}
 	if got := get(t, s, key); !bytes.Equal(got, nb) {
 		t.Fatal("a refused replace changed the object")
 	}
-	if err := r.Replace(ctx(t), p+"absent", store.Info{Key: p + "absent"}, store.Bytes(nb)); !errors.Is(err, store.ErrNotFound) {
+	if err := r.Replace(ctx(t), p+"absent", store.Info{Key: p + "absent"}, store.Bytes(nb)); !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("replace of a missing object: %v, want ErrNotFound", err)
 	}
 }
@@ -594,10 +595,10 @@ func testGetRange(t *testing.T, s store.Store, p string) {
 			t.Fatalf("range %d+%d: %d bytes (want %d), equal %v, err %v", r.off, r.n, len(got), r.want, bytes.Equal(got, b[r.off:r.off+r.want]), err)
 		}
 	}
-	if _, err := store.GetRange(ctx(t), s, p+"absent", 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, err := store.GetRange(ctx(t), s, p+"absent", 0, 10); !errors.Is(err, errkind.ErrNotFound) {
 		t.Errorf("range of an absent object: %v, want not found", err)
 	}
-	if _, err := store.GetRange(ctx(t), s, key, -1, 10); !errors.Is(err, store.ErrInvalid) {
+	if _, err := store.GetRange(ctx(t), s, key, -1, 10); !errors.Is(err, errkind.ErrInvalid) {
 		t.Errorf("a negative offset: %v, want invalid", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/failover"
 	"github.com/walstore/walstore/store/filestore"
@@ -72,7 +73,7 @@ func Open(ctx context.Context, rawURL string, opt Options) (store.Store, error) 
 	case "file":
 		dir, err := FilePath(rest)
 		if err != nil {
-			return nil, fmt.Errorf("%w: repository URL %q: %v", store.ErrInvalid, rawURL, err)
+			return nil, fmt.Errorf("%w: repository URL %q: %v", errkind.ErrInvalid, rawURL, err)
 		}
 		return filestore.Open(dir, opt.File)
 	case "s3":
@@ -100,11 +101,11 @@ func list(rawURL string) ([]string, bool) {
 func Check(rawURL string) error {
 	if urls, ok := list(rawURL); ok {
 		if len(urls) < 2 {
-			return fmt.Errorf("%w: repository list %q: give two or more walstored URLs separated by commas", store.ErrInvalid, rawURL)
+			return fmt.Errorf("%w: repository list %q: give two or more walstored URLs separated by commas", errkind.ErrInvalid, rawURL)
 		}
 		for _, u := range urls {
 			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-				return fmt.Errorf("%w: repository list %q: %q: a list names walstored instances (http:// or https://) in front of one store", store.ErrInvalid, rawURL, u)
+				return fmt.Errorf("%w: repository list %q: %q: a list names walstored instances (http:// or https://) in front of one store", errkind.ErrInvalid, rawURL, u)
 			}
 			if err := Check(u); err != nil {
 				return err
@@ -122,7 +123,7 @@ func Check(rawURL string) error {
 		return err
 	case "file":
 		if _, err := FilePath(rest); err != nil {
-			return fmt.Errorf("%w: repository URL %q: %v", store.ErrInvalid, rawURL, err)
+			return fmt.Errorf("%w: repository URL %q: %v", errkind.ErrInvalid, rawURL, err)
 		}
 		return nil
 	case "s3":
@@ -151,5 +152,5 @@ func FilePath(rest string) (string, error) {
 }
 
 func badURL(raw string) error {
-	return fmt.Errorf("%w: repository URL %q: want http(s)://host:port, file:///path or s3://bucket/prefix?endpoint=host:port", store.ErrInvalid, raw)
+	return fmt.Errorf("%w: repository URL %q: want http(s)://host:port, file:///path or s3://bucket/prefix?endpoint=host:port", errkind.ErrInvalid, raw)
 }

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // floors measures, in this process and on one core, the work a push and

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // BenchmarkBackup prints backup and restore figures on a cluster of about

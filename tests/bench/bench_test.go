@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/push"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/client/push"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/push"
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/client/push"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // BenchmarkHighAvailability prints the figures of the README's

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/testenv"
+	"github.com/walstore/walstore/tests/testenv"
 )
 
 // BenchmarkZeroDataLoss prints, for the loss of the primary's host under

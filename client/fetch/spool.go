@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/walstore/walstore/internal/flock"
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/base/flock"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/wal"
 )
 

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/flock"
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/base/flock"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/wal"
 )
 

@@ -11,10 +11,11 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/push"
-	"github.com/walstore/walstore/internal/testenv"
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/client/push"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
 )
@@ -120,7 +121,7 @@ func TestPushAheadThenReplacedFileIsPushedAgain(t *testing.T) {
 	time.Sleep(10 * time.Millisecond) // a new mtime even on coarse clocks
 	os.WriteFile(c, data, 0o600)
 	res, err = push.Push(context.Background(), cfg, c)
-	if !errors.Is(err, archive.ErrConflict) || res.FromMarker {
+	if !errors.Is(err, errkind.ErrConflict) || res.FromMarker {
 		t.Fatalf("rewritten file: %+v %v, want a conflict from a real push", res, err)
 	}
 }

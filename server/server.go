@@ -1,6 +1,6 @@
 // Package server is walstored's HTTP side: it exposes a repository to many
 // clients (walpush, walfetch, backups, admin commands) under the protocol
-// of internal/wire.
+// of base/wire.
 //
 // It speaks tier 2 at its edge and tier 1 behind it. At the door (gate.go)
 // every put is checked against the archive's rules before a byte reaches a
@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/server/auth"
 	"github.com/walstore/walstore/receiver"
+	"github.com/walstore/walstore/server/auth"
 	"github.com/walstore/walstore/store"
 )
 

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/server"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/memstore"
@@ -64,7 +64,7 @@ func TestGetWaitsForPush(t *testing.T) {
 	}
 	start = time.Now()
 	_, err = hs.GetWait(ctx, "main/backups/x/never", 700*time.Millisecond)
-	if !errors.Is(err, archive.ErrNotFound) || time.Since(start) < 600*time.Millisecond {
+	if !errors.Is(err, errkind.ErrNotFound) || time.Since(start) < 600*time.Millisecond {
 		t.Fatalf("wait for a missing object: %v after %v", err, time.Since(start))
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/wire"
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )

@@ -1,9 +1,10 @@
 // Package errkind holds the sentinel errors every layer shares, so that a
 // failure keeps its kind from the WAL parser or the file system up to the
-// exit code. Packages re-export the ones they use (store.ErrNotFound,
-// wal.ErrInvalid, archive.ErrConflict, ...): the values are the same, so
-// errors.Is works whichever name a caller uses. This is the pattern of Go's
-// own internal/oserror, shared by os and io/fs.
+// exit code. They are named here only: every package, from wal and store
+// up to the commands, wraps and tests errkind.ErrNotFound,
+// errkind.ErrInvalid, ... (errors.Is), and internal/cli maps them onto the
+// exit codes. Errors that belong to one package alone (catalog.ErrGap,
+// store.ErrNotRewindable, ...) stay in it.
 package errkind
 
 import (

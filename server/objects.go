@@ -14,7 +14,8 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/wire"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -158,7 +159,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	v := newVerifying(hdr, body, archive.SegmentCheck(k, hdr))
 	defer v.close()
 	out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Stream(io.MultiReader(bytes.NewReader(hb.Bytes()), v), size))
-	if errors.Is(err, envelope.ErrCorrupt) && v.done && v.err != io.EOF {
+	if errors.Is(err, errkind.ErrCorrupt) && v.done && v.err != io.EOF {
 		s.refuseBody(w, r, key, err)
 		return
 	}
@@ -183,7 +184,7 @@ func (s *Server) refuseBody(w http.ResponseWriter, r *http.Request, key string, 
 	switch {
 	case errors.As(err, &ce):
 		s.failStatus(w, r, http.StatusBadRequest, "aborted", fmt.Sprintf("%s: %v", key, err))
-	case errors.Is(err, envelope.ErrCorrupt):
+	case errors.Is(err, errkind.ErrCorrupt):
 		s.metrics.damaged.Inc()
 		s.failStatus(w, r, http.StatusUnprocessableEntity, "damaged", fmt.Sprintf("%s: the body does not verify, nothing was stored (damaged on the way? send it again): %v", key, err))
 	default:
@@ -240,7 +241,7 @@ func (s *Server) putRaw(w http.ResponseWriter, r *http.Request, key string, body
 	case err == nil:
 		s.waiting.stored(key)
 		w.WriteHeader(http.StatusCreated)
-	case errors.Is(err, store.ErrExists):
+	case errors.Is(err, errkind.ErrExists):
 		s.exists(w, r, key, "")
 	default:
 		var ce *clientError
@@ -274,10 +275,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc, err := s.getWaiting(r, s.store(r), key)
-	if errors.Is(err, store.ErrNotFound) && s.received(w, r, key) {
+	if errors.Is(err, errkind.ErrNotFound) && s.received(w, r, key) {
 		return
 	}
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, errkind.ErrNotFound) {
 		err = s.scan.expired(key, err)
 	}
 	if err != nil {
@@ -300,11 +301,11 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		if n, ok := sizeOf(rc); ok && n != hdr.ObjectSize() {
-			err = fmt.Errorf("%w: %d bytes stored, header says %d", envelope.ErrCorrupt, n, hdr.ObjectSize())
+			err = fmt.Errorf("%w: %d bytes stored, header says %d", errkind.ErrCorrupt, n, hdr.ObjectSize())
 		}
 	}
 	if err != nil {
-		if errors.Is(err, envelope.ErrCorrupt) {
+		if errors.Is(err, errkind.ErrCorrupt) {
 			s.log.Error("stored object is corrupt", "key", key, "error", err.Error())
 		}
 		s.fail(w, r, fmt.Errorf("stored object %s: %w", key, err))
@@ -325,7 +326,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getRange(w http.ResponseWriter, r *http.Request, key, spec string) {
 	first, last, ok := parseRange(spec)
 	if !ok {
-		s.fail(w, r, fmt.Errorf("%w: Range %q: want bytes=FIRST-LAST, one range", store.ErrInvalid, spec))
+		s.fail(w, r, fmt.Errorf("%w: Range %q: want bytes=FIRST-LAST, one range", errkind.ErrInvalid, spec))
 		return
 	}
 	note(r, "range", spec)
@@ -474,7 +475,7 @@ func (s *Server) store(r *http.Request) store.Store {
 	return s.cfg.Store
 }
 
-func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+func isNotFound(err error) bool { return errors.Is(err, errkind.ErrNotFound) }
 
 // fail answers with the status and code for err.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

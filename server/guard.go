@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/walstore/walstore/internal/server/auth"
+	"github.com/walstore/walstore/server/auth"
 )
 
 // Tokens holds the current token set; Reload swaps it atomically (SIGHUP),

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/client/worker"
 )
 
 // Push-ahead state lives in the pushed/ directory of the cluster's state

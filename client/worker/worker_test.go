@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/client/worker"
 )
 
 type fake struct {

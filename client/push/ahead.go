@@ -11,7 +11,8 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/flock"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/flock"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -55,7 +56,7 @@ func pushWithAhead(ctx context.Context, cfg Config, path string, name wal.Name) 
 	mk.remove(name.String()) // stale: the file changed since
 	res, err := pushAndMark(ctx, cfg, mk, name, oneShotEncoder(path))
 	if errors.Is(err, os.ErrNotExist) {
-		err = fmt.Errorf("%w: %v", archive.ErrInvalid, err)
+		err = fmt.Errorf("%w: %v", errkind.ErrInvalid, err)
 	}
 	mk.clean()
 	return res, err

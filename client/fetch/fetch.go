@@ -20,8 +20,9 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/flock"
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/flock"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/wal"
@@ -70,7 +71,7 @@ type Result struct {
 }
 
 // Fetch writes the WAL file name to dest. It returns an error wrapping
-// archive.ErrNotFound only when the archive answered that the file is not
+// errkind.ErrNotFound only when the archive answered that the file is not
 // there; every other failure is something else.
 func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 	cfg.defaults()
@@ -128,7 +129,7 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 		}
 		hdr, err := fetchTo(ctx, a, n, dest, wait, nil)
 		res.Size = hdr.RawSize
-		if n.Kind == wal.History && errors.Is(err, archive.ErrNotFound) {
+		if n.Kind == wal.History && errors.Is(err, errkind.ErrNotFound) {
 			var size int64
 			if size, err = retiredHistory(ctx, a, n, dest); err == nil {
 				res.Size = size
@@ -156,7 +157,7 @@ func retiredHistory(ctx context.Context, a *archive.Archive, n wal.Name, dest st
 		return 0, err
 	}
 	if rec == nil || rec.StandIn == "" {
-		return 0, fmt.Errorf("%s: %w", a.Layout.WAL(n), archive.ErrNotFound)
+		return 0, fmt.Errorf("%s: %w", a.Layout.WAL(n), errkind.ErrNotFound)
 	}
 	b := []byte(rec.StandIn)
 	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".walfetch-*")
@@ -197,13 +198,13 @@ func PGDataOf(dest string) string {
 
 func checkDest(dest string) error {
 	if dest == "" {
-		return fmt.Errorf("%w: empty destination path", archive.ErrInvalid)
+		return fmt.Errorf("%w: empty destination path", errkind.ErrInvalid)
 	}
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
-		return fmt.Errorf("%w: destination %s is a directory", archive.ErrInvalid, dest)
+		return fmt.Errorf("%w: destination %s is a directory", errkind.ErrInvalid, dest)
 	}
 	if fi, err := os.Stat(filepath.Dir(dest)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%w: destination directory %s does not exist", archive.ErrInvalid, filepath.Dir(dest))
+		return fmt.Errorf("%w: destination directory %s does not exist", errkind.ErrInvalid, filepath.Dir(dest))
 	}
 	return nil
 }
@@ -247,7 +248,7 @@ func fetchTo(ctx context.Context, a *archive.Archive, n wal.Name, dest string, w
 		err = checkContent(n, hdr.RawSize, tmp.Name())
 	}
 	if err != nil {
-		if errors.Is(err, archive.ErrCorrupt) {
+		if errors.Is(err, errkind.ErrCorrupt) {
 			return hdr, fmt.Errorf("%s: %w", key, err)
 		}
 		return hdr, err
@@ -272,7 +273,7 @@ func checkContent(n wal.Name, size int64, path string) error {
 		err = wal.CheckSegment(n, size, hdr)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", archive.ErrCorrupt, err)
+		return fmt.Errorf("%w: %v", errkind.ErrCorrupt, err)
 	}
 	return nil
 }

@@ -15,10 +15,11 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/fetch"
-	"github.com/walstore/walstore/internal/testenv"
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/client/fetch"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/store/filestore"
+	"github.com/walstore/walstore/tests/testenv"
 	"github.com/walstore/walstore/wal"
 	"github.com/walstore/walstore/wal/waltest"
 )
@@ -213,7 +214,7 @@ func TestMissingIsNotFoundAndWritesNothing(t *testing.T) {
 	cfg, _, pgdata := setup(t, segs)
 	dest := filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")
 	_, err := fetch.Fetch(context.Background(), cfg, "000000010000000000000FFF", dest)
-	if !errors.Is(err, archive.ErrNotFound) {
+	if !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("got %v, want ErrNotFound", err)
 	}
 	if _, err := os.Stat(dest); !os.IsNotExist(err) {

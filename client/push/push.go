@@ -24,6 +24,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -117,7 +118,7 @@ func Ready(path string, name wal.Name) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s: PostgreSQL has not marked it ready to archive (no archive_status/%s.ready): it may be the segment it is still writing; archive_command pushes it once it is whole (--force pushes it anyway)", archive.ErrInvalid, path, name)
+	return fmt.Errorf("%w: %s: PostgreSQL has not marked it ready to archive (no archive_status/%s.ready): it may be the segment it is still writing; archive_command pushes it once it is whole (--force pushes it anyway)", errkind.ErrInvalid, path, name)
 }
 
 // pushFile checks, encodes and stores one file.
@@ -126,7 +127,7 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return res, fmt.Errorf("%w: %v", archive.ErrInvalid, err)
+			return res, fmt.Errorf("%w: %v", errkind.ErrInvalid, err)
 		}
 		return res, err
 	}
@@ -136,7 +137,7 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 		return res, err
 	}
 	if !fi.Mode().IsRegular() {
-		return res, fmt.Errorf("%w: %s is not a regular file", archive.ErrInvalid, path)
+		return res, fmt.Errorf("%w: %s is not a regular file", errkind.ErrInvalid, path)
 	}
 	enc.Key = cfg.Key
 	obj, err := encodeFile(enc, f, fi.Size(), name, archive.Layout{Archive: cfg.ArchiveName}.WAL(name), cfg.Key != nil || !viaDoor(cfg.Repo))
@@ -223,7 +224,7 @@ func encodeFile(enc *envelope.Encoder, f *os.File, size int64, name wal.Name, ke
 			limit = wal.MaxBackupLabelSize
 		}
 		if size > limit {
-			return nil, fmt.Errorf("%w: %s is %d bytes, more than a %s can be", archive.ErrInvalid, name, size, name.Kind)
+			return nil, fmt.Errorf("%w: %s is %d bytes, more than a %s can be", errkind.ErrInvalid, name, size, name.Kind)
 		}
 		b, err := io.ReadAll(io.LimitReader(f, limit+1))
 		if err != nil {

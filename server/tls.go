@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/walstore/walstore/internal/tlsconf"
+	"github.com/walstore/walstore/base/tlsconf"
 )
 
 // TLSFiles serves a certificate that Reload can replace while running

@@ -1,5 +1,5 @@
 // Package wire is walstored's HTTP protocol: the paths, headers, error
-// codes and listing format that the server (internal/server) and its
+// codes and listing format that walstored's server (package server) and its
 // client (store/httpstore) share. Neither side imports the other.
 package wire
 
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/walstore/walstore/internal/errkind"
+	"github.com/walstore/walstore/base/errkind"
 )
 
 // The walstored HTTP protocol:

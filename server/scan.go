@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
-	"github.com/walstore/walstore/internal/errkind"
 	"github.com/walstore/walstore/retention"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
@@ -134,7 +134,7 @@ func (sc *scanner) scanArchive(ctx context.Context, name string) scanned {
 	// One listing of the archive's records: the newest drill, retention
 	// run and recompression pass.
 	d, run, rec, err := a.LastRecords(ctx)
-	if err != nil && !errors.Is(err, archive.ErrKey) {
+	if err != nil && !errors.Is(err, errkind.ErrKey) {
 		st.Err = err
 	}
 	st.Drill = d

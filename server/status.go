@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/catalog"
-	"github.com/walstore/walstore/internal/server/auth"
-	"github.com/walstore/walstore/internal/units"
 	"github.com/walstore/walstore/receiver"
+	"github.com/walstore/walstore/server/auth"
 	"github.com/walstore/walstore/store"
 )
 

@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/walstore/walstore/internal/wire"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/store"
 )
 
@@ -84,7 +85,7 @@ func (w *waiters) len() int {
 // wakes no one here, so the store is looked at again every second too.
 func (s *Server) getWaiting(r *http.Request, st store.Store, key string) (io.ReadCloser, error) {
 	rc, err := st.Get(r.Context(), key)
-	if err == nil || !errors.Is(err, store.ErrNotFound) {
+	if err == nil || !errors.Is(err, errkind.ErrNotFound) {
 		return rc, err
 	}
 	d, perr := time.ParseDuration(r.Header.Get(wire.HeaderWait))
@@ -99,7 +100,7 @@ func (s *Server) getWaiting(r *http.Request, st store.Store, key string) (io.Rea
 		ready, release := s.waiting.wait(key)
 		// Look again after registering: a put may have landed in between.
 		rc, err := st.Get(r.Context(), key)
-		if err == nil || !errors.Is(err, store.ErrNotFound) {
+		if err == nil || !errors.Is(err, errkind.ErrNotFound) {
 			release()
 			return rc, err
 		}

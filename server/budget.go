@@ -11,7 +11,8 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
-	"github.com/walstore/walstore/internal/freelist"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/freelist"
 )
 
 // budget caps the bytes of request bodies held in memory at once. A put
@@ -97,7 +98,7 @@ func readBody(kept *[]byte, r io.Reader, hb []byte, size int64) ([]byte, error) 
 	case err == nil:
 		return buf, nil
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return nil, fmt.Errorf("%w: body ended after %d of %d bytes", envelope.ErrInvalid, n+m, size)
+		return nil, fmt.Errorf("%w: body ended after %d of %d bytes", errkind.ErrInvalid, n+m, size)
 	}
 	return nil, err
 }

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/walstore/walstore/archive"
-	"github.com/walstore/walstore/internal/flock"
-	"github.com/walstore/walstore/internal/worker"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/flock"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -128,7 +128,7 @@ func prefetchOne(ctx context.Context, cfg Config, s *spool, n wal.Name) error {
 	tmp := filepath.Join(s.dir, "."+n.String()+".fetched")
 	sum := crc32.New(castagnoli)
 	if _, err := fetchTo(fctx, a, n, tmp, 0, sum); err != nil {
-		if errors.Is(err, archive.ErrNotFound) {
+		if errors.Is(err, errkind.ErrNotFound) {
 			return worker.ErrNotYet
 		}
 		cfg.Log.Info("prefetch failed", "file", n.String(), "error", err.Error())
