@@ -10,32 +10,42 @@ import (
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
-	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
 	"github.com/walstore/walstore/store/s3store"
 	"github.com/walstore/walstore/store/storetest"
+	"github.com/walstore/walstore/store/storeurl"
 	"github.com/walstore/walstore/tests/testenv"
 )
 
-// The real stores behind the tests: a directory, and a bucket prefix on a
-// real MinIO.
+// The real stores behind the tests, opened by URL through the backend
+// registry as the commands open them: a directory, and a bucket prefix on
+// a real MinIO (credentials from the environment, as walpush reads them).
 func realStores(t *testing.T) map[string]func(t *testing.T) store.Store {
 	m := testenv.SharedMinIO(t)
+	open := func(t *testing.T, u string, env []string) store.Store {
+		a := store.Access{Getenv: func(k string) string {
+			for _, kv := range env {
+				if v, ok := strings.CutPrefix(kv, k+"="); ok {
+					return v
+				}
+			}
+			return ""
+		}}
+		s, err := storeurl.Open(context.Background(), u, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	return map[string]func(t *testing.T) store.Store{
 		"file": func(t *testing.T) store.Store {
-			s, err := filestore.Open(t.TempDir(), filestore.Options{})
-			if err != nil {
+			u := "file://" + t.TempDir()
+			if err := storeurl.Create(context.Background(), u); err != nil {
 				t.Fatal(err)
 			}
-			return s
+			return open(t, u, nil)
 		},
-		"s3": func(t *testing.T) store.Store {
-			s, err := s3store.Open(context.Background(), m.URL("conformance"), s3store.Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
+		"s3": func(t *testing.T) store.Store { return open(t, m.URL("conformance"), m.Env()) },
 	}
 }
 

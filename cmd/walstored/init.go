@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/internal/cli"
-	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/storeurl"
 )
 
@@ -25,14 +23,8 @@ func bindInit(fs *pflag.FlagSet, e env) func(context.Context) error {
 			return fmt.Errorf("%w: --store is required", cli.ErrUsage)
 		}
 		for _, u := range stores {
-			if err := storeurl.Check(u); err != nil || strings.HasPrefix(u, "http") {
-				return fmt.Errorf("%w: --store %s: want file:///dir or s3://bucket/prefix", cli.ErrUsage, u)
-			}
-			if strings.HasPrefix(u, "file://") {
-				dir, _ := storeurl.FilePath(strings.TrimPrefix(u, "file://"))
-				if _, err := filestore.Open(dir, filestore.Options{Create: true}); err != nil {
-					return err
-				}
+			if err := storeurl.Create(ctx, u); err != nil {
+				return fmt.Errorf("%w: --store %s: %v", cli.ErrUsage, u, err)
 			}
 			c := cli.Common{Getenv: e.getenv, Repo: u}
 			s, err := c.OpenRaw(ctx, false)

@@ -169,7 +169,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	cfg.ScanInterval, cfg.LateAfter = f.scanEvery, f.lateAfter
 	for _, p := range f.peers {
-		if err := storeurl.Check(p); err != nil || !strings.HasPrefix(p, "http") || strings.Contains(p, ",") {
+		if err := storeurl.Check(p); err != nil || !storeurl.Served(p) || strings.Contains(p, ",") {
 			return fmt.Errorf("%w: --peer %q: want the URL of one walstored (http://host:port)", cli.ErrUsage, p)
 		}
 		cfg.Peers = append(cfg.Peers, strings.TrimSuffix(p, "/"))

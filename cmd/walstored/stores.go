@@ -15,7 +15,6 @@ import (
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/store"
-	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/lazystore"
 	"github.com/walstore/walstore/store/multistore"
 	"github.com/walstore/walstore/store/storeurl"
@@ -35,11 +34,8 @@ func openStores(ctx context.Context, getenv func(string) string, urls []string, 
 	var members []multistore.Member
 	for _, u := range urls {
 		c := cli.Common{Getenv: getenv, Repo: u}
-		if err := storeurl.Check(u); err != nil {
+		if _, err := storeurl.Storage(u); err != nil {
 			return nil, nil, fmt.Errorf("%w: --store: %v", cli.ErrUsage, err)
-		}
-		if strings.HasPrefix(u, "http") {
-			return nil, nil, fmt.Errorf("%w: --store %s: walstored serves a file:// or s3:// store, not another walstored", cli.ErrUsage, u)
 		}
 		wait := 30 * time.Second
 		if len(urls) > 1 {
@@ -91,15 +87,15 @@ type sweeper interface {
 
 // initDefault makes the embedded default repository on first start.
 func initDefault(ctx context.Context, getenv func(string) string) error {
-	dir, err := storeurl.FilePath(strings.TrimPrefix(DefaultStore, "file://"))
+	if err := storeurl.Create(ctx, DefaultStore); err != nil {
+		return err
+	}
+	c := cli.Common{Getenv: getenv, Repo: DefaultStore}
+	s, err := c.OpenRaw(ctx, false)
 	if err != nil {
 		return err
 	}
-	fs, err := filestore.Open(dir, filestore.Options{Create: true})
-	if err != nil {
-		return err
-	}
-	_, err = archive.InitRepository(ctx, fs)
+	_, err = archive.InitRepository(ctx, s)
 	return err
 }
 

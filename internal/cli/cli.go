@@ -175,36 +175,24 @@ func (c *Common) Check() error {
 	return nil
 }
 
-// options builds what opening the repository needs.
-func (c *Common) options(u string) (storeurl.Options, error) {
+// access is what this client brings to the repository's store; the
+// backend takes its part (store.Access).
+func (c *Common) access(u string) (store.Access, error) {
 	tok, err := c.Token()
 	if err != nil {
-		return storeurl.Options{}, err
+		return store.Access{}, err
 	}
-	getenv := c.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+	a := store.Access{
+		Getenv: c.Getenv, Token: tok, CACert: c.CACert, ClientCert: c.ClientCert, ClientKey: c.ClientKey,
+		ReadOnly: c.ReadOnly, NoCache: c.NoCache,
 	}
-	opt := storeurl.Options{}
-	opt.HTTP.Token = tok
-	opt.HTTP.CACertFile = c.CACert
-	opt.HTTP.ClientCertFile, opt.HTTP.ClientKeyFile = c.ClientCert, c.ClientKey
-	opt.HTTP.NoCache = c.NoCache
-	opt.S3.AccessKey = getenv("AWS_ACCESS_KEY_ID")
-	opt.S3.SecretKey = getenv("AWS_SECRET_ACCESS_KEY")
-	opt.S3.SessionToken = getenv("AWS_SESSION_TOKEN")
-	if opt.S3.AccessKey == "" {
-		opt.S3.AccessKey, opt.S3.SecretKey = getenv("MINIO_ACCESS_KEY"), getenv("MINIO_SECRET_KEY")
+	if cache := c.Cache; cache != nil {
+		a.Known = func(fact string) bool { return cache.Proven(u, fact) }
+		a.Learned = func(fact string) { cache.Prove(u, fact) }
+		a.First = cache.Preferred(u)
+		a.OnSwitch = func(i int) { cache.Prefer(u, i) }
 	}
-	opt.S3.ReadOnly = c.ReadOnly
-	opt.File.ReadOnly = c.ReadOnly
-	if c.Cache != nil {
-		opt.S3.ConditionalKnown = c.Cache.Proven(u, "conditional")
-		opt.First = c.Cache.Preferred(u)
-		cache := c.Cache
-		opt.OnSwitch = func(i int) { cache.Prefer(u, i) }
-	}
-	return opt, nil
+	return a, nil
 }
 
 // OpenStore opens the repository, wrapped so that passing failures are
@@ -232,7 +220,14 @@ func (c *Common) OpenRaw(ctx context.Context, checkMarker bool) (store.Store, er
 	if err != nil {
 		return nil, err
 	}
-	opt, err := c.options(u)
+	if err := storeurl.Check(u); err != nil {
+		return nil, fmt.Errorf("%w: --repo: %v", ErrUsage, err)
+	}
+	b, err := storeurl.Lookup(u)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := c.access(u)
 	if err != nil {
 		return nil, err
 	}
@@ -241,16 +236,13 @@ func (c *Common) OpenRaw(ctx context.Context, checkMarker bool) (store.Store, er
 	var s store.Store
 	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
 		var oerr error
-		s, oerr = storeurl.Open(ctx, u, opt)
+		s, oerr = b.Open(ctx, u, acc)
 		return oerr
 	})
 	if err != nil {
 		return nil, err
 	}
-	if c.Cache != nil && strings.HasPrefix(u, "s3://") && !c.ReadOnly {
-		c.Cache.Prove(u, "conditional")
-	}
-	if checkMarker && !strings.HasPrefix(u, "http") {
+	if checkMarker && !b.Served {
 		if c.Cache == nil || !c.Cache.Proven(u, "marker") {
 			err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
 				return archive.CheckRepository(ctx, s, u)

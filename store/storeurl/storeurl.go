@@ -1,156 +1,123 @@
-// Package storeurl opens the store a repository URL names:
+// Package storeurl is the backend registry: it opens the store a
+// repository URL names, by its scheme, through the backend that answers
+// it. Each backend brings its own URL parsing and credentials
+// (store.Backend); this table is the only place that lists them all:
 //
-//	http://host:port, https://host:port   a walstored (httpstore)
+//	http://host:port, https://host:port   a walstored (httpstore), or several, comma-separated
 //	file:///path, file://./relative        a directory (filestore)
 //	s3://bucket/prefix?endpoint=...        S3 or MinIO (s3store)
+//	mem://name                             memory, this process only (memstore)
 //
-// It is the only package that knows every backend, so commands stay free
-// of backend details.
+// A new store is a new package with a store.Backend and one line here.
 package storeurl
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
-	"github.com/walstore/walstore/store/failover"
 	"github.com/walstore/walstore/store/filestore"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/store/memstore"
 	"github.com/walstore/walstore/store/s3store"
 )
 
-// Options holds credentials and TLS settings; each backend uses its part.
-type Options struct {
-	HTTP httpstore.Options
-	S3   s3store.Options
-	File filestore.Options
-	// For a list of walstored URLs: the one to try first (the one that
-	// answered last time), and who to tell when another one answers.
-	First    int
-	OnSwitch func(i int)
+// backends is the registry.
+var backends = []*store.Backend{
+	&httpstore.Backend,
+	&filestore.Backend,
+	&s3store.Backend,
+	&memstore.Backend,
 }
 
-// ListDialTimeout is how long a client waits for a connection to one
-// walstored of a list before it tries the next.
-const ListDialTimeout = time.Second
-
-// Open returns the store for rawURL. Several walstored URLs separated by
-// commas are one repository through several instances: calls go to the
-// one that answered last, and to the next at once when it cannot be
-// reached (store/failover).
-func Open(ctx context.Context, rawURL string, opt Options) (store.Store, error) {
-	if urls, ok := list(rawURL); ok {
-		var members []store.Store
-		ho := opt.HTTP
-		if ho.DialTimeout == 0 {
-			ho.DialTimeout = ListDialTimeout
-		}
-		for _, u := range urls {
-			m, err := httpstore.New(u, ho)
-			if err != nil {
-				return nil, err
+// Lookup returns the backend for rawURL's scheme (a comma-separated list
+// is walstored's).
+func Lookup(rawURL string) (*store.Backend, error) {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	if _, list := httpstore.List(rawURL); list {
+		scheme, ok = "http", true
+	}
+	if ok {
+		for _, b := range backends {
+			if slices.Contains(b.Schemes, scheme) {
+				return b, nil
 			}
-			members = append(members, m)
-		}
-		f, err := failover.New(members, opt.First, func(err error) bool { return errors.Is(err, httpstore.ErrUnreachable) })
-		if err != nil {
-			return nil, err
-		}
-		f.OnSwitch = opt.OnSwitch
-		return f, nil
-	}
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return nil, badURL(rawURL)
-	}
-	switch scheme {
-	case "http", "https", "http+unix":
-		return httpstore.New(rawURL, opt.HTTP)
-	case "file":
-		dir, err := FilePath(rest)
-		if err != nil {
-			return nil, fmt.Errorf("%w: repository URL %q: %v", errkind.ErrInvalid, rawURL, err)
-		}
-		return filestore.Open(dir, opt.File)
-	case "s3":
-		return s3store.Open(ctx, rawURL, opt.S3)
-	}
-	return nil, badURL(rawURL)
-}
-
-// list splits a comma-separated list of repository URLs.
-func list(rawURL string) ([]string, bool) {
-	if !strings.Contains(rawURL, ",") {
-		return nil, false
-	}
-	var out []string
-	for _, u := range strings.Split(rawURL, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			out = append(out, u)
 		}
 	}
-	return out, true
+	var kinds []string
+	for _, b := range backends {
+		kinds = append(kinds, b.Example)
+	}
+	return nil, fmt.Errorf("%w: repository URL %q: want one of %s", errkind.ErrInvalid, rawURL, strings.Join(kinds, ", "))
 }
 
 // Check parses rawURL without connecting to anything, so that a mistyped
-// repository is reported before any work is done.
+// repository is reported before any work is done. A volatile store (the
+// memory store) is refused: every command's repository must outlive it.
 func Check(rawURL string) error {
-	if urls, ok := list(rawURL); ok {
-		if len(urls) < 2 {
-			return fmt.Errorf("%w: repository list %q: give two or more walstored URLs separated by commas", errkind.ErrInvalid, rawURL)
-		}
-		for _, u := range urls {
-			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-				return fmt.Errorf("%w: repository list %q: %q: a list names walstored instances (http:// or https://) in front of one store", errkind.ErrInvalid, rawURL, u)
-			}
-			if err := Check(u); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return badURL(rawURL)
-	}
-	switch scheme {
-	case "http", "https", "http+unix":
-		_, err := httpstore.New(rawURL, httpstore.Options{})
-		return err
-	case "file":
-		if _, err := FilePath(rest); err != nil {
-			return fmt.Errorf("%w: repository URL %q: %v", errkind.ErrInvalid, rawURL, err)
-		}
-		return nil
-	case "s3":
-		_, err := s3store.ParseURL(rawURL)
+	b, err := Lookup(rawURL)
+	if err != nil {
 		return err
 	}
-	return badURL(rawURL)
+	if err := b.Check(rawURL); err != nil {
+		return err
+	}
+	if b.Volatile {
+		return fmt.Errorf("%w: repository URL %q: %s keeps nothing past this process (it is for tests); want a store that lasts", errkind.ErrInvalid, rawURL, b.Name)
+	}
+	return nil
 }
 
-// FilePath turns the part of a file:// URL after the scheme into a path:
-// "/abs/path" (file:///abs/path), "localhost/abs/path", or "./rel/path"
-// (file://./rel/path, relative to the working directory).
-func FilePath(rest string) (string, error) {
-	if strings.ContainsAny(rest, "?#") {
-		return "", fmt.Errorf("no query or fragment expected")
+// Open returns the store for rawURL.
+func Open(ctx context.Context, rawURL string, a store.Access) (store.Store, error) {
+	b, err := Lookup(rawURL)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case strings.HasPrefix(rest, "/"):
-		return rest, nil
-	case strings.HasPrefix(rest, "localhost/"):
-		return strings.TrimPrefix(rest, "localhost"), nil
-	case rest == "." || strings.HasPrefix(rest, "./"):
-		return rest, nil
-	}
-	return "", fmt.Errorf("want file:///absolute/path or file://./relative/path")
+	return b.Open(ctx, rawURL, a)
 }
 
-func badURL(raw string) error {
-	return fmt.Errorf("%w: repository URL %q: want http(s)://host:port, file:///path or s3://bucket/prefix?endpoint=host:port", errkind.ErrInvalid, raw)
+// Served reports whether rawURL names a walstored (or several): what
+// clients reach, never a store walstored fronts.
+func Served(rawURL string) bool {
+	b, err := Lookup(rawURL)
+	return err == nil && b.Served
+}
+
+// Storage checks that rawURL names a store walstored can front (not
+// another walstored): for walstored init and serve's --store.
+func Storage(rawURL string) (*store.Backend, error) {
+	b, err := Lookup(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := Check(rawURL); err != nil {
+		return nil, err
+	}
+	if b.Served {
+		var kinds []string
+		for _, o := range backends {
+			if !o.Served {
+				kinds = append(kinds, o.Example)
+			}
+		}
+		return nil, fmt.Errorf("%w: %s is a walstored: walstored fronts a store (%s), not another walstored", errkind.ErrInvalid, rawURL, strings.Join(kinds, ", "))
+	}
+	return b, nil
+}
+
+// Create makes what must exist before a repository can be made at
+// rawURL (a file store's directory); nothing for the others.
+func Create(ctx context.Context, rawURL string) error {
+	b, err := Storage(rawURL)
+	if err != nil {
+		return err
+	}
+	if b.Create == nil {
+		return nil
+	}
+	return b.Create(ctx, rawURL)
 }
