@@ -116,8 +116,6 @@ func newDelta(ctx context.Context, a *archive.Archive, rec archive.Record) (*del
 	return d, nil
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // same reports whether the file at path already holds what the manifest
 // says the backup's file rel holds.
 func (d *deltaState) same(path, rel string, size int64) bool {
@@ -141,11 +139,11 @@ func (d *deltaState) same(path, rel string, size int64) bool {
 		}
 		return hex.EncodeToString(h.Sum(nil)) == strings.ToLower(m.Checksum)
 	}
-	h := crc32.New(castagnoli)
+	h := crc32.New(Castagnoli)
 	if _, err := io.Copy(h, f); err != nil {
 		return false
 	}
-	return pgCRC32C(h.Sum32()) == strings.ToLower(m.Checksum)
+	return PGCRC32C(h.Sum32()) == strings.ToLower(m.Checksum)
 }
 
 // write puts one file of the backup in place: left as is when it already

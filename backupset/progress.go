@@ -6,11 +6,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/walstore/walstore/base/units"
 )
 
-// progress draws "what: done / total  rate  ETA" on a terminal twice a
+// Progress draws "what: done / total  rate  ETA" on a terminal twice a
 // second; elsewhere it stays silent (the caller prints one summary line).
-type progress struct {
+type Progress struct {
 	w     io.Writer
 	what  string
 	total int64
@@ -21,8 +23,10 @@ type progress struct {
 	wg    sync.WaitGroup
 }
 
-func newProgress(w io.Writer, terminal bool, what string, total int64) *progress {
-	p := &progress{w: w, what: what, total: total, start: time.Now(), quit: make(chan struct{})}
+// NewProgress starts a progress line for what, of total bytes (0:
+// unknown), drawn on w twice a second when terminal is true.
+func NewProgress(w io.Writer, terminal bool, what string, total int64) *Progress {
+	p := &Progress{w: w, what: what, total: total, start: time.Now(), quit: make(chan struct{})}
 	if terminal {
 		p.wg.Go(func() {
 			t := time.NewTicker(500 * time.Millisecond)
@@ -42,24 +46,27 @@ func newProgress(w io.Writer, terminal bool, what string, total int64) *progress
 	return p
 }
 
-func (p *progress) add(n int64) { p.done.Add(n) }
+func (p *Progress) Add(n int64) { p.done.Add(n) }
 
-func (p *progress) draw() {
+func (p *Progress) draw() {
 	done := p.done.Load()
 	el := time.Since(p.start).Seconds()
 	rate := float64(done) / max(el, 0.001)
-	line := fmt.Sprintf("\r%s: %s", p.what, human(done))
+	line := fmt.Sprintf("\r%s: %s", p.what, units.Size(done))
 	if p.total > 0 {
-		line += fmt.Sprintf(" / ~%s (%.0f%%)", human(p.total), 100*float64(done)/float64(p.total))
+		line += fmt.Sprintf(" / ~%s (%.0f%%)", units.Size(p.total), 100*float64(done)/float64(p.total))
 		if left := p.total - done; left > 0 && rate > 0 {
 			line += fmt.Sprintf("  ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
-	line += fmt.Sprintf("  %s/s   ", human(int64(rate)))
+	line += fmt.Sprintf("  %s/s   ", units.Size(int64(rate)))
 	fmt.Fprint(p.w, line)
 }
 
-func (p *progress) stop() {
+func (p *Progress) Stop() {
 	p.once.Do(func() { close(p.quit) })
 	p.wg.Wait()
 }
+
+// Elapsed is the time since the progress began.
+func (p *Progress) Elapsed() time.Duration { return time.Since(p.start) }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
@@ -199,7 +200,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	res.StartCommand = startCommand(opt, res.Backup)
 	if opt.DryRun {
 		fmt.Fprintf(opt.Out, "would restore backup %s of archive %s (%d files, %s; WAL from %s on timeline %d, consistent at %s, taken %s) into %s\n",
-			res.Backup.ID, opt.Archive.Name, res.Backup.Files, human(res.Backup.RawSize), res.Backup.StartLSN, res.Backup.StartTLI,
+			res.Backup.ID, opt.Archive.Name, res.Backup.Files, units.Size(res.Backup.RawSize), res.Backup.StartLSN, res.Backup.StartTLI,
 			res.Backup.StopLSN, res.Backup.StopTime.Format(time.RFC3339), opt.PGData)
 		fmt.Fprintf(opt.Out, "would add to postgresql.auto.conf:\n  %s\nwould create %s\nthen: %s\n", strings.Join(res.Settings[1:], "\n  "), res.Signal, res.StartCommand)
 		return res, nil
@@ -278,12 +279,12 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		fmt.Fprintf(opt.Out, "tablespaces restored into %s (links in pg_tblspc)\n", strings.Join(res.Tablespaces, ", "))
 	}
 	if d := res.Delta; d != nil {
-		fmt.Fprintf(opt.Out, "delta: %d files already as in the backup, %d written (%s), %d removed (not in the backup, pg_wal's included); %d of %d packs read in part, %s read from the repository\n", d.Kept, d.Written, human(d.Bytes), d.Removed, d.PacksInPart, d.Packs, human(d.Fetched))
+		fmt.Fprintf(opt.Out, "delta: %d files already as in the backup, %d written (%s), %d removed (not in the backup, pg_wal's included); %d of %d packs read in part, %s read from the repository\n", d.Kept, d.Written, units.Size(d.Bytes), d.Removed, d.PacksInPart, d.Packs, units.Size(d.Fetched))
 	}
 	fmt.Fprintf(opt.Out, "restored backup %s of archive %s into %s (%d files, %s); %s written, recovery settings in postgresql.auto.conf (timeline %s)\n",
-		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, human(res.Backup.RawSize), res.Signal, res.Timeline)
+		res.Backup.ID, opt.Archive.Name, opt.PGData, res.Backup.Files, units.Size(res.Backup.RawSize), res.Signal, res.Timeline)
 	fmt.Fprintf(opt.Out, "recovery replays the WAL archived since the backup's start: up to %d segments (%s) to the end of the archive\nstart PostgreSQL to recover: %s\n",
-		res.ReplaySegments, human(res.ReplayBytes), res.StartCommand)
+		res.ReplaySegments, units.Size(res.ReplayBytes), res.StartCommand)
 	return res, nil
 }
 
@@ -560,8 +561,8 @@ func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, c *arch
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, rec.RawSize)
-	defer prog.stop()
+	prog := NewProgress(opt.Out, opt.Terminal, "restore "+rec.ID, rec.RawSize)
+	defer prog.Stop()
 	tr := tar.NewReader(&countingReader{r: newPartReader(ctx, opt.Archive, rec, opt.Jobs), p: prog})
 	files := 0
 	for {
@@ -572,7 +573,7 @@ func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, c *arch
 		if err != nil {
 			return err
 		}
-		rel, err := safePath(h.Name)
+		rel, err := SafePath(h.Name)
 		if err != nil {
 			return err
 		}
@@ -617,17 +618,17 @@ func unpack(ctx context.Context, opt RestoreOptions, rec archive.Record, c *arch
 
 type countingReader struct {
 	r io.Reader
-	p *progress
+	p *Progress
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.p.add(int64(n))
+	c.p.Add(int64(n))
 	return n, err
 }
 
-// safePath refuses tar names that would leave PGDATA.
-func safePath(name string) (string, error) {
+// SafePath refuses tar names that would leave PGDATA.
+func SafePath(name string) (string, error) {
 	clean := path.Clean(strings.TrimPrefix(name, "./"))
 	if clean == "." || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
 		return "", fmt.Errorf("%w: tar entry %q escapes the data directory", errkind.ErrCorrupt, name)

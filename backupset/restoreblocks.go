@@ -50,7 +50,7 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 	}
 	var todo []fileJob
 	for _, e := range c.Entries {
-		rel, err := safePath(e.Path)
+		rel, err := SafePath(e.Path)
 		if err != nil {
 			return err
 		}
@@ -143,8 +143,8 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 	if delta != nil {
 		delta.Bytes = total
 	}
-	prog := newProgress(opt.Out, opt.Terminal, "restore "+rec.ID, total)
-	defer prog.stop()
+	prog := NewProgress(opt.Out, opt.Terminal, "restore "+rec.ID, total)
+	defer prog.Stop()
 	packs := make([]int, 0, len(byPack))
 	for p := range byPack {
 		packs = append(packs, p)
@@ -182,9 +182,9 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 				}
 				ws = rest
 			}
-			bp := packPool.Get()
-			defer packPool.Put(bp)
-			data, n, err := fetchPack(gctx, a, c.Packs[p], bp)
+			bp := PackPool.Get()
+			defer PackPool.Put(bp)
+			data, n, err := FetchPack(gctx, a, c.Packs[p], bp)
 			if err != nil {
 				return err
 			}
@@ -227,7 +227,7 @@ func inPartWorthIt(ws []write, delta bool) bool {
 // kept buffer, its blocks checked against their SHA-256 and written. It
 // returns the bytes read, and on error which blocks were written (the
 // caller writes the others from the whole pack).
-func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, prog *progress) (read int64, done []bool, err error) {
+func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, prog *Progress) (read int64, done []bool, err error) {
 	done = make([]bool, len(ws))
 	key := a.Layout.Pack(id)
 	hdr, frames, err := a.Frames(ctx, key)
@@ -358,14 +358,14 @@ func prepareFile(dst string, e archive.Entry, delta bool) (need []bool, changed 
 	return need, changed, f.Chmod(0o600)
 }
 
-// packPool holds pack-sized buffers, filled by a backup and emptied by a
+// PackPool holds pack-sized buffers, filled by a backup and emptied by a
 // restore, one per pack in flight.
-var packPool = freelist.New(8, PackSize)
+var PackPool = freelist.New(8, PackSize)
 
-// fetchPack reads a whole pack into *buf (grown if need be) and checks it
+// FetchPack reads a whole pack into *buf (grown if need be) and checks it
 // is the content its name says (the envelope's SHA-256 of the raw content,
 // checked as it is read). It returns the content and the stored size.
-func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) ([]byte, int64, error) {
+func FetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) ([]byte, int64, error) {
 	var data []byte
 	var stored int64
 	err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
@@ -406,7 +406,7 @@ func fetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 
 // writeBlocks writes a pack's blocks into their files, each file opened
 // once; data holds the pack's content from offset base on.
-func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
+func writeBlocks(data []byte, base int64, ws []write, prog *Progress) error {
 	sort.Slice(ws, func(i, j int) bool {
 		if ws[i].path != ws[j].path {
 			return ws[i].path < ws[j].path
@@ -437,7 +437,7 @@ func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 		b := data[w.packOff-base : w.packOff-base+int64(w.n)]
 		// The pack is what its name says, but its name does not vouch for
 		// the backup's listing of it: every block is checked against its
-		// own address before it is written (a poisoned listing, a progress
+		// own address before it is written (a poisoned listing, a Progress
 		// record that lied, cannot put other bytes into a file).
 		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != w.sum {
 			return fmt.Errorf("%w: %s, block at offset %d: the pack holds content %s there, the backup lists %s", errkind.ErrCorrupt, w.path, w.fileOff, hex.EncodeToString(sum[:6]), w.sum[:min(12, len(w.sum))])
@@ -445,7 +445,7 @@ func writeBlocks(data []byte, base int64, ws []write, prog *progress) error {
 		if _, err := f.WriteAt(b, w.fileOff); err != nil {
 			return err
 		}
-		prog.add(int64(w.n))
+		prog.Add(int64(w.n))
 	}
 	if f != nil {
 		err := f.Close()

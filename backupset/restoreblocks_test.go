@@ -75,8 +75,8 @@ func TestReadFramedReadsOnlyWhatIsNeeded(t *testing.T) {
 		few[i].path = filepath.Join(out, fmt.Sprintf("f%d", i))
 		os.WriteFile(few[i].path, nil, 0o600)
 	}
-	prog := newProgress(io.Discard, false, "test", 0)
-	defer prog.stop()
+	prog := NewProgress(io.Discard, false, "test", 0)
+	defer prog.Stop()
 	read, done, err := readFramed(ctx, a, id, few, prog)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestReadFramedReadsOnlyWhatIsNeeded(t *testing.T) {
 	if _, done, err := readFramed(ctx, a, id, few, prog); err == nil || !done[0] || done[1] {
 		t.Fatalf("a damaged frame: err %v, blocks written %v", err, done)
 	}
-	if _, _, err := fetchPack(ctx, a, id, new([]byte)); !errors.Is(err, errkind.ErrCorrupt) {
+	if _, _, err := FetchPack(ctx, a, id, new([]byte)); !errors.Is(err, errkind.ErrCorrupt) {
 		t.Fatalf("the whole read of the damaged pack: %v, want corrupt", err)
 	}
 

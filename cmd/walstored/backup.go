@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/backupset/take"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 )
@@ -14,7 +14,7 @@ import (
 func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
 	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
 	c.Bind(fs)
-	opt := backupset.TakeOptions{}
+	opt := take.Options{}
 	fs.StringVar(&opt.ConnInfo, "pg", "", "connection to the cluster: libpq keyword/value or URL, a user allowed replication (env WALSTORE_PG)")
 	fs.StringVar(&opt.PGBaseBackup, "pg-basebackup", "", "pg_basebackup binary (default: the one of the server's major version)")
 	fs.BoolVar(&opt.SkipArchiveCommandCheck, "skip-archive-command-check", false, "accept an archive_command whose archive cannot be read from it (settings from the environment)")
@@ -48,7 +48,7 @@ func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if opt.Terminal || *asJSON {
 			opt.Progress = e.stderr
 		}
-		rec, err := backupset.Take(ctx, opt)
+		rec, err := take.Take(ctx, opt)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/backupset/take"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 )
@@ -29,7 +29,7 @@ func bindCheck(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		rep, err := backupset.CheckArchiving(ctx, a, *conninfo, *skip, *wait)
+		rep, err := take.CheckArchiving(ctx, a, *conninfo, *skip, *wait)
 		if *asJSON {
 			if jerr := admin.JSON(e.stdout, rep); jerr != nil {
 				return jerr

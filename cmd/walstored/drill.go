@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/walstore/walstore/backupset"
+	"github.com/walstore/walstore/backupset/drill"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/store/httpstore"
@@ -21,7 +21,7 @@ import (
 func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
 	c := cli.Common{Getenv: e.getenv, NoCache: true, FailFastFirst: true}
 	c.Bind(fs)
-	opt := backupset.DrillOptions{}
+	opt := drill.Options{}
 	fs.StringVar(&opt.Backup, "backup", "latest", "backup id, or latest")
 	fs.StringVar(&opt.Scratch, "scratch", "", "directory for the scratch copy (default the system's temporary directory); needs room for the backup")
 	fs.StringVar(&opt.OSUser, "run-as", "", "when run as root: the OS user the drill's PostgreSQL runs as (default postgres; better a dedicated unprivileged user, see the README)")
@@ -52,7 +52,7 @@ func bindDrill(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if !*asJSON {
 			opt.Out = e.stdout
 		}
-		d, err := backupset.Drill(ctx, opt)
+		d, err := drill.Run(ctx, opt)
 		if rerr := a.PutDrill(context.WithoutCancel(ctx), d); rerr != nil {
 			fmt.Fprintf(e.stderr, "walstored drill: the drill's record could not be stored: %s\n", cli.OneLine(rerr))
 		}

@@ -1,4 +1,4 @@
-package backupset
+package take
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package backupset
+package drill
 
 import (
 	"bytes"

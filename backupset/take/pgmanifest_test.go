@@ -1,4 +1,4 @@
-package backupset
+package take
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -19,7 +20,7 @@ func TestPGManifest(t *testing.T) {
 	at := time.Date(2026, 12, 2, 19, 5, 7, 0, time.UTC)
 	data := []byte("15\n")
 	m := pgManifest([]pgManifestFile{
-		{path: "PG_VERSION", size: 3, mtime: at, crc: crc32.Checksum(data, castagnoli)},
+		{path: "PG_VERSION", size: 3, mtime: at, crc: crc32.Checksum(data, backupset.Castagnoli)},
 		{path: "base/1/\xff", size: 0, mtime: at},
 	}, 2, wal.LSN(0x3000028), wal.LSN(0x3000100))
 	var doc struct {
@@ -34,7 +35,7 @@ func TestPGManifest(t *testing.T) {
 	if doc.Version != 1 || len(files) != 2 {
 		t.Fatalf("version %d, %d files:\n%s", doc.Version, len(files), m)
 	}
-	want := map[string]any{"Path": "PG_VERSION", "Size": 3.0, "Last-Modified": "2026-12-02 19:05:07 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": pgCRC32C(crc32.Checksum(data, castagnoli))}
+	want := map[string]any{"Path": "PG_VERSION", "Size": 3.0, "Last-Modified": "2026-12-02 19:05:07 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": backupset.PGCRC32C(crc32.Checksum(data, backupset.Castagnoli))}
 	for k, v := range want {
 		if files[0][k] != v {
 			t.Errorf("%s = %v, want %v", k, files[0][k], v)
@@ -51,7 +52,7 @@ func TestPGManifest(t *testing.T) {
 	if doc.Checksum != hex.EncodeToString(sum[:]) {
 		t.Errorf("manifest checksum %s, want the SHA-256 of what precedes it, %x", doc.Checksum, sum)
 	}
-	if pgCRC32C(0x12345678) != "78563412" {
-		t.Errorf("CRC-32C written as %s, want its little-endian bytes", pgCRC32C(0x12345678))
+	if backupset.PGCRC32C(0x12345678) != "78563412" {
+		t.Errorf("CRC-32C written as %s, want its little-endian bytes", backupset.PGCRC32C(0x12345678))
 	}
 }

@@ -1,4 +1,8 @@
-package backupset
+// Package drill runs restore drills: a backup restored into a scratch
+// directory and recovered by a real PostgreSQL server that runs nothing
+// of the database host's (walstore writes its configuration), fetching
+// WAL through a read-only door to one archive (drillfetch.go).
+package drill
 
 import (
 	"context"
@@ -17,16 +21,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/wal"
 )
 
-// DrillOptions configure Drill.
-type DrillOptions struct {
+// Options configure Drill.
+type Options struct {
 	Archive *archive.Archive
-	Backup  string // "latest" or an id
-	Target  Target // optional: recover to this target instead of the end
+	Backup  string           // "latest" or an id
+	Target  backupset.Target // optional: recover to this target instead of the end
 	// Scratch is where the scratch data directory goes (default the
 	// system's temporary directory); it needs room for the backup.
 	Scratch string
@@ -44,14 +49,14 @@ type DrillOptions struct {
 	Out   io.Writer
 }
 
-// Drill proves that an archive restores: it restores a backup into a
+// Run proves that an archive restores: it restores a backup into a
 // scratch directory, runs PostgreSQL recovery on it (a free local port,
 // socket only, archiving off, as the cluster's OS user) to the end of the
 // archive or to a target, checks that it reached consistency and the
 // newest archived position on its path, stops it and removes the scratch
 // copy. The returned record says how long each part took and how far
 // recovery got; an error says which link broke.
-func Drill(ctx context.Context, opt DrillOptions) (archive.Drill, error) {
+func Run(ctx context.Context, opt Options) (archive.Drill, error) {
 	if opt.Out == nil {
 		opt.Out = io.Discard
 	}
@@ -66,7 +71,7 @@ func Drill(ctx context.Context, opt DrillOptions) (archive.Drill, error) {
 	return d, err
 }
 
-func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
+func drill(ctx context.Context, opt Options, d *archive.Drill) error {
 	a := opt.Archive
 	uid, gid, err := drillUser(&opt)
 	if err != nil {
@@ -93,12 +98,12 @@ func drill(ctx context.Context, opt DrillOptions, d *archive.Drill) error {
 		return err
 	}
 	defer door.close()
-	cmd := CommandSettings{WalFetch: opt.WalFetch, Repo: door.URL(), Archive: a.Name}
+	cmd := backupset.CommandSettings{WalFetch: opt.WalFetch, Repo: door.URL(), Archive: a.Name}
 	pgdata := filepath.Join(dir, "data")
 	t0 := time.Now()
-	res, err := Restore(ctx, RestoreOptions{
+	res, err := backupset.Restore(ctx, backupset.RestoreOptions{
 		Archive: a, Backup: opt.Backup, PGData: pgdata, Target: opt.Target, Owner: opt.OSUser,
-		RestoreCommand: RestoreCommand(cmd), Out: io.Discard, StripCommands: true,
+		RestoreCommand: backupset.RestoreCommand(cmd), Out: io.Discard, StripCommands: true,
 		TablespacesUnder: filepath.Join(dir, "tablespaces"), // never the cluster's own
 	})
 	d.Backup = res.Backup.ID // known once the backup was chosen
@@ -186,7 +191,7 @@ func newestOnPath(inv *catalog.Inventory, r archive.Record, tl uint32) (wal.Name
 }
 
 // drillUser resolves who runs PostgreSQL.
-func drillUser(opt *DrillOptions) (int, int, error) {
+func drillUser(opt *Options) (int, int, error) {
 	if opt.DBUser == "" {
 		opt.DBUser = "postgres"
 	}

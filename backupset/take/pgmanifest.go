@@ -1,15 +1,15 @@
-package backupset
+package take
 
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
 	"unicode/utf8"
 
+	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -42,7 +42,7 @@ func pgManifest(files []pgManifestFile, tli uint32, start, end wal.LSN) []byte {
 			fmt.Fprintf(&b, "{ \"Encoded-Path\": \"%s\", ", hex.EncodeToString([]byte(f.path)))
 		}
 		fmt.Fprintf(&b, "\"Size\": %d, \"Last-Modified\": \"%s\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"%s\" }",
-			f.size, f.mtime.UTC().Format("2006-01-02 15:04:05")+" GMT", pgCRC32C(f.crc))
+			f.size, f.mtime.UTC().Format("2006-01-02 15:04:05")+" GMT", backupset.PGCRC32C(f.crc))
 	}
 	b.WriteString("\n],\n\"WAL-Ranges\": [\n")
 	fmt.Fprintf(&b, "{ \"Timeline\": %d, \"Start-LSN\": \"%s\", \"End-LSN\": \"%s\" }", tli, start, end)
@@ -50,13 +50,4 @@ func pgManifest(files []pgManifestFile, tli uint32, start, end wal.LSN) []byte {
 	sum := sha256.Sum256(b.Bytes())
 	fmt.Fprintf(&b, "\"Manifest-Checksum\": \"%s\"}\n", hex.EncodeToString(sum[:]))
 	return b.Bytes()
-}
-
-// pgCRC32C is a CRC-32C as PostgreSQL writes it into a manifest: the
-// bytes as they lie in memory (checksum_helper.c: memcpy of the uint32),
-// in hex; little-endian on the machines PostgreSQL 15 runs on here.
-func pgCRC32C(crc uint32) string {
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], crc)
-	return hex.EncodeToString(b[:])
 }

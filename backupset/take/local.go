@@ -1,4 +1,4 @@
-package backupset
+package take
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
@@ -142,10 +143,10 @@ type blockMsg struct {
 	mtime time.Time
 }
 
-var blockPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+var blockPool = sync.Pool{New: func() any { b := make([]byte, backupset.BlockSize); return &b }}
 
 // readLocal takes the backup from the files of opt.PGData.
-func readLocal(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *blockWriter, prog *progress) error {
+func readLocal(ctx context.Context, opt Options, id string, cl Cluster, bw *blockWriter, prog *backupset.Progress) error {
 	pgdata, err := filepath.Abs(opt.PGData)
 	if err != nil {
 		return err
@@ -248,9 +249,9 @@ func (bw *blockWriter) addPGManifest(warn io.Writer) error {
 // addFile adds a file made here (not read from the data directory) to
 // the backup, in blocks.
 func (bw *blockWriter) addFile(path string, data []byte) error {
-	e := entryBuild{path: path, size: int64(len(data)), crc: crc32.Checksum(data, castagnoli), mtime: time.Now()}
-	for off := 0; off < len(data); off += BlockSize {
-		ref, err := bw.add(data[off:min(off+BlockSize, len(data))])
+	e := entryBuild{path: path, size: int64(len(data)), crc: crc32.Checksum(data, backupset.Castagnoli), mtime: time.Now()}
+	for off := 0; off < len(data); off += backupset.BlockSize {
+		ref, err := bw.add(data[off:min(off+backupset.BlockSize, len(data))])
 		if err != nil {
 			return err
 		}
@@ -276,7 +277,7 @@ func checkLocalDir(pgdata string, cl Cluster) error {
 
 // readFiles reads the regular files of list with readers goroutines and
 // hands their blocks to the writer (this goroutine), which stores them.
-func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWriter, v *pageVerifier, prog *progress) error {
+func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWriter, v *pageVerifier, prog *backupset.Progress) error {
 	g, gctx := errgroup.WithContext(ctx)
 	gctx, stopReading := context.WithCancel(gctx)
 	defer stopReading()
@@ -329,7 +330,7 @@ func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWri
 			e := &bw.entries[m.entry]
 			e.refs = append(e.refs, ref)
 			e.size += int64(len(m.data))
-			prog.add(int64(len(m.data)))
+			prog.Add(int64(len(m.data)))
 		}
 		if m.done {
 			e := &bw.entries[m.entry]
@@ -379,11 +380,11 @@ func readFile(ctx context.Context, e localEntry, i int, msgs chan<- blockMsg, v 
 			return ctx.Err()
 		}
 		bp := blockPool.Get().(*[]byte)
-		buf := (*bp)[:BlockSize]
+		buf := (*bp)[:backupset.BlockSize]
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			v.check(f, e.rel, off, buf[:n])
-			crc = crc32.Update(crc, castagnoli, buf[:n])
+			crc = crc32.Update(crc, backupset.Castagnoli, buf[:n])
 			m := blockMsg{entry: i, data: buf[:n], sum: sha256Sum(buf[:n])}
 			off += int64(n)
 			msgs <- m

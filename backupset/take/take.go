@@ -1,4 +1,4 @@
-package backupset
+package take
 
 import (
 	"bytes"
@@ -13,14 +13,15 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
 
-// TakeOptions configure Take.
-type TakeOptions struct {
+// Options configure Take.
+type Options struct {
 	Archive  *archive.Archive
 	ConnInfo string
 	// PGBaseBackup is the pg_basebackup binary; default: the one of the
@@ -39,13 +40,13 @@ type TakeOptions struct {
 	AcceptBadChecksums bool
 	Jobs               int           // packs uploaded at once (default 3)
 	WALTimeout         time.Duration // wait for the backup's WAL to be archived (default 5 min)
-	Progress           io.Writer     // progress bar (terminal) or one summary line
+	Progress           io.Writer     // backupset.Progress bar (terminal) or one summary line
 	Warn               io.Writer     // warnings (one line each)
 	Terminal           bool
 	Log                *slog.Logger
 }
 
-func (o *TakeOptions) defaults() {
+func (o *Options) defaults() {
 	if o.Jobs <= 0 {
 		o.Jobs = 3
 	}
@@ -67,7 +68,7 @@ func (o *TakeOptions) defaults() {
 }
 
 // Take backs the cluster up into the archive and returns its record.
-func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
+func Take(ctx context.Context, opt Options) (archive.Record, error) {
 	opt.defaults()
 	a := opt.Archive
 	cl, err := Inspect(ctx, opt.ConnInfo)
@@ -117,17 +118,17 @@ func Take(ctx context.Context, opt TakeOptions) (archive.Record, error) {
 
 // take reads the cluster's files (locally with PGData, else through
 // pg_basebackup) into blocks and packs, then completes the backup.
-func take(ctx context.Context, opt TakeOptions, id string, cl Cluster) (archive.Record, error) {
+func take(ctx context.Context, opt Options, id string, cl Cluster) (archive.Record, error) {
 	a := opt.Archive
 	est := estimateSize(ctx, opt.ConnInfo)
-	prog := newProgress(opt.Progress, opt.Terminal, "backup "+id, est)
-	defer prog.stop()
+	prog := backupset.NewProgress(opt.Progress, opt.Terminal, "backup "+id, est)
+	defer prog.Stop()
 	idx, unproven, err := loadIndex(ctx, a)
 	if err != nil {
 		return archive.Record{}, fmt.Errorf("read what the archive holds: %w", err)
 	}
 	bw := newBlockWriter(ctx, a, id, idx, unproven, opt.Jobs)
-	// The first progress record marks the backup as started (an
+	// The first backupset.Progress record marks the backup as started (an
 	// incomplete backup in list), before any pack is stored.
 	if _, err := a.PutBackupJSON(ctx, id, archive.ProgressPrefix+"start", archive.PackProgress{}); err != nil {
 		return archive.Record{}, err
@@ -146,15 +147,15 @@ func take(ctx context.Context, opt TakeOptions, id string, cl Cluster) (archive.
 	if err != nil {
 		return archive.Record{}, err
 	}
-	prog.stop()
+	prog.Stop()
 	return complete(ctx, opt, id, cl, bw, prog)
 }
 
 // leftBehind decides what stays of a failed backup: the packs it stored
-// and their progress records stay (the same command, run again, uploads
+// and their backupset.Progress records stay (the same command, run again, uploads
 // none of them; retention removes them after a day if it is not); a
 // backup that stored no pack leaves nothing.
-func leftBehind(ctx context.Context, opt TakeOptions, id string) string {
+func leftBehind(ctx context.Context, opt Options, id string) string {
 	a := opt.Archive
 	ps, err := a.ReadProgress(ctx, id)
 	packs := 0
@@ -211,7 +212,7 @@ func pgBaseBackup(explicit string, major int) (string, error) {
 }
 
 // streamRemote runs pg_basebackup and feeds its tar stream to bw.
-func streamRemote(ctx context.Context, opt TakeOptions, bin, id string, bw *blockWriter, prog *progress) error {
+func streamRemote(ctx context.Context, opt Options, bin, id string, bw *blockWriter, prog *backupset.Progress) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-d", opt.ConnInfo, "-D", "-", "-Ft", "-X", "none", "-c", "fast", "-l", backupLabel(id), "-w")
@@ -246,10 +247,10 @@ func backupLabel(id string) string { return "walstore " + id }
 // complete checks what the backup's label says against the archive,
 // waits for its WAL, and stores its contents, manifest and, last, its
 // completion record.
-func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *blockWriter, prog *progress) (archive.Record, error) {
+func complete(ctx context.Context, opt Options, id string, cl Cluster, bw *blockWriter, prog *backupset.Progress) (archive.Record, error) {
 	a := opt.Archive
 	label := backupLabel(id)
-	prog.stop()
+	prog.Stop()
 	bl, err := wal.ParseBackupLabel(bw.label)
 	if err != nil {
 		return archive.Record{}, fmt.Errorf("backup_label: %w", err)
@@ -292,7 +293,7 @@ func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *b
 		StartTime: stopLabel.StartTime, StopTime: stopLabel.StopTime,
 		Files: bw.files, RawSize: bw.raw.Load(),
 		Manifest: bw.manifest != nil, BackupLabel: string(bw.label),
-		Format: archive.FormatBlocks, BlockSize: BlockSize, ReusedSize: bw.reusedRaw.Load(),
+		Format: archive.FormatBlocks, BlockSize: backupset.BlockSize, ReusedSize: bw.reusedRaw.Load(),
 		ReadLocally: opt.PGData != "", TablespaceMap: bw.spcMap, BadPages: bw.badPages,
 		Parts: []archive.Part{},
 	}
@@ -326,7 +327,7 @@ func complete(ctx context.Context, opt TakeOptions, id string, cl Cluster, bw *b
 	}
 	fmt.Fprintf(opt.Progress, "backup %s of archive %s: %d files, %s raw, %s already stored, %s added (%.2f of raw), %s at %s/s; WAL %s to %s on timeline %d\n",
 		id, a.Name, rec.Files, human(rec.RawSize), human(rec.ReusedSize), human(rec.StoredSize), float64(rec.StoredSize)/float64(max(rec.RawSize, 1)),
-		time.Since(prog.start).Round(time.Millisecond), human(int64(float64(rec.RawSize)/time.Since(prog.start).Seconds())),
+		prog.Elapsed().Round(time.Millisecond), human(int64(float64(rec.RawSize)/prog.Elapsed().Seconds())),
 		rec.StartLSN, rec.StopLSN, rec.StartTLI)
 	return rec, nil
 }

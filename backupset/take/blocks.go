@@ -1,4 +1,4 @@
-package backupset
+package take
 
 import (
 	"archive/tar"
@@ -19,14 +19,9 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
+	"github.com/walstore/walstore/backupset"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
-)
-
-// Block and pack sizes of backups in blocks (see the package doc).
-const (
-	BlockSize = 128 << 10
-	PackSize  = 32 << 20
 )
 
 // blockLoc is where a block already is: in a stored pack (id), or in a
@@ -36,7 +31,7 @@ type blockLoc struct {
 	pending *pendingPack
 	off     int64
 	n       int
-	// unproven: only an incomplete backup's progress record says the
+	// unproven: only an incomplete backup's backupset.Progress record says the
 	// block is there; it is read back and hashed before a backup refers
 	// to it (blockWriter.prove).
 	unproven bool
@@ -47,9 +42,9 @@ type blockIndex map[[32]byte]blockLoc
 
 // loadIndex learns the blocks the archive holds that a new backup may
 // use: those of the newest completed backup in blocks (its contents were
-// checked when it completed), and, unproven, those the progress records
+// checked when it completed), and, unproven, those the backupset.Progress records
 // of incomplete backups list (an interrupted backup: run again, it
-// uploads none of what it stored). A progress record is anyone's word
+// uploads none of what it stored). A backupset.Progress record is anyone's word
 // with a backup token: a block it lists is used only once its pack was
 // read back and the block hashed to its address (blockWriter.prove), and
 // never in place of a completed backup's.
@@ -100,7 +95,7 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string]
 	return idx, unproven, nil
 }
 
-// prove reads back a pack an incomplete backup's progress record lists
+// prove reads back a pack an incomplete backup's backupset.Progress record lists
 // (checked against its name as it is read) and hashes each block the
 // record says it holds: the blocks that match become usable, the others
 // are forgotten (and a warning says so: a planted record, or a damaged
@@ -108,9 +103,9 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string]
 func (w *blockWriter) prove(pack string) {
 	blocks := w.unproven[pack]
 	delete(w.unproven, pack)
-	buf := packPool.Get()
-	defer packPool.Put(buf)
-	data, _, err := fetchPack(w.gctx, w.a, pack, buf)
+	buf := backupset.PackPool.Get()
+	defer backupset.PackPool.Put(buf)
+	data, _, err := backupset.FetchPack(w.gctx, w.a, pack, buf)
 	bad := 0
 	for _, b := range blocks {
 		h, _ := decodeSum(b.SHA256)
@@ -127,7 +122,7 @@ func (w *blockWriter) prove(pack string) {
 		bad++
 	}
 	if err != nil || bad > 0 {
-		w.warnings = append(w.warnings, fmt.Sprintf("pack %s, listed by an incomplete backup's progress record, does not hold %d of the blocks it lists (%v): they were not used, and were stored anew", pack[:12], bad, err))
+		w.warnings = append(w.warnings, fmt.Sprintf("pack %s, listed by an incomplete backup's backupset.Progress record, does not hold %d of the blocks it lists (%v): they were not used, and were stored anew", pack[:12], bad, err))
 	}
 }
 
@@ -169,7 +164,7 @@ type entryBuild struct {
 
 // blockWriter cuts the files of PostgreSQL's tar stream into blocks and
 // stores the ones the archive lacks in packs, Jobs packs at once; each
-// stored pack is followed by a progress record.
+// stored pack is followed by a backupset.Progress record.
 type blockWriter struct {
 	a        *archive.Archive
 	id       string
@@ -178,7 +173,7 @@ type blockWriter struct {
 	gctx     context.Context
 	cur      *pendingPack
 	seq      int
-	reused   map[string]bool // packs of earlier backups used since the last progress record
+	reused   map[string]bool // packs of earlier backups used since the last backupset.Progress record
 	entries  []entryBuild
 	label    []byte
 	manifest []byte
@@ -196,7 +191,7 @@ type blockWriter struct {
 	mu                    sync.Mutex
 
 	// unproven are the blocks, by pack, that only incomplete backups'
-	// progress records list (see prove); warnings what proving found.
+	// backupset.Progress records list (see prove); warnings what proving found.
 	unproven map[string][]archive.PackBlock
 	warnings []string
 }
@@ -209,7 +204,7 @@ func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx bloc
 
 // consume reads the whole tar stream (draining it even after an error, so
 // that pg_basebackup never blocks) and waits for the uploads.
-func (w *blockWriter) consume(r io.Reader, prog *progress) error {
+func (w *blockWriter) consume(r io.Reader, prog *backupset.Progress) error {
 	err := w.walk(bufio.NewReaderSize(r, 1<<20), prog)
 	io.Copy(io.Discard, r)
 	if err == nil {
@@ -224,9 +219,9 @@ func (w *blockWriter) consume(r io.Reader, prog *progress) error {
 	return err
 }
 
-func (w *blockWriter) walk(r io.Reader, prog *progress) error {
+func (w *blockWriter) walk(r io.Reader, prog *backupset.Progress) error {
 	tr := tar.NewReader(r)
-	block := make([]byte, BlockSize)
+	block := make([]byte, backupset.BlockSize)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -239,7 +234,7 @@ func (w *blockWriter) walk(r io.Reader, prog *progress) error {
 			return w.gctx.Err()
 		}
 		name := strings.TrimSuffix(path.Clean(strings.TrimPrefix(h.Name, "./")), "/")
-		if _, err := safePath(name); err != nil {
+		if _, err := backupset.SafePath(name); err != nil {
 			return err
 		}
 		switch h.Typeflag {
@@ -275,7 +270,7 @@ func (w *blockWriter) walk(r io.Reader, prog *progress) error {
 					return err
 				}
 				e.refs = append(e.refs, ref)
-				prog.add(int64(n))
+				prog.Add(int64(n))
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				break
@@ -311,13 +306,13 @@ func (w *blockWriter) addSum(b []byte, sum [32]byte) (blockRef, error) {
 		}
 		return ref, nil
 	}
-	if w.cur != nil && len(w.cur.buf)+len(b) > PackSize {
+	if w.cur != nil && len(w.cur.buf)+len(b) > backupset.PackSize {
 		if err := w.flush(false); err != nil {
 			return ref, err
 		}
 	}
 	if w.cur == nil {
-		w.cur = &pendingPack{buf: *packPool.Get()}
+		w.cur = &pendingPack{buf: *backupset.PackPool.Get()}
 	}
 	ref.loc = blockLoc{pending: w.cur, off: int64(len(w.cur.buf)), n: len(b)}
 	w.cur.blocks = append(w.cur.blocks, archive.PackBlock{SHA256: hex.EncodeToString(sum[:]), Off: ref.loc.off, Len: len(b)})
@@ -326,7 +321,7 @@ func (w *blockWriter) addSum(b []byte, sum [32]byte) (blockRef, error) {
 	return ref, nil
 }
 
-// flush uploads the pack being filled, then its progress record (with the
+// flush uploads the pack being filled, then its backupset.Progress record (with the
 // earlier packs used since the last one). At the end (last), a record is
 // written for the reused packs even without a pack.
 func (w *blockWriter) flush(last bool) error {
@@ -361,9 +356,9 @@ func (w *blockWriter) flush(last bool) error {
 			}
 			buf := p.buf
 			p.buf = nil
-			packPool.Put(&buf)
+			backupset.PackPool.Put(&buf)
 			// Put even when a pack of this name may be there already (a
-			// run interrupted before its progress record): PutObject
+			// run interrupted before its backupset.Progress record): PutObject
 			// finds it the same content, or repairs a damaged copy.
 			out, err := archive.PutObject(w.gctx, w.a.Store, key, obj)
 			if err != nil {
@@ -394,7 +389,7 @@ func (w *blockWriter) flush(last bool) error {
 
 // contents builds the backup's contents once every pack is stored.
 func (w *blockWriter) contents() archive.Contents {
-	c := archive.Contents{BlockSize: BlockSize, Packs: []string{}, Entries: make([]archive.Entry, 0, len(w.entries))}
+	c := archive.Contents{BlockSize: backupset.BlockSize, Packs: []string{}, Entries: make([]archive.Entry, 0, len(w.entries))}
 	packIdx := map[string]int{}
 	for _, e := range w.entries {
 		ce := archive.Entry{Path: e.path, Dir: e.dir, Link: e.link, Size: e.size}
