@@ -120,8 +120,8 @@ func TestWriteCompletePublishAndServe(t *testing.T) {
 
 func TestNamesAndSizes(t *testing.T) {
 	for in, want := range map[string]int64{"16MB": 16 << 20, "1MB": 1 << 20, "1GB": 1 << 30, "512kB": 512 << 10} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
+		if got, err := pgSize(in); err != nil || got != want {
+			t.Errorf("pgSize(%q) = %d, %v", in, got, err)
 		}
 	}
 	if got := DefaultSlot("Billing-EU.2"); got != "walstore_billing_eu_2" {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/walstore/walstore/base/durable"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/wal"
 )
@@ -140,7 +141,7 @@ func (r *Receiver) dial(ctx context.Context, connInfo string) (*server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	size, err := parseSize(vals[0])
+	size, err := pgSize(vals[0])
 	if err != nil || !wal.ValidSegmentSize(size) {
 		return fail(fmt.Errorf("wal_segment_size %q: %v", vals[0], err))
 	}
@@ -167,8 +168,8 @@ func showAll(ctx context.Context, conn *pgconn.PgConn, names ...string) ([]strin
 	return out, nil
 }
 
-// parseSize reads a size as PostgreSQL shows it ("16MB", "1GB").
-func parseSize(s string) (int64, error) {
+// pgSize reads a size as PostgreSQL shows it (its MB is a MiB) ("16MB", "1GB").
+func pgSize(s string) (int64, error) {
 	for _, u := range []struct {
 		suffix string
 		mult   int64
@@ -490,7 +491,7 @@ func (r *Receiver) open(n wal.Name) (*os.File, error) {
 			return nil, err
 		}
 	}
-	if err := syncDir(r.opt.Dir); err != nil {
+	if err := durable.SyncDir(r.opt.Dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -528,7 +529,7 @@ func (r *Receiver) complete() error {
 	if err := os.Rename(from, to); err != nil {
 		return err
 	}
-	if err := syncDir(r.opt.Dir); err != nil {
+	if err := durable.SyncDir(r.opt.Dir); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -553,13 +554,4 @@ func (r *Receiver) closeCurrent(sync bool) {
 	}
 	r.cur.f.Close()
 	r.cur = current{}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

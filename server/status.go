@@ -3,12 +3,13 @@ package server
 import (
 	"embed"
 	"fmt"
-	"github.com/walstore/walstore/wal"
 	"html/template"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/walstore/walstore/wal"
 
 	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/catalog"
@@ -270,21 +271,14 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 
 // ago says how long ago t was, for people.
 func ago(t time.Time) string {
-	if t.IsZero() {
+	switch d := time.Since(t); {
+	case t.IsZero():
 		return "never"
-	}
-	d := time.Since(t)
-	switch {
 	case d < 0:
 		return "now"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%.1fh ago", d.Hours())
+	default:
+		return units.Age(d) + " ago"
 	}
-	return fmt.Sprintf("%.1fd ago", d.Hours()/24)
 }
 
 // The time-line chart: a row of backups, a row per timeline, the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
@@ -130,11 +131,11 @@ func bindRetain(fs *pflag.FlagSet, e env) func(context.Context) error {
 		p := retention.Policy{KeepLast: *keepLast}
 		var err error
 		if *keepWithin != "" {
-			if p.KeepWithin, err = cli.ParseDuration(*keepWithin); err != nil {
+			if p.KeepWithin, err = units.ParseDuration(*keepWithin); err != nil {
 				return fmt.Errorf("%w: --keep-within: %v", cli.ErrUsage, err)
 			}
 		}
-		if p.KeepIncomplete, err = cli.ParseDuration(*keepIncomplete); err != nil {
+		if p.KeepIncomplete, err = units.ParseDuration(*keepIncomplete); err != nil {
 			return fmt.Errorf("%w: --keep-incomplete: %v", cli.ErrUsage, err)
 		}
 		if p.KeepLast < 1 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/recompress"
@@ -28,7 +29,7 @@ func bindRecompress(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if len(stores) == 0 {
 			return fmt.Errorf("%w: give --store (the store walstored serves)", cli.ErrUsage)
 		}
-		bytesPerSec, err := cli.ParseSize(*rate)
+		bytesPerSec, err := units.ParseSize(*rate)
 		if err != nil || bytesPerSec < 0 {
 			return fmt.Errorf("%w: --rate %q: want a size per second like 50MiB, or 0", cli.ErrUsage, *rate)
 		}

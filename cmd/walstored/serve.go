@@ -17,6 +17,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/server"
 	"github.com/walstore/walstore/store"
@@ -93,7 +94,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	if *logFormat != "text" && *logFormat != "json" {
 		return fmt.Errorf("%w: --log-format %q: want text or json", cli.ErrUsage, *logFormat)
 	}
-	cacheBytes, err := cli.ParseSize(*cacheSize)
+	cacheBytes, err := units.ParseSize(*cacheSize)
 	if err != nil {
 		return fmt.Errorf("%w: --cache-size: %v", cli.ErrUsage, err)
 	}
@@ -108,7 +109,7 @@ func serve(ctx context.Context, e env, f serveFlags) error {
 	}
 	var sizes [3]int64
 	for i, v := range []struct{ flag, val string }{{"memory-limit", f.memoryLimit}, {"buffer-limit", f.bufferLimit}, {"min-body-rate", f.minRate}} {
-		n, err := cli.ParseSize(v.val)
+		n, err := units.ParseSize(v.val)
 		if err != nil || n <= 0 {
 			return fmt.Errorf("%w: --%s %q: want a size like 512MiB", cli.ErrUsage, v.flag, v.val)
 		}

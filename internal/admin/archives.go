@@ -11,6 +11,7 @@ import (
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/catalog"
 	"github.com/walstore/walstore/store"
 )
@@ -100,16 +101,7 @@ func age(now time.Time, t catalog.NullTime) string {
 	if t.IsZero() {
 		return "-"
 	}
-	d := now.Sub(t.Time)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%.1fh", d.Hours())
-	}
-	return fmt.Sprintf("%.1fd", d.Hours()/24)
+	return units.Age(now.Sub(t.Time))
 }
 
 func stamp(t catalog.NullTime) string {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -102,29 +101,6 @@ func TestExitCodeOfEachKind(t *testing.T) {
 	} {
 		if got := ExitCode(err); got != want {
 			t.Errorf("ExitCode(%v) = %d, want %d", err, got, want)
-		}
-	}
-}
-
-func TestSizesAndDurations(t *testing.T) {
-	for in, want := range map[string]int64{"0": 0, "512": 512, "256MiB": 256 << 20, "2GiB": 2 << 30, "64 KiB": 64 << 10} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "-1", "lots", "1PB"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
-	}
-	for in, want := range map[string]time.Duration{"36h": 36 * time.Hour, "14d": 14 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1w3d12h": 10*24*time.Hour + 12*time.Hour} {
-		if got, err := ParseDuration(in); err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"soon", "-3d", "1y"} {
-		if _, err := ParseDuration(bad); err == nil {
-			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
 	}
 }

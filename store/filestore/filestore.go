@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/walstore/walstore/base/durable"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
@@ -176,7 +177,7 @@ func (s *Store) Put(ctx context.Context, key string, body store.Body) error {
 		s.prune(created)
 		return fmt.Errorf("put %s: %w", key, classify(err))
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("put %s: fsync directory: %w", key, classify(err))
 	}
 	return nil
@@ -258,7 +259,7 @@ func (s *Store) mkdirAll(dir string) ([]string, error) {
 		return created, err
 	}
 	created = append(created, dir)
-	return created, syncDir(parent)
+	return created, durable.SyncDir(parent)
 }
 
 // prune removes directories (deepest first) if they are empty.
@@ -267,7 +268,7 @@ func (s *Store) prune(dirs []string) {
 		if os.Remove(dirs[i]) != nil {
 			return
 		}
-		_ = syncDir(filepath.Dir(dirs[i]))
+		_ = durable.SyncDir(filepath.Dir(dirs[i]))
 	}
 }
 
@@ -383,7 +384,7 @@ func (s *Store) Replace(ctx context.Context, key string, old store.Info, body st
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("replace %s: %w", key, classify(err))
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("replace %s: fsync directory: %w", key, classify(err))
 	}
 	return nil
@@ -413,7 +414,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %s: %w", key, classify(err))
 	}
 	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("delete %s: fsync directory: %w", key, classify(err))
 	}
 	for dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)) {
@@ -421,7 +422,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			break
 		}
 		dir = filepath.Dir(dir)
-		_ = syncDir(dir)
+		_ = durable.SyncDir(dir)
 	}
 	return nil
 }
@@ -559,15 +560,6 @@ func (s *Store) SweepTemp(age time.Duration) (int, error) {
 		return nil
 	})
 	return removed, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // classify maps file system errors onto store's sentinels.

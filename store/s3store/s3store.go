@@ -37,6 +37,7 @@ import (
 
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/base/tlsconf"
+	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/store"
 )
 
@@ -142,7 +143,7 @@ func ParseURL(raw string) (Config, error) {
 				return bad("conditional=%q: want required or off", v)
 			}
 		case "part-size":
-			n, err := parseSize(v)
+			n, err := units.ParseSize(v)
 			if err != nil || n < 5<<20 || n > 1<<30 {
 				return bad("part-size=%q: want 5MiB to 1GiB", v)
 			}
@@ -152,21 +153,6 @@ func ParseURL(raw string) (Config, error) {
 		}
 	}
 	return c, nil
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, suf := range []struct {
-		s string
-		m int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if strings.HasSuffix(s, suf.s) {
-			s, mult = strings.TrimSuffix(s, suf.s), suf.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n * mult, err
 }
 
 // Store is a store.Store in a bucket.
