@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/cachestore"
 	"github.com/walstore/walstore/wal"
@@ -219,7 +220,7 @@ func opOf(r *http.Request) string {
 		return "healthz"
 	case r.URL.Path == "/metrics":
 		return "metrics"
-	case r.URL.Path == "/v1/list":
+	case r.URL.Path == wire.PathList:
 		return "list"
 	}
 	switch r.Method {

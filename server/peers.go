@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -36,7 +37,7 @@ func (s *Server) notifyPeers(key string, rawSize int64) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			q := url.Values{"key": {key}, "size": {strconv.FormatInt(rawSize, 10)}}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, p+"/v1/notify?"+q.Encode(), nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, p+wire.PathNotify+"?"+q.Encode(), nil)
 			if err != nil {
 				return
 			}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/receiver"
 	"github.com/walstore/walstore/server/auth"
 	"github.com/walstore/walstore/store"
@@ -134,17 +135,17 @@ func New(cfg Config) *Server {
 		s.metrics.reg.MustRegister(receiverMetrics{s})
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET "+wire.PathHealth, s.healthz)
 	mux.HandleFunc("GET /{$}", s.statusPage)
-	mux.HandleFunc("GET /v1/status", s.statusJSON)
-	mux.Handle("POST /v1/notify", s.guardOp(auth.OpNotify, http.HandlerFunc(s.notified)))
-	mux.Handle("GET /metrics", s.guardOp(auth.OpMetrics, s.metrics.handler()))
-	mux.Handle("GET /v1/stores", s.guardOp(auth.OpMetrics, http.HandlerFunc(s.stores)))
-	mux.HandleFunc("PUT /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpPut, pathArchive, s.put))
-	mux.HandleFunc("GET /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpGet, pathArchive, s.get))
-	mux.HandleFunc("HEAD /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpStat, pathArchive, s.head))
-	mux.HandleFunc("DELETE /v1/archives/{archive}/objects/{path...}", s.guard(auth.OpDelete, pathArchive, s.delete))
-	mux.HandleFunc("GET /v1/list", s.guard(auth.OpList, prefixArchive, s.list))
+	mux.HandleFunc("GET "+wire.PathStatus, s.statusJSON)
+	mux.Handle("POST "+wire.PathNotify, s.guardOp(auth.OpNotify, http.HandlerFunc(s.notified)))
+	mux.Handle("GET "+wire.PathMetrics, s.guardOp(auth.OpMetrics, s.metrics.handler()))
+	mux.Handle("GET "+wire.PathStores, s.guardOp(auth.OpMetrics, http.HandlerFunc(s.stores)))
+	mux.HandleFunc("PUT "+wire.PathObjects, s.guard(auth.OpPut, pathArchive, s.put))
+	mux.HandleFunc("GET "+wire.PathObjects, s.guard(auth.OpGet, pathArchive, s.get))
+	mux.HandleFunc("HEAD "+wire.PathObjects, s.guard(auth.OpStat, pathArchive, s.head))
+	mux.HandleFunc("DELETE "+wire.PathObjects, s.guard(auth.OpDelete, pathArchive, s.delete))
+	mux.HandleFunc("GET "+wire.PathList, s.guard(auth.OpList, prefixArchive, s.list))
 	s.handler = s.logRequests(mux)
 	return s
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/walstore/walstore/tests/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/walstore/walstore/tests/testenv"
 
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/server"

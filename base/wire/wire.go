@@ -46,14 +46,26 @@ const (
 	AcceptPartial = "accept"
 )
 
-// ObjectPath is the URL path of a store key.
+// The routes: the paths walstored serves and its clients ask for,
+// spelt here only.
+const (
+	PathObjects = "/v1/archives/{archive}/objects/{path...}" // a store key: ObjectPath
+	PathList    = "/v1/list"                                 // ?prefix=: ListPath
+	PathStatus  = "/v1/status"
+	PathNotify  = "/v1/notify"
+	PathStores  = "/v1/stores"
+	PathMetrics = "/metrics"
+	PathHealth  = "/healthz"
+)
+
+// ObjectPath is the URL path of a store key (PathObjects).
 func ObjectPath(key string) string {
 	a, rest, _ := strings.Cut(key, "/")
 	return "/v1/archives/" + a + "/objects/" + rest
 }
 
 // ListPath is the URL path and query of a listing.
-func ListPath(prefix string) string { return "/v1/list?prefix=" + url.QueryEscape(prefix) }
+func ListPath(prefix string) string { return PathList + "?prefix=" + url.QueryEscape(prefix) }
 
 // ErrorBody is the JSON body of every error response.
 type ErrorBody struct {

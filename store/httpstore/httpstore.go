@@ -397,7 +397,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // admin or metrics).
 func (s *Store) Stores(ctx context.Context) ([]store.Health, error) {
 	var out []store.Health
-	return out, s.GetJSON(ctx, "/v1/stores", &out)
+	return out, s.GetJSON(ctx, wire.PathStores, &out)
 }
 
 // GetJSON fetches a JSON document of walstored's API into v.
