@@ -10,7 +10,7 @@ import (
 
 // Drill is the record of a restore drill: a backup restored into a scratch
 // directory and recovered by PostgreSQL to the end of the archive (see
-// backupset.Drill). Records are admin-written, one per drill.
+// drill.Run in backupset/drill). Records are admin-written, one per drill.
 type Drill struct {
 	ID              string    `json:"id"`
 	Archive         string    `json:"archive"`
