@@ -106,16 +106,7 @@ func (a *Archive) PutRecord(ctx context.Context, r Record) error {
 	if err := ValidBackupID(r.ID); err != nil {
 		return err
 	}
-	body, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	key := a.Layout.Backup(r.ID, RecordFile)
-	obj, err := a.Encoder().EncodeBytes(body, key)
-	if err != nil {
-		return err
-	}
-	_, err = PutObject(ctx, a.Store, key, obj)
+	_, err := a.putJSON(ctx, a.Layout.Backup(r.ID, RecordFile), r)
 	return err
 }
 

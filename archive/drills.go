@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/walstore/walstore/wal"
@@ -35,15 +34,6 @@ func (a *Archive) PutDrill(ctx context.Context, d Drill) error {
 	if err := ValidBackupID(d.ID); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(d, "", "  ")
-	if err != nil {
-		return err
-	}
-	key := a.Layout.Drill(d.ID)
-	obj, err := a.Encoder().EncodeBytes(b, key)
-	if err != nil {
-		return err
-	}
-	_, err = PutObject(ctx, a.Store, key, obj)
+	_, err := a.putJSON(ctx, a.Layout.Drill(d.ID), d)
 	return err
 }

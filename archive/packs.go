@@ -151,19 +151,11 @@ const maxContentsSize = 4 << 30
 
 // PutBackupJSON stores v as file of backup id (contents, progress).
 func (a *Archive) PutBackupJSON(ctx context.Context, id, file string, v any) (int64, error) {
-	body, err := json.Marshal(v)
+	n, err := a.putEncodedJSON(ctx, a.Layout.Backup(id, file), v, true)
 	if err != nil {
-		return 0, err
-	}
-	key := a.Layout.Backup(id, file)
-	obj, err := a.Encoder().EncodeBytes(body, key)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := PutObject(ctx, a.Store, key, obj); err != nil {
 		return 0, fmt.Errorf("store %s of backup %s: %w", file, id, err)
 	}
-	return obj.Size(), nil
+	return n, nil
 }
 
 // ReadContents reads and checks the contents of backup id.

@@ -53,7 +53,7 @@ func (a *Archive) Quarantine(ctx context.Context, n wal.Name, by, reason string)
 	}
 	q := Quarantined{Name: n.String(), SHA256: sum, Key: a.Layout.Quarantined(n, sum), Bytes: int64(len(b)), At: time.Now().UTC(), By: by, Reason: reason}
 	// The record first: an object in quarantine always says why.
-	if err := a.putTimelineRecord(ctx, a.Layout.QuarantineRecord(n, sum), q); err != nil {
+	if err := a.replaceJSON(ctx, a.Layout.QuarantineRecord(n, sum), q); err != nil {
 		return q, err
 	}
 	err = a.Store.Put(ctx, q.Key, store.Bytes(b))

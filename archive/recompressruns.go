@@ -2,14 +2,10 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 )
 
@@ -49,27 +45,10 @@ func (a *Archive) PutRecompressRun(ctx context.Context, r RecompressRun) error {
 			r.SavedTotal += last.SavedTotal
 		}
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	if _, err := a.putJSON(ctx, a.Layout.RecompressRun(r.ID), r); err != nil {
 		return err
 	}
-	key := a.Layout.RecompressRun(r.ID)
-	obj, err := a.Encoder().EncodeBytes(b, key)
-	if err != nil {
-		return err
-	}
-	if _, err := PutObject(ctx, a.Store, key, obj); err != nil {
-		return err
-	}
-	keys = append(keys, key)
-	sort.Strings(keys)
-	for len(keys) > KeepRecompressRuns {
-		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, errkind.ErrNotFound) {
-			return err
-		}
-		keys = keys[1:]
-	}
-	return nil
+	return a.keepNewest(ctx, a.Layout.RecompressPrefix(), KeepRecompressRuns)
 }
 
 // LastRecords reads the newest drill, retention run and recompression
@@ -108,34 +87,4 @@ func (a *Archive) LastRecords(ctx context.Context) (*Drill, *RetentionRun, *Reco
 		errs = append(errs, err)
 	}
 	return d, r, c, errors.Join(errs...)
-}
-
-func (a *Archive) listKeys(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
-	err := a.Store.List(ctx, prefix, func(i store.Info) error {
-		keys = append(keys, i.Key)
-		return nil
-	})
-	sort.Strings(keys)
-	return keys, err
-}
-
-func readRecord[T any](ctx context.Context, a *Archive, key string) (T, error) {
-	var v T
-	b, _, err := a.ReadAll(ctx, key, 1<<20)
-	if err != nil {
-		return v, err
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return v, fmt.Errorf("%w: %s: %v", errkind.ErrCorrupt, key, err)
-	}
-	return v, nil
-}
-
-func readRecordPtr[T any](ctx context.Context, a *Archive, key string) (*T, error) {
-	v, err := readRecord[T](ctx, a, key)
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
 }

@@ -2,8 +2,6 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -35,29 +33,10 @@ func (a *Archive) PutRetentionRun(ctx context.Context, r RetentionRun) error {
 	if err := ValidBackupID(r.ID); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	if _, err := a.putJSON(ctx, a.Layout.RetentionRun(r.ID), r); err != nil {
 		return err
 	}
-	key := a.Layout.RetentionRun(r.ID)
-	obj, err := a.Encoder().EncodeBytes(b, key)
-	if err != nil {
-		return err
-	}
-	if _, err := PutObject(ctx, a.Store, key, obj); err != nil {
-		return err
-	}
-	keys, err := a.listKeys(ctx, a.Layout.RetentionPrefix())
-	if err != nil {
-		return err
-	}
-	for len(keys) > KeepRetentionRuns {
-		if err := a.Store.Delete(ctx, keys[0]); err != nil && !errors.Is(err, errkind.ErrNotFound) {
-			return err
-		}
-		keys = keys[1:]
-	}
-	return nil
+	return a.keepNewest(ctx, a.Layout.RetentionPrefix(), KeepRetentionRuns)
 }
 
 // LastRetentionRun returns the newest retention run's record;

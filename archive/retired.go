@@ -190,7 +190,7 @@ func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimel
 		}
 	}
 	back := RestoredTimeline{RetiredTimeline: rec, RestoredAt: time.Now().UTC()}
-	if err := a.putTimelineRecord(ctx, a.Layout.RestoredRecord(tli), back); err != nil {
+	if err := a.replaceJSON(ctx, a.Layout.RestoredRecord(tli), back); err != nil {
 		return rec, err
 	}
 	if err := a.Store.Delete(ctx, a.Layout.RetiredRecord(tli)); err != nil && !errors.Is(err, errkind.ErrNotFound) {
@@ -200,26 +200,7 @@ func (a *Archive) RestoreTimeline(ctx context.Context, tli uint32) (RetiredTimel
 }
 
 func (a *Archive) putRetiredRecord(ctx context.Context, rec RetiredTimeline) error {
-	return a.putTimelineRecord(ctx, a.Layout.RetiredRecord(rec.Timeline), rec)
-}
-
-// putTimelineRecord writes a retired or restored timeline's record,
-// replacing an earlier one (records are admin-written metadata).
-func (a *Archive) putTimelineRecord(ctx context.Context, key string, rec any) error {
-	body, _ := json.MarshalIndent(rec, "", "  ")
-	obj, err := a.Encoder().EncodeBytes(body, key)
-	if err != nil {
-		return err
-	}
-	err = a.Store.Put(ctx, key, store.Bytes(obj.Bytes()))
-	if errors.Is(err, errkind.ErrExists) {
-		// An earlier record of the same retirement: replace it with the
-		// complete file list (records are admin-written metadata).
-		if err = a.Store.Delete(ctx, key); err == nil {
-			err = a.Store.Put(ctx, key, store.Bytes(obj.Bytes()))
-		}
-	}
-	return err
+	return a.replaceJSON(ctx, a.Layout.RetiredRecord(rec.Timeline), rec)
 }
 
 // moveObject copies an object to a new key (where its binding still

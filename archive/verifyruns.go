@@ -55,10 +55,10 @@ type CheckedObject struct {
 // PutVerifyRecords writes the last verify's result and what passed it,
 // replacing the records of the run before.
 func (a *Archive) PutVerifyRecords(ctx context.Context, res VerifyResult, checked VerifyChecked) error {
-	if err := a.putTimelineRecord(ctx, a.Layout.VerifyChecked(), checked); err != nil {
+	if err := a.replaceJSON(ctx, a.Layout.VerifyChecked(), checked); err != nil {
 		return err
 	}
-	return a.putTimelineRecord(ctx, a.Layout.VerifyResult(), res)
+	return a.replaceJSON(ctx, a.Layout.VerifyResult(), res)
 }
 
 // LastVerify returns the last verify's result; nil if none was recorded.
