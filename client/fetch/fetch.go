@@ -91,7 +91,7 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 	// no signal file) must find no helper at work in the directory it is
 	// rewriting, and nothing of walfetch's there either.
 	var sp *spool
-	if pgdata := cfg.pgdata(dest); cfg.Prefetch > 0 && DetectMode(pgdata) != NoRecovery && worker.PostmasterAlive(pgdata) {
+	if pgdata := cfg.DataDir(dest); cfg.Prefetch > 0 && DetectMode(pgdata) != NoRecovery && worker.PostmasterAlive(pgdata) {
 		sp = spoolFor(dest, pgdata)
 	}
 	if sp != nil && n.Kind == wal.Segment {
@@ -111,10 +111,10 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 		cfg.announce(sp, n, 0)
 	}
 	wait := time.Duration(0)
-	if cfg.Wait > 0 && n.Kind == wal.Segment && DetectMode(cfg.pgdata(dest)) == Standby {
+	if cfg.Wait > 0 && n.Kind == wal.Segment && DetectMode(cfg.DataDir(dest)) == Standby {
 		wait = cfg.Wait
 	}
-	if n.Kind == wal.Segment && DetectMode(cfg.pgdata(dest)) == ArchiveRecovery {
+	if n.Kind == wal.Segment && DetectMode(cfg.DataDir(dest)) == ArchiveRecovery {
 		// The end of the archive, for recovery, is what walstored's WAL
 		// receiver flushed: the segment it is receiving is served too.
 		ctx = httpstore.AcceptPartial(ctx)
@@ -137,6 +137,16 @@ func Fetch(ctx context.Context, cfg Config, name, dest string) (Result, error) {
 		}
 		return err
 	})
+	if errors.Is(err, errkind.ErrNotFound) && DetectMode(cfg.DataDir(dest)) == ArchiveRecovery {
+		// Not found in an archive that never received anything is a
+		// wrong --archive or --repo, not the end of the WAL: said so, and
+		// not as "not found" (which would end recovery).
+		if a, oerr := cfg.Open(ctx); oerr != nil {
+			return res, oerr
+		} else if _, serr := a.SystemID(ctx); errors.Is(serr, errkind.ErrNotFound) {
+			return res, fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", a.Name, store.Describe(a.Store))
+		}
+	}
 	if err != nil {
 		return res, err
 	}
@@ -177,8 +187,9 @@ func retiredHistory(ctx context.Context, a *archive.Archive, n wal.Name, dest st
 	return int64(len(b)), err
 }
 
-// pgdata is the data directory whose signal files say how to fail.
-func (c *Config) pgdata(dest string) string {
+// DataDir is the data directory whose signal files say how to fail:
+// PGData, else DEST's (PGDataOf).
+func (c *Config) DataDir(dest string) string {
 	if c.PGData != "" {
 		return c.PGData
 	}

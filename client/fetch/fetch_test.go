@@ -232,3 +232,21 @@ func segments(t *testing.T, n int) []string {
 	}
 	return segs
 }
+
+// In archive recovery, "not found" in an archive that never received a
+// segment is a wrong --archive or --repo: said so, and not ErrNotFound
+// (PostgreSQL would take it for the end of the WAL and promote).
+func TestEmptyArchiveIsNotTheEndOfTheWAL(t *testing.T) {
+	cfg, _, pgdata := setup(t, nil)
+	dest := filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")
+	_, err := fetch.Fetch(context.Background(), cfg, "000000010000000000000002", dest)
+	if err == nil || errors.Is(err, errkind.ErrNotFound) || !strings.Contains(err.Error(), "never received a segment") {
+		t.Fatalf("got %v, want a wrong-archive error", err)
+	}
+	// On a standby it stays "not found": it waits for the first segment.
+	os.Remove(filepath.Join(pgdata, "recovery.signal"))
+	os.WriteFile(filepath.Join(pgdata, "standby.signal"), nil, 0o600)
+	if _, err := fetch.Fetch(context.Background(), cfg, "000000010000000000000002", dest); !errors.Is(err, errkind.ErrNotFound) {
+		t.Fatalf("standby: got %v, want ErrNotFound", err)
+	}
+}

@@ -26,7 +26,6 @@ import (
 	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/internal/cli"
 	"github.com/walstore/walstore/internal/version"
-	"github.com/walstore/walstore/store"
 )
 
 func main() {
@@ -66,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = fmt.Errorf("%w: want NAME and DEST (use %%f %%p in restore_command), got %d arguments", cli.ErrUsage, fs.NArg())
 	}
 	name, dest := fs.Arg(0), fs.Arg(1)
-	mode := fetch.DetectMode(pgdata(cfg, dest))
+	mode := fetch.DetectMode(cfg.DataDir(dest))
 	fail := func(err error) int {
 		code := exitCode(err, mode)
 		fmt.Fprintf(stderr, "walfetch: %s: archive %s: %s", name, c.Archive, cli.OneLine(err))
@@ -108,17 +107,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	res, err := fetch.Fetch(ctx, *cfg, name, dest)
 	if errors.Is(err, errkind.ErrNotFound) {
-		if mode == fetch.ArchiveRecovery {
-			// Not found in an archive that never received anything is a
-			// wrong --archive or --repo, not the end of the WAL.
-			a, oerr := cfg.Open(ctx)
-			if oerr != nil {
-				return fail(oerr)
-			}
-			if _, serr := a.SystemID(ctx); errors.Is(serr, errkind.ErrNotFound) {
-				return fail(fmt.Errorf("archive %s in %s has never received a segment (wrong --archive or --repo?)", c.Archive, store.Describe(a.Store)))
-			}
-		}
 		if errors.Is(err, errkind.ErrExpired) {
 			// Said every time: PostgreSQL's own line does not say why.
 			fmt.Fprintf(stderr, "walfetch: %s\n", cli.OneLine(err))
@@ -194,13 +182,6 @@ func runPrefetcher(ctx context.Context, args []string, getenv func(string) strin
 		return cli.ExitUnavailable
 	}
 	return cli.ExitOK
-}
-
-func pgdata(cfg *fetch.Config, dest string) string {
-	if cfg.PGData != "" {
-		return cfg.PGData
-	}
-	return fetch.PGDataOf(dest)
 }
 
 func absPath(p string) string {
