@@ -205,16 +205,36 @@ func (c *closeBoth) Close() error {
 	return c.under.Close()
 }
 
+// Load reads the object under key through consume, which gets its
+// header and its raw content, verified as it is read (the envelope's
+// SHA-256 and binding fail the read at its end). A read that fails to
+// verify, in the envelope or in consume (errkind.ErrCorrupt), is run
+// again by a retrying store (store.Load): callers write no loop.
+func (a *Archive) Load(ctx context.Context, key string, consume func(envelope.Header, io.Reader) error) error {
+	return store.Load(ctx, a.Store, key, func(r io.Reader) error {
+		hdr, raw, err := envelope.Open(r, Identity(key), a.Keys)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		defer raw.Close()
+		return consume(hdr, raw)
+	})
+}
+
 // ReadAll reads a whole (small) object of the archive, verified.
 func (a *Archive) ReadAll(ctx context.Context, key string, limit int64) ([]byte, envelope.Header, error) {
-	hdr, rc, err := a.Open(ctx, key)
+	var b []byte
+	var hdr envelope.Header
+	err := a.Load(ctx, key, func(h envelope.Header, r io.Reader) error {
+		hdr = h
+		var err error
+		if b, err = io.ReadAll(io.LimitReader(r, limit+1)); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, hdr, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, hdr, fmt.Errorf("%s: %w", key, err)
 	}
 	if int64(len(b)) > limit {
 		return nil, hdr, fmt.Errorf("%w: %s is larger than %d bytes", errkind.ErrCorrupt, key, limit)

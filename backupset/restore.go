@@ -19,10 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/base/units"
 	"github.com/walstore/walstore/catalog"
-	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -512,15 +512,11 @@ func newPartReader(ctx context.Context, a *archive.Archive, rec archive.Record, 
 
 func fetchPart(ctx context.Context, a *archive.Archive, id string, p archive.Part) partData {
 	var data []byte
-	err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
-		hdr, rc, err := a.Open(ctx, a.Layout.Backup(id, p.Name))
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
+	err := a.Load(ctx, a.Layout.Backup(id, p.Name), func(hdr envelope.Header, rc io.Reader) error {
 		if hdr.Digest.String() != p.SHA256 || hdr.RawSize != p.RawSize {
 			return fmt.Errorf("%w: part %s is not the one the completion record lists", errkind.ErrCorrupt, p.Name)
 		}
+		var err error
 		data, err = io.ReadAll(rc)
 		return err
 	})

@@ -19,7 +19,6 @@ import (
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/base/freelist"
-	"github.com/walstore/walstore/store"
 )
 
 // write is one block to write: from a pack to a file.
@@ -368,13 +367,8 @@ var PackPool = freelist.New(8, PackSize)
 func FetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) ([]byte, int64, error) {
 	var data []byte
 	var stored int64
-	err := store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
-		hdr, rc, err := a.Open(ctx, a.Layout.Pack(id))
-		if err != nil {
-			return err
-		}
+	err := a.Load(ctx, a.Layout.Pack(id), func(hdr envelope.Header, rc io.Reader) error {
 		stored = hdr.ObjectSize()
-		defer rc.Close()
 		if hdr.Digest.String() != id {
 			return fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
 		}

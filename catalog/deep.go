@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/walstore/walstore/archive"
+	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/base/errkind"
 )
 
@@ -81,13 +82,14 @@ func blockKey(b archive.Block) string { return fmt.Sprintf("%s@%d+%d", b.SHA256,
 
 // readPack reads a pack's raw content, checked against its name.
 func readPack(ctx context.Context, a *archive.Archive, id string) ([]byte, error) {
-	hdr, rc, err := a.Open(ctx, a.Layout.Pack(id))
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	if hdr.Digest.String() != id {
-		return nil, fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
-	}
-	return io.ReadAll(io.LimitReader(rc, 1<<30))
+	var b []byte
+	err := a.Load(ctx, a.Layout.Pack(id), func(hdr envelope.Header, rc io.Reader) error {
+		if hdr.Digest.String() != id {
+			return fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
+		}
+		var err error
+		b, err = io.ReadAll(io.LimitReader(rc, 1<<30))
+		return err
+	})
+	return b, err
 }

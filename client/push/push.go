@@ -25,7 +25,6 @@ import (
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/base/errkind"
-	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -146,16 +145,12 @@ func pushFile(ctx context.Context, cfg Config, enc *envelope.Encoder, path strin
 	}
 	res.RawSize, res.StoredSize, res.Digest = obj.Header.RawSize, obj.Size(), obj.Header.Digest
 	// walstored refuses a body that does not verify (damaged on the way):
-	// store.Retry sends it once more, not forever.
-	var a *archive.Archive
-	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
-		var err error
-		if a, err = cfg.Open(ctx); err != nil {
-			return err
-		}
-		res.Outcome, err = a.PutWAL(ctx, name, obj)
-		return err
-	})
+	// the repository's retrying store sends it once more, not forever.
+	a, err := cfg.Open(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Outcome, err = a.PutWAL(ctx, name, obj)
 	var ce *archive.ConflictError
 	if name.Kind == wal.Backup && errors.As(err, &ce) {
 		return keepBeside(ctx, a, enc, f, name, res, ce)
@@ -181,11 +176,7 @@ func keepBeside(ctx context.Context, a *archive.Archive, enc *envelope.Encoder, 
 	if obj.Header.Digest != ce.New {
 		return res, fmt.Errorf("%s changed while being pushed", name)
 	}
-	err = store.Retry(ctx, store.Backoff{}, func(ctx context.Context) error {
-		_, err := archive.PutObject(ctx, a.Store, key, obj)
-		return err
-	})
-	if err != nil {
+	if _, err := archive.PutObject(ctx, a.Store, key, obj); err != nil {
 		return res, fmt.Errorf("%s: another label is stored under this name (%s), and keeping this one beside it failed: %w", name, ce.Stored.Short(), err)
 	}
 	res.Outcome, res.Beside, res.Taken = archive.KeptBeside, key, ce.Stored.String()

@@ -95,6 +95,20 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return rc, err
 }
 
+// Load implements store.Loader: the get and the consumer are retried
+// together, so a body cut off or damaged on the way is read again (a
+// corrupt one once more, never more: store.Retry's rule).
+func (s *Store) Load(ctx context.Context, key string, consume func(io.Reader) error) error {
+	return s.retry(ctx, "load", key, func(ctx context.Context) error {
+		rc, err := s.inner.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return consume(rc)
+	})
+}
+
 // GetRange implements store.Ranger, retried like Get.
 func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser

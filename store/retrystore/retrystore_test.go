@@ -1,8 +1,10 @@
 package retrystore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -84,3 +86,56 @@ func TestRetries(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { return len(p), nil }
+
+// damaging serves a damaged copy of every object for its first bad
+// reads, then the good one.
+type damaging struct {
+	store.Store
+	bad   int
+	reads int
+}
+
+func (d *damaging) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := d.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if d.reads++; d.reads <= d.bad {
+		b[0] ^= 0xff
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// Load runs the consumer inside the retries: a read that does not verify
+// is read once more (and then passes, or is reported), never more, and a
+// caller writes no loop of its own.
+func TestLoadRetriesACorruptReadOnce(t *testing.T) {
+	ctx := context.Background()
+	verify := func(r io.Reader) error {
+		b, _ := io.ReadAll(r)
+		if b[0] != 'g' {
+			return fmt.Errorf("%w: damaged", errkind.ErrCorrupt)
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		bad, reads int
+		ok         bool
+	}{{0, 1, true}, {1, 2, true}, {5, 2, false}} {
+		inner := &damaging{Store: memstore.New(), bad: tc.bad}
+		inner.Put(ctx, "k", store.Bytes([]byte("good")))
+		s := retrystore.New(inner, retrystore.Options{Backoff: store.Backoff{Initial: time.Millisecond}})
+		err := store.Load(ctx, s, "k", verify)
+		if (err == nil) != tc.ok || inner.reads != tc.reads || !tc.ok && !errors.Is(err, errkind.ErrCorrupt) {
+			t.Errorf("%d damaged reads: Load = %v after %d reads, want ok=%v after %d", tc.bad, err, inner.reads, tc.ok, tc.reads)
+		}
+	}
+	// Without a retrying store, one read.
+	inner := &damaging{Store: memstore.New(), bad: 1}
+	inner.Put(ctx, "k", store.Bytes([]byte("good")))
+	if err := store.Load(ctx, inner, "k", verify); !errors.Is(err, errkind.ErrCorrupt) || inner.reads != 1 {
+		t.Errorf("plain store: %v after %d reads", err, inner.reads)
+	}
+}
