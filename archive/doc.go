@@ -17,9 +17,10 @@
 //	put.go       idempotent put, and repair of a damaged copy
 //	backups.go   backup completion records
 //	packs.go     backups' contents, packs of blocks shared by backups, the sweep of unused packs
+//	records.go   writing, reading and pruning the JSON records (drills, runs, verify results)
 //	retentionruns.go, recompressruns.go, drills.go, lease.go   the archive's records and leases
 //	retired.go   timelines taken out of recovery's view
-//	edge.go      what walstored checks at its door before a body reaches a store
+//	rules.go     the archive's rules that walstored's door (server/door) asks before a body reaches a store
 //	repo.go      the repository as a whole: its marker, its archives
 //
 // Nothing here reads flags or the environment, and nothing exits: callers

@@ -117,7 +117,7 @@ func TestMemoryBudget(t *testing.T) {
 		done <- resp.StatusCode
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for s.budget.inUse() == 0 && time.Now().Before(deadline) {
+	for s.door.MemoryInUse() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	other := segmentObject(t, waltest.Name("000000010000000000000007"))
@@ -130,8 +130,8 @@ func TestMemoryBudget(t *testing.T) {
 	if code := <-done; code != http.StatusCreated {
 		t.Fatalf("the trickling push: %d", code)
 	}
-	if s.budget.inUse() != 0 {
-		t.Fatalf("%d bytes still taken from the budget", s.budget.inUse())
+	if s.door.MemoryInUse() != 0 {
+		t.Fatalf("%d bytes still taken from the budget", s.door.MemoryInUse())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/server/auth"
+	"github.com/walstore/walstore/server/door"
 )
 
 // Tokens holds the current token set; Reload swaps it atomically (SIGHUP),
@@ -70,29 +71,7 @@ func (s *Server) guard(op auth.Op, archiveOf func(*http.Request) string, h http.
 		}
 		if c != nil {
 			who = c.Name
-			a := archiveOf(r)
-			op := op
-			// A push may write WAL files, and keep a .backup file beside
-			// another under its name (a key bound to its content).
-			p := r.PathValue("path")
-			switch {
-			case op == auth.OpPut && (strings.HasPrefix(p, "wal/") || strings.HasPrefix(p, "meta/labels/")):
-				op = auth.OpPutWAL
-			case op == auth.OpPut && (strings.HasPrefix(p, "backups/") || strings.HasPrefix(p, "packs/")):
-				// A backup adds objects; write-once stores keep it
-				// from replacing any.
-				op = auth.OpPutBackup
-			}
-			if !c.Allows(op, a) {
-				what := "archive " + a
-				if a == "" {
-					what = "every archive"
-				}
-				msg := "client " + c.Name + " (scope " + c.Scope.String() + ") may not " + string(op) + " in " + what
-				needs := map[auth.Op]string{auth.OpPut: "admin", auth.OpPutWAL: "scope push or admin", auth.OpPutBackup: "scope backup or admin"}[op]
-				if needs != "" {
-					msg = "client " + c.Name + " (scope " + c.Scope.String() + ") may not put " + a + "/" + r.PathValue("path") + ": that needs " + needs
-				}
+			if msg := door.Refusal(c, op, archiveOf(r), r.PathValue("path")); msg != "" {
 				s.failStatus(w, r, http.StatusForbidden, "forbidden", msg)
 				return
 			}

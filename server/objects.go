@@ -16,6 +16,7 @@ import (
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/base/wire"
+	"github.com/walstore/walstore/server/door"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
@@ -35,161 +36,66 @@ func (s *Server) requestKey(r *http.Request) (string, archive.Key, error) {
 	return key, k, err
 }
 
+// put decodes a PUT, hands it to the door (package door: the checks, in
+// order, and the store) and encodes its answer.
 func (s *Server) put(w http.ResponseWriter, r *http.Request) {
-	key, _, err := s.requestKey(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	key := r.PathValue("archive") + "/" + r.PathValue("path")
 	note(r, "key", key)
-	size := r.ContentLength
-	switch {
-	case size < 0:
-		s.failStatus(w, r, http.StatusLengthRequired, "invalid", "Content-Length is required")
-		return
-	case size > envelope.MaxObjectSize:
-		s.failStatus(w, r, http.StatusRequestEntityTooLarge, "invalid", fmt.Sprintf("%s: %d bytes is more than the %d an object may have", key, size, int64(envelope.MaxObjectSize)))
-		return
+	if r.ContentLength >= 0 {
+		s.bodyDeadline(w, r.ContentLength)
 	}
-	s.bodyDeadline(w, size)
-	body := &received{r: http.MaxBytesReader(w, r.Body, size)}
+	body := &received{r: http.MaxBytesReader(w, r.Body, max(r.ContentLength, 0))}
 	defer func() { note(r, "bytes_received", body.n) }()
 	if s.cfg.Passthrough {
-		s.putRaw(w, r, key, store.Stream(body, size))
-		return
-	}
-	var hb bytes.Buffer
-	hdr, err := envelope.ReadHeader(io.TeeReader(body, &hb))
-	if err != nil {
-		s.refuseBody(w, r, key, err)
-		return
-	}
-	note(r, "sha256", hdr.Digest.Short())
-	k, err := s.door.Admit(r.Context(), key, hdr, size)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var out archive.Outcome
-	if size <= s.cfg.BufferLimit {
-		if !s.budget.take(size) {
-			w.Header().Set("Retry-After", "1")
-			s.failStatus(w, r, http.StatusServiceUnavailable, "busy", fmt.Sprintf("walstored holds as many request bodies in memory as it may (%d MiB); retry", s.cfg.MemoryLimit>>20))
+		if err := store.ValidKey(key); err != nil {
+			s.fail(w, r, err)
 			return
 		}
-		defer s.budget.give(size)
-		// A pack's buffer is reused once the store has it: packs are
-		// large (a fresh 32 MiB buffer is 8192 page faults) and read
-		// back once, by a restore, so they are not cached either.
-		var kept *[]byte
-		cached := false
-		switch {
-		case k.Kind == archive.KindPack:
-			kept = packBodies.Get()
-		case size >= walBodyMin && size <= walBodyCap:
-			kept, cached = walBodies.Get(), true
-		}
-		buf, err := readBody(kept, body, hb.Bytes(), size)
-		if err != nil {
-			s.refuseBody(w, r, key, err)
+		if err := door.CheckLength(key, r.ContentLength); err != nil {
+			s.refuse(w, r, key, door.Result{}, err)
 			return
 		}
-		content := archive.SegmentCheck(k, hdr)
-		var cw io.Writer
-		if content != nil {
-			cw = content
-		}
-		if err := envelope.VerifyPayloadBytesTo(hdr, buf[hdr.Size():], nil, cw); err != nil {
-			s.refuseBody(w, r, key, err)
-			return
-		}
-		if content != nil {
-			if err := content.Close(); err != nil {
-				s.metrics.badWAL.WithLabelValues(k.Archive).Inc()
-				s.fail(w, r, err)
-				return
-			}
-		}
-		if archive.NeedsContent(k, hdr) {
-			raw, err := archive.Decode(buf, wal.MaxHistorySize)
-			if err == nil {
-				err = s.door.CheckContent(r.Context(), k, hdr, raw)
-			}
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
-		}
-		sb := store.Bytes(buf)
-		var shared *store.Shared
-		switch {
-		case cached:
-			shared = store.NewShared(buf, recycleWALBody)
-			sb = store.SharedBytes(shared) // the cache holds it while it keeps it
-		case kept != nil:
-			sb = store.Section(bytes.NewReader(buf), size) // no Bytes method: the cache keeps nothing
-		}
-		out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, sb)
-		// Every store took the whole body. After an error, or a name
-		// found taken, a store's request may still be reading it: the
-		// buffer is left to the garbage collector.
-		switch {
-		case err != nil || !out.BodyDone():
-		case cached:
-			shared.Release()
-		case kept != nil:
-			*kept = buf[:0]
-			packBodies.Put(kept)
-		}
-		s.answerPut(w, r, key, k, hdr, out, err)
+		s.putRaw(w, r, key, store.Stream(body, r.ContentLength))
 		return
 	}
-	// Too large to hold: verified as it streams into the store, which
-	// publishes it only if the stream ends without an error. Its decoder
-	// holds a window of up to 64 MiB (whatever the frame declares): that
-	// is taken from the memory budget too, so that many streams at once
-	// are told to retry instead of growing walstored past its limit.
-	reserve := streamReserve(hdr)
-	if !s.budget.take(reserve) {
-		w.Header().Set("Retry-After", "1")
-		s.failStatus(w, r, http.StatusServiceUnavailable, "busy", fmt.Sprintf("walstored holds as much request memory as it may (%d MiB); retry", s.cfg.MemoryLimit>>20))
+	res, err := s.door.Put(r.Context(), key, r.ContentLength, body)
+	if res.Header.Digest != (envelope.Digest{}) {
+		note(r, "sha256", res.Header.Digest.Short())
+	}
+	if err != nil && s.refuse(w, r, key, res, err) {
 		return
 	}
-	defer s.budget.give(reserve)
-	v := newVerifying(hdr, body, archive.SegmentCheck(k, hdr))
-	defer v.close()
-	out, err = archive.PutEnvelope(r.Context(), s.cfg.Store, key, hdr, store.Stream(io.MultiReader(bytes.NewReader(hb.Bytes()), v), size))
-	if errors.Is(err, errkind.ErrCorrupt) && v.done && v.err != io.EOF {
-		s.refuseBody(w, r, key, err)
-		return
-	}
-	s.answerPut(w, r, key, k, hdr, out, err)
+	s.answerPut(w, r, key, res.K, res.Header, res.Outcome, err)
 }
 
-// streamReserve is the memory a streamed body's check may hold: a zstd
-// decoder's window (capped at 64 MiB by the decoder) and its buffers; for
-// an uncompressed or encrypted one (checked by its digest), buffers only.
-func streamReserve(hdr envelope.Header) int64 {
-	if hdr.Compression == envelope.NoCompression || hdr.Encrypted() {
-		return 1 << 20
-	}
-	return min(hdr.RawSize, 64<<20) + 2<<20
-}
-
-// refuseBody answers a body that failed at the door: damaged (its
-// checksums do not hold: 422, never stored, worth a retry by an honest
-// client), or not readable (the client went away).
-func (s *Server) refuseBody(w http.ResponseWriter, r *http.Request, key string, err error) {
-	var ce *clientError
+// refuse answers what the door refused before storing (and returns
+// true); other errors (the store's, a conflict) are answerPut's.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, key string, res door.Result, err error) bool {
+	var (
+		ab  *door.Aborted
+		dm  *door.Damaged
+		bad *door.BadWAL
+	)
 	switch {
-	case errors.As(err, &ce):
+	case errors.Is(err, door.ErrNoLength):
+		s.failStatus(w, r, http.StatusLengthRequired, "invalid", "Content-Length is required")
+	case errors.Is(err, door.ErrTooLarge):
+		s.failStatus(w, r, http.StatusRequestEntityTooLarge, "invalid", err.Error())
+	case errors.Is(err, door.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		s.failStatus(w, r, http.StatusServiceUnavailable, "busy", err.Error())
+	case errors.As(err, &ab):
 		s.failStatus(w, r, http.StatusBadRequest, "aborted", fmt.Sprintf("%s: %v", key, err))
-	case errors.Is(err, errkind.ErrCorrupt):
+	case errors.As(err, &dm):
 		s.metrics.damaged.Inc()
-		s.failStatus(w, r, http.StatusUnprocessableEntity, "damaged", fmt.Sprintf("%s: the body does not verify, nothing was stored (damaged on the way? send it again): %v", key, err))
+		s.failStatus(w, r, http.StatusUnprocessableEntity, "damaged", fmt.Sprintf("%s: %v", key, err))
+	case errors.As(err, &bad):
+		s.metrics.badWAL.WithLabelValues(res.K.Archive).Inc()
+		s.fail(w, r, err)
 	default:
-		s.fail(w, r, fmt.Errorf("%s: %w", key, err))
+		return false
 	}
+	return true
 }
 
 func (s *Server) answerPut(w http.ResponseWriter, r *http.Request, key string, k archive.Key, hdr envelope.Header, out archive.Outcome, err error) {
@@ -244,9 +150,9 @@ func (s *Server) putRaw(w http.ResponseWriter, r *http.Request, key string, body
 	case errors.Is(err, errkind.ErrExists):
 		s.exists(w, r, key, "")
 	default:
-		var ce *clientError
-		if errors.As(err, &ce) {
-			s.refuseBody(w, r, key, err)
+		var ab *door.Aborted
+		if errors.As(err, &ab) {
+			s.failStatus(w, r, http.StatusBadRequest, "aborted", fmt.Sprintf("%s: %v", key, err))
 			return
 		}
 		s.fail(w, r, err)
@@ -413,7 +319,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if k.Kind == archive.KindRetiredRecord || k.Kind == archive.KindSystem {
-		s.door.Forget(k.Archive)
+		s.door.Rules().Forget(k.Archive)
 	}
 	if changesSummary(k) {
 		s.scan.poke()
@@ -481,11 +387,11 @@ func isNotFound(err error) bool { return errors.Is(err, errkind.ErrNotFound) }
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := wire.Classify(err)
 	var mbe *http.MaxBytesError
-	var ce *clientError
+	var ab *door.Aborted
 	switch {
 	case errors.As(err, &mbe):
 		status, code = http.StatusRequestEntityTooLarge, "invalid"
-	case errors.As(err, &ce):
+	case errors.As(err, &ab):
 		status, code = http.StatusBadRequest, "aborted"
 	}
 	s.failStatus(w, r, status, code, err.Error())

@@ -13,7 +13,6 @@ import (
 	"github.com/walstore/walstore/archive"
 	"github.com/walstore/walstore/archive/envelope"
 	"github.com/walstore/walstore/base/wire"
-	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/wal"
 )
 
@@ -23,20 +22,8 @@ import (
 // waiting readers and the metrics.
 func (s *Server) Publish(ctx context.Context, archiveName string, n wal.Name, obj *envelope.Object) (archive.Outcome, error) {
 	key := archive.Layout{Archive: archiveName}.WAL(n)
-	k, err := s.door.Admit(ctx, key, obj.Header, obj.Size())
-	if err != nil {
-		return 0, err
-	}
-	if archive.NeedsContent(k, obj.Header) {
-		raw, err := archive.Decode(obj.Bytes(), wal.MaxHistorySize)
-		if err == nil {
-			err = s.door.CheckContent(ctx, k, obj.Header, raw)
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	out, err := archive.PutEnvelope(ctx, s.cfg.Store, key, obj.Header, store.Bytes(obj.Bytes()))
+	res, err := s.door.PutObject(ctx, key, obj)
+	out := res.Outcome
 	var ce *archive.ConflictError
 	switch {
 	case errors.As(err, &ce):

@@ -2,20 +2,18 @@
 // clients (walpush, walfetch, backups, admin commands) under the protocol
 // of base/wire.
 //
-// It speaks tier 2 at its edge and tier 1 behind it. At the door (gate.go)
-// every put is checked against the archive's rules before a byte reaches a
-// store: the key must be one of the layout's, and one the client's scope
-// may write (a push token writes WAL files only); the envelope must be
-// bound to that key; its body is verified in full on the way in (a
-// damaged body is refused, never stored), with memory bounded by a global
-// budget and slow senders cut off; a segment must belong to the archive's
-// system; history files and backup labels must parse and fit the archive.
-// Behind the door, storage semantics (write-once, durability) belong to
-// the store, and idempotency and repair to archive.PutEnvelope.
+// Every put passes the door (package server/door: scope, limits, name,
+// what the header claims, the body verified in full on its way in, the
+// content read as PostgreSQL reads it, then the one idempotency rule)
+// before a byte reaches a store; put (objects.go) only decodes the
+// request, calls the door and encodes its answer. Behind the door,
+// storage semantics (write-once, durability) belong to the store.
 //
-// What else only a shared front can do lives here too: auth and per-client
-// limits (guard.go), waits for objects not stored yet (wait.go), one log
-// line per request (log.go) and metrics (metrics.go).
+// What else only a shared front can do lives here too: authentication
+// and per-client limits (guard.go), waits for objects not stored yet
+// (wait.go), one log line per request (log.go), metrics (metrics.go), the
+// catalog scan and the status page (scan.go, status.go), the peers told
+// of new WAL (peers.go).
 package server
 
 import (
@@ -30,6 +28,7 @@ import (
 	"github.com/walstore/walstore/base/wire"
 	"github.com/walstore/walstore/receiver"
 	"github.com/walstore/walstore/server/auth"
+	"github.com/walstore/walstore/server/door"
 	"github.com/walstore/walstore/store"
 )
 
@@ -87,8 +86,7 @@ type Server struct {
 	metrics *metrics
 	limits  *limiter
 	waiting *waiters
-	budget  *budget
-	door    *archive.Door
+	door    *door.Door
 	scan    *scanner
 	health  *healthProbe
 }
@@ -125,8 +123,7 @@ func New(cfg Config) *Server {
 		limits:  newLimiter(cfg.MaxPerClient),
 		waiting: newWaiters(),
 		health:  &healthProbe{},
-		budget:  &budget{limit: cfg.MemoryLimit},
-		door:    archive.NewDoor(cfg.Store),
+		door:    door.New(door.Config{Store: cfg.Store, MemoryLimit: cfg.MemoryLimit, BufferLimit: cfg.BufferLimit}),
 		scan:    newScanner(cfg.Store, cfg.ScanInterval, cfg.LateAfter),
 	}
 	s.metrics.reg.MustRegister(s.scan)
@@ -156,9 +153,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // Watch scans the repository's catalog until ctx ends (see scanner).
 func (s *Server) Watch(ctx context.Context) { s.scan.run(ctx) }
 
-// Door is the server's door, for the admin operations that change what it
-// remembers (a retired timeline).
-func (s *Server) Door() *archive.Door { return s.door }
+// Rules are the archive rules the server's door asks, for the admin
+// operations that change what they remember (a retired timeline).
+func (s *Server) Rules() *archive.Rules { return s.door.Rules() }
 
 // stores reports the health of each store behind walstored.
 func (s *Server) stores(w http.ResponseWriter, r *http.Request) {

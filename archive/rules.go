@@ -18,28 +18,31 @@ import (
 	"github.com/walstore/walstore/wal"
 )
 
-// Door is what walstored checks before a body reaches a store: it admits
-// a put from the key and the envelope header (before the body arrives),
-// checks the content of the small WAL files it can read (history files,
-// backup labels), and stores what passed with the one idempotency rule.
-// The server verifies the body itself (envelope.Verify) on its way in.
-type Door struct {
+// Rules are the archive's rules for what may be stored in it, as
+// walstored's door (server/door) asks them: Admit judges a put from its
+// key and envelope header (before the body arrives: the key's kind, the
+// archive's system binding and segment size, retired timelines);
+// SegmentCheck and CheckContent judge the content (every segment read as
+// PostgreSQL reads it; history files and backup labels parsed and fitted
+// to the archive). They remember each archive's binding and retired
+// timelines, bounded.
+type Rules struct {
 	Store store.Store
 
 	mu       sync.Mutex
-	archives map[string]*list.Element // of *doorArchive, bounded
+	archives map[string]*list.Element // of *ruleArchive, bounded
 	lru      *list.List
 }
 
-// maxDoorArchives bounds the archives whose binding and retired
+// maxRuleArchives bounds the archives whose binding and retired
 // timelines the door remembers.
-const maxDoorArchives = 4096
+const maxRuleArchives = 4096
 
 // retiredTTL is how long the door trusts what it read of an archive's
 // retired timelines (retire runs elsewhere: walstored retire).
 const retiredTTL = 10 * time.Second
 
-type doorArchive struct {
+type ruleArchive struct {
 	a       *Archive
 	retired map[uint32]retiredEntry // by timeline, what was read and when
 	segSize int64                   // of the first segment admitted (0: none yet)
@@ -50,13 +53,13 @@ type retiredEntry struct {
 	at  time.Time
 }
 
-// NewDoor returns the door of s.
-func NewDoor(s store.Store) *Door {
-	return &Door{Store: s, archives: map[string]*list.Element{}, lru: list.New()}
+// NewRules returns the rules of the archives in s.
+func NewRules(s store.Store) *Rules {
+	return &Rules{Store: s, archives: map[string]*list.Element{}, lru: list.New()}
 }
 
 // Archive returns the (remembered) handle of an archive.
-func (d *Door) Archive(name string) (*Archive, error) {
+func (d *Rules) Archive(name string) (*Archive, error) {
 	da, err := d.entry(name)
 	if err != nil {
 		return nil, err
@@ -64,30 +67,30 @@ func (d *Door) Archive(name string) (*Archive, error) {
 	return da.a, nil
 }
 
-func (d *Door) entry(name string) (*doorArchive, error) {
+func (d *Rules) entry(name string) (*ruleArchive, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if el, ok := d.archives[name]; ok {
 		d.lru.MoveToFront(el)
-		return el.Value.(*doorArchive), nil
+		return el.Value.(*ruleArchive), nil
 	}
 	a, err := New(d.Store, name)
 	if err != nil {
 		return nil, err
 	}
-	da := &doorArchive{a: a, retired: map[uint32]retiredEntry{}}
+	da := &ruleArchive{a: a, retired: map[uint32]retiredEntry{}}
 	d.archives[name] = d.lru.PushFront(da)
-	for d.lru.Len() > maxDoorArchives {
+	for d.lru.Len() > maxRuleArchives {
 		old := d.lru.Back()
 		d.lru.Remove(old)
-		delete(d.archives, old.Value.(*doorArchive).a.Name)
+		delete(d.archives, old.Value.(*ruleArchive).a.Name)
 	}
 	return da, nil
 }
 
 // Forget drops what the door remembers of an archive (after an admin
 // changed its retired timelines, or a delete).
-func (d *Door) Forget(name string) {
+func (d *Rules) Forget(name string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if el, ok := d.archives[name]; ok {
@@ -99,7 +102,7 @@ func (d *Door) Forget(name string) {
 // retiredRecord returns timeline tli's retirement record, or nil. It is
 // one read of one key (so it works while one of several stores is down),
 // remembered for retiredTTL.
-func (d *Door) retiredRecord(ctx context.Context, da *doorArchive, tli uint32) (*RetiredTimeline, error) {
+func (d *Rules) retiredRecord(ctx context.Context, da *ruleArchive, tli uint32) (*RetiredTimeline, error) {
 	d.mu.Lock()
 	e, ok := da.retired[tli]
 	d.mu.Unlock()
@@ -133,7 +136,7 @@ func (d *Door) retiredRecord(ctx context.Context, da *doorArchive, tli uint32) (
 // the object to its key, its sizes, a segment's system identifier (and
 // the archive's binding, made here on first use), and timelines retired
 // as dead branches.
-func (d *Door) Admit(ctx context.Context, key string, hdr envelope.Header, size int64) (Key, error) {
+func (d *Rules) Admit(ctx context.Context, key string, hdr envelope.Header, size int64) (Key, error) {
 	k, err := ParseKey(key)
 	if err != nil {
 		return k, err
@@ -167,7 +170,7 @@ func (d *Door) Admit(ctx context.Context, key string, hdr envelope.Header, size 
 	return k, nil
 }
 
-func (d *Door) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
+func (d *Rules) admitWAL(ctx context.Context, k Key, hdr envelope.Header) error {
 	n := k.WAL
 	da, err := d.entry(k.Archive)
 	if err != nil {
@@ -260,7 +263,7 @@ func NeedsContent(k Key, hdr envelope.Header) bool {
 // at the door: it must parse, match its name, and a history file must
 // extend its parent's history as the archive holds it (a parent timeline
 // the archive does not have is refused, naming it).
-func (d *Door) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw []byte) error {
+func (d *Rules) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw []byte) error {
 	if k.Kind == KindSystem {
 		if strconv.FormatUint(hdr.SystemID, 10)+"\n" != string(raw) {
 			return fmt.Errorf("%w: %s does not hold the system identifier of its header", errkind.ErrInvalid, k.Archive+"/meta/system")
@@ -293,7 +296,7 @@ func (d *Door) CheckContent(ctx context.Context, k Key, hdr envelope.Header, raw
 // checkParents: the history of tli lists its ancestors; the last one is
 // its parent. A parent other than timeline 1 must have its own history in
 // the archive, and tli's history must repeat it line for line.
-func (d *Door) checkParents(ctx context.Context, archiveName string, tli uint32, hist []wal.HistoryEntry) error {
+func (d *Rules) checkParents(ctx context.Context, archiveName string, tli uint32, hist []wal.HistoryEntry) error {
 	parent := hist[len(hist)-1].TLI
 	if parent == 1 {
 		if len(hist) != 1 {
