@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/walstore/walstore/tests/testenv"
+	"github.com/walstore/walstore/wal/waltest"
 )
 
 // readmeBlocks returns the fenced code blocks of README.md, each as its
@@ -222,5 +223,37 @@ func TestREADMEConfiguration(t *testing.T) {
 	archivedTo(t, c)
 	if n := c.QueryInt("SELECT failed_count FROM pg_stat_archiver"); n != 0 {
 		t.Fatalf("the restored cluster failed to archive %d times:\n%s", n, c.Log())
+	}
+}
+
+// The README's first command: walstored serve with no --store makes its
+// embedded default, ./walstore-data, a repository, and serves it; a push
+// lands there, a fetch gets it back, and a restart serves the same
+// store.
+func TestQuickStartDefaultStore(t *testing.T) {
+	t.Parallel()
+	dir := testenv.Dir(t)
+	bins := testenv.Binaries(t)
+	segs, err := waltest.WriteSegments(t.TempDir(), waltest.Name("000000010000000000000002"), 1, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := testenv.StartWalstoredIn(t, dir, nil)
+	if res := testenv.Run(t, dir, nil, bins.WalPush, "--repo", ws.URL, "--archive", "main", "--jobs", "1", segs[0]); res.Code != 0 {
+		t.Fatalf("walpush to the default store: exit %d %s", res.Code, res.Stderr)
+	}
+	for _, p := range []string{"walstore-data", "walstore-data/main/wal"} {
+		if fi, err := os.Stat(filepath.Join(dir, p)); err != nil || !fi.IsDir() {
+			t.Fatalf("%s in the working directory: %v", p, err)
+		}
+	}
+	ws.Stop(t)
+	ws = testenv.StartWalstoredIn(t, dir, nil)
+	dest := filepath.Join(dir, "fetched")
+	if res := testenv.Run(t, dir, nil, bins.WalFetch, "--repo", ws.URL, "--archive", "main", "000000010000000000000002", dest); res.Code != 0 {
+		t.Fatalf("walfetch after a restart: exit %d %s", res.Code, res.Stderr)
+	}
+	if fileSHA(t, dest) != fileSHA(t, segs[0]) {
+		t.Fatal("the fetched segment is not the pushed one")
 	}
 }

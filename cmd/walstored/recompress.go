@@ -36,7 +36,7 @@ func bindRecompress(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if *minAge < 0 || *maxAge < 0 || *maxAge > 0 && *maxAge <= *minAge {
 			return fmt.Errorf("%w: --min-age and --max-age must not be negative, and --max-age (when given) must be above --min-age", cli.ErrUsage)
 		}
-		st, _, err := openStores(ctx, e.getenv, stores, 0, nil, nil)
+		st, _, err := openStores(ctx, e.getenv, stores, 0, 0, nil, nil)
 		if err != nil {
 			return err
 		}

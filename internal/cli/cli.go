@@ -25,6 +25,7 @@ import (
 	"github.com/walstore/walstore/base/errkind"
 	"github.com/walstore/walstore/store"
 	"github.com/walstore/walstore/store/httpstore"
+	"github.com/walstore/walstore/store/multistore"
 	"github.com/walstore/walstore/store/retrystore"
 	"github.com/walstore/walstore/store/storeurl"
 )
@@ -210,7 +211,8 @@ func (c *Common) OpenStore(ctx context.Context) (store.Store, error) {
 	} else if c.FailFastFirst {
 		opt.FailFastFirst = unreachable
 	}
-	return retrystore.New(s, opt), nil
+	st, _, err := storeurl.Compose([]multistore.Member{{Name: store.Describe(s), Store: s}}, storeurl.Layers{Retry: &opt})
+	return st, err
 }
 
 // OpenRaw opens the repository's store as it is; checkMarker refuses a

@@ -21,6 +21,7 @@ type Walstored struct {
 	bin     string
 	args    []string
 	env     []string
+	dir     string // working directory ("": the test's)
 	tls     bool
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -63,7 +64,15 @@ func InitRepo(t testing.TB, url string, env []string) {
 // StartWalstoredRaw is StartWalstored without the init.
 func StartWalstoredRaw(t testing.TB, env []string, args ...string) *Walstored {
 	t.Helper()
+	return StartWalstoredIn(t, "", env, args...)
+}
+
+// StartWalstoredIn is StartWalstoredRaw run in directory dir (where
+// walstored serve makes its default store when given no --store).
+func StartWalstoredIn(t testing.TB, dir string, env []string, args ...string) *Walstored {
+	t.Helper()
 	w := &Walstored{
+		dir:     dir,
 		Addr:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		LogFile: filepath.Join(Dir(t), "walstored.log"),
 		bin:     Binaries(t).WalStored,
@@ -90,6 +99,7 @@ func (w *Walstored) Start(t testing.TB) {
 	}
 	defer log.Close()
 	cmd := exec.Command(w.bin, w.args...)
+	cmd.Dir = w.dir
 	cmd.Env = append(os.Environ(), w.env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
