@@ -97,8 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// reported at once: PostgreSQL (a standby) or the operator tries again.
 	// In archive recovery a failure stops PostgreSQL, so it is retried.
 	c.FailFast = mode != fetch.ArchiveRecovery
-	if filepath.Base(filepath.Dir(absPath(dest))) == "pg_wal" {
-		c.Cache = cli.OpenCache(worker.StateDir(filepath.Dir(filepath.Dir(absPath(dest)))))
+	if filepath.Base(filepath.Dir(cli.AbsPath(dest))) == "pg_wal" {
+		c.Cache = cli.OpenCache(worker.StateDir(filepath.Dir(filepath.Dir(cli.AbsPath(dest)))))
 	}
 	cfg.Open = c.Opener()
 	cfg.Log = cli.Logger(stderr, c.Verbose)
@@ -182,11 +182,4 @@ func runPrefetcher(ctx context.Context, args []string, getenv func(string) strin
 		return cli.ExitUnavailable
 	}
 	return cli.ExitOK
-}
-
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }

@@ -85,8 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// PostgreSQL calls archive_command again after a failure: a walstored
 	// that refuses connections fails the call at once.
 	c.FailFast = true
-	if filepath.Base(filepath.Dir(absPath(path))) == "pg_wal" {
-		c.Cache = cli.OpenCache(worker.StateDir(filepath.Dir(filepath.Dir(absPath(path)))))
+	if filepath.Base(filepath.Dir(cli.AbsPath(path))) == "pg_wal" {
+		c.Cache = cli.OpenCache(worker.StateDir(filepath.Dir(filepath.Dir(cli.AbsPath(path)))))
 	}
 	cfg.Open = c.Opener()
 	cfg.Repo, _ = c.RepoURL()
@@ -150,11 +150,4 @@ func runPusher(ctx context.Context, args []string, getenv func(string) string) i
 		return cli.ExitUnavailable
 	}
 	return cli.ExitOK
-}
-
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }

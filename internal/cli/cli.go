@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -352,4 +353,12 @@ func (c *Common) Opener() func(context.Context) (*archive.Archive, error) {
 // Usage prints a one-line synopsis and the flags.
 func Usage(w io.Writer, synopsis string, fs *pflag.FlagSet) {
 	fmt.Fprintf(w, "usage: %s\n\nflags:\n%s", synopsis, fs.FlagUsages())
+}
+
+// AbsPath is p made absolute (p itself if that fails).
+func AbsPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
