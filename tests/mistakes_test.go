@@ -136,8 +136,8 @@ func TestPermanentErrorsFailAtOnce(t *testing.T) {
 	quick("missing token file", push("--token-file", filepath.Join(dir, "nope.token")), 2, "nope.token", "no such file")
 	quick("empty token file", push("--token-file", empty), 2, "empty")
 	quick("world-readable token file", push("--token-file", open), 2, "readable by every user", "chmod o-r")
-	quick("token refused", push("--token-file", wrong), 1, "the token given is not one of this walstored's")
-	quick("no token at all", push(), 1, "token")
+	quick("token refused", push("--token-file", wrong), 2, "the token given is not one of this walstored's")
+	quick("no token at all", push(), 2, "token")
 	if res := push("--token-file", good); res.Code != 0 {
 		t.Fatalf("push with the good token: %s", res.Stderr)
 	}
