@@ -76,6 +76,15 @@ type Entry struct {
 	Link   string  `json:"link,omitempty"` // pg_tblspc/<oid>: the tablespace's location
 	Size   int64   `json:"size,omitempty"`
 	Blocks []Block `json:"blocks,omitempty"` // a file's blocks, in order, covering Size
+	// Read locally (walstored backup --pgdata): the file as it was found,
+	// so that a later backup can know it unchanged without reading it
+	// (size, modification and change times and inode all the same, and
+	// modified well before this backup began), and its CRC-32C for
+	// PostgreSQL's backup_manifest.
+	MTime int64   `json:"mtime_ns,omitempty"`
+	CTime int64   `json:"ctime_ns,omitempty"`
+	Inode uint64  `json:"ino,omitempty"`
+	CRC   *uint32 `json:"crc32c,omitempty"`
 }
 
 // Block is one block of a file: where it is and its SHA-256.

@@ -276,3 +276,62 @@ func verifyBackup(pgdata string) (string, error) {
 	out, err := testenv.AsPostgres(filepath.Join(testenv.PGBin, "pg_verifybackup"), "-n", pgdata).CombinedOutput()
 	return string(out), err
 }
+
+// An incremental backup read locally does not read what cannot have
+// changed: files the newest backup holds with the same size, times and
+// inode, not modified in the minute before it began, are taken from it
+// unread; --full-read reads them. A restore of such a backup holds every
+// row, and pg_verifybackup finds every file (the unread ones included)
+// as its backup_manifest says.
+func TestIncrementalSkipsUnchangedFiles(t *testing.T) {
+	t.Parallel()
+	dir := testenv.Dir(t)
+	ws := testenv.StartWalstored(t, nil, "--store", "file://"+filepath.Join(dir, "repo"))
+	r := repo{url: ws.URL}
+	c := checksumCluster(t, dir, r)
+	c.Start()
+	c.Exec("CREATE TABLE cold (id int, pad text)")
+	c.Exec("INSERT INTO cold SELECT g, md5(g::text) FROM generate_series(1, 50000) g")
+	c.Exec(ledgerDDL)
+	insertBatch(c, 0, 1000)
+	c.Exec("CHECKPOINT")
+	// Nothing is taken unread that changed less than a minute before the
+	// backup it would come from.
+	time.Sleep(65 * time.Second)
+	first := localBackup(t, r, c)
+	parseRecord(t, first)
+	if strings.Contains(first.Stdout+first.Stderr, "unread") {
+		t.Fatalf("the first backup took files unread:\n%s", first.Stderr)
+	}
+	insertBatch(c, 1, 1000)
+	c.Exec("CHECKPOINT")
+	second := localBackup(t, r, c)
+	rec := parseRecord(t, second)
+	m := regexp.MustCompile(`(\d+) files unchanged since backup \S+ were taken from it unread`).FindStringSubmatch(second.Stdout + second.Stderr)
+	if m == nil || num(t, m[1]) < 100 || num(t, m[1]) >= rec.Files {
+		t.Fatalf("second backup: %d files, unread: %v\n%s", rec.Files, m, second.Stderr)
+	}
+	full := localBackup(t, r, c, "--full-read")
+	parseRecord(t, full)
+	if strings.Contains(full.Stdout+full.Stderr, "unread") {
+		t.Fatalf("--full-read took files unread:\n%s", full.Stderr)
+	}
+	rows := c.QueryInt("SELECT count(*) FROM ledger")
+	cold := c.QueryString("SELECT md5(string_agg(pad, ',' ORDER BY id)) FROM cold")
+	c.WaitArchived(c.SwitchWAL(), time.Minute)
+	c.Stop()
+
+	restored := restore(t, r, dir, "from-second", "--backup", rec.ID)
+	if out, err := verifyBackup(restored.Dir); err != nil {
+		t.Fatalf("pg_verifybackup of a backup with unread files: %v\n%s", err, out)
+	}
+	restored.AutoConf("archive_mode = off")
+	restored.Start()
+	restored.WaitRecovered(2 * time.Minute)
+	if got := restored.QueryInt("SELECT count(*) FROM ledger"); got != rows {
+		t.Fatalf("restored: %d ledger rows, want %d", got, rows)
+	}
+	if got := restored.QueryString("SELECT md5(string_agg(pad, ',' ORDER BY id)) FROM cold"); got != cold {
+		t.Fatal("restored: the cold table differs")
+	}
+}

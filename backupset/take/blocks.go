@@ -48,12 +48,13 @@ type blockIndex map[[32]byte]blockLoc
 // with a backup token: a block it lists is used only once its pack was
 // read back and the block hashed to its address (blockWriter.prove), and
 // never in place of a completed backup's.
-func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string][]archive.PackBlock, error) {
+func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string][]archive.PackBlock, *previous, error) {
 	idx := blockIndex{}
 	unproven := map[string][]archive.PackBlock{}
+	var prev *previous
 	l, err := a.ListBackups(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for i := len(l.Complete) - 1; i >= 0; i-- {
 		r := l.Complete[i]
@@ -62,9 +63,13 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string]
 		}
 		c, err := a.ReadContents(ctx, r.ID)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
+		prev = &previous{id: r.ID, start: r.StartTime, packs: c.Packs, files: map[string]archive.Entry{}}
 		for _, e := range c.Entries {
+			if !e.Dir && e.Link == "" && e.CRC != nil {
+				prev.files[e.Path] = e
+			}
 			for _, b := range e.Blocks {
 				if h, ok := decodeSum(b.SHA256); ok {
 					idx[h] = blockLoc{pack: c.Packs[b.Pack], off: b.Off, n: b.Len}
@@ -76,7 +81,7 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string]
 	for id := range l.Incomplete {
 		ps, err := a.ReadProgress(ctx, id)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, p := range ps {
 			if p.Pack == "" || archive.ValidPackID(p.Pack) != nil {
@@ -92,7 +97,16 @@ func loadIndex(ctx context.Context, a *archive.Archive) (blockIndex, map[string]
 			}
 		}
 	}
-	return idx, unproven, nil
+	return idx, unproven, prev, nil
+}
+
+// previous is the newest completed backup, as the next one may reuse its
+// unchanged files without reading them (local reader).
+type previous struct {
+	id    string
+	start time.Time
+	packs []string
+	files map[string]archive.Entry // regular files read locally, by path
 }
 
 // prove reads back a pack an incomplete backup's backupset.Progress record lists
@@ -157,9 +171,13 @@ type entryBuild struct {
 	size int64
 	refs []blockRef
 	// Read locally: the file's CRC-32C and modification time, for
-	// PostgreSQL's backup_manifest.
+	// PostgreSQL's backup_manifest, and its change time and inode, for
+	// the next backup's unchanged-file test (stat set: all four known).
 	crc   uint32
 	mtime time.Time
+	ctime int64
+	ino   uint64
+	stat  bool
 }
 
 // blockWriter cuts the files of PostgreSQL's tar stream into blocks and
@@ -194,6 +212,10 @@ type blockWriter struct {
 	// backupset.Progress records list (see prove); warnings what proving found.
 	unproven map[string][]archive.PackBlock
 	warnings []string
+	// unread counts the files taken unread from the newest backup,
+	// unreadFrom.
+	unread     int
+	unreadFrom string
 }
 
 func newBlockWriter(ctx context.Context, a *archive.Archive, id string, idx blockIndex, unproven map[string][]archive.PackBlock, jobs int) *blockWriter {
@@ -321,6 +343,35 @@ func (w *blockWriter) addSum(b []byte, sum [32]byte) (blockRef, error) {
 	return ref, nil
 }
 
+// refsOf are the blocks of a file of the newest backup (its contents'
+// entry e, with that backup's pack list), found in the index as a read
+// of the same bytes would find them; false if one is not there.
+func (w *blockWriter) refsOf(e archive.Entry, packs []string) ([]blockRef, bool) {
+	var refs []blockRef
+	var raw int64
+	for _, b := range e.Blocks {
+		sum, ok := decodeSum(b.SHA256)
+		if !ok || b.Pack < 0 || b.Pack >= len(packs) {
+			return nil, false
+		}
+		loc, ok := w.idx[sum]
+		if !ok || loc.unproven || loc.pack != packs[b.Pack] || loc.n != b.Len {
+			return nil, false
+		}
+		refs = append(refs, blockRef{loc: loc, sum: sum, size: b.Len})
+		raw += int64(b.Len)
+	}
+	if raw != e.Size {
+		return nil, false
+	}
+	for _, r := range refs {
+		w.reused[r.loc.pack] = true
+	}
+	w.raw.Add(raw)
+	w.reusedRaw.Add(raw)
+	return refs, true
+}
+
 // flush uploads the pack being filled, then its backupset.Progress record (with the
 // earlier packs used since the last one). At the end (last), a record is
 // written for the reused packs even without a pack.
@@ -393,6 +444,10 @@ func (w *blockWriter) contents() archive.Contents {
 	packIdx := map[string]int{}
 	for _, e := range w.entries {
 		ce := archive.Entry{Path: e.path, Dir: e.dir, Link: e.link, Size: e.size}
+		if e.stat {
+			crc := e.crc
+			ce.MTime, ce.CTime, ce.Inode, ce.CRC = e.mtime.UnixNano(), e.ctime, e.ino, &crc
+		}
 		for _, r := range e.refs {
 			id := r.loc.pack
 			if r.loc.pending != nil {

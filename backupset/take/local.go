@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -137,16 +138,18 @@ type blockMsg struct {
 	sum   [32]byte
 	done  bool // the file's last message (data may be empty)
 	gone  bool // the file was removed meanwhile
-	// With done: the CRC-32C of the file's bytes and its modification
-	// time when opened.
+	// With done: the CRC-32C of the file's bytes, and its modification
+	// and change times and inode when opened.
 	crc   uint32
 	mtime time.Time
+	ctime int64
+	ino   uint64
 }
 
 var blockPool = sync.Pool{New: func() any { b := make([]byte, backupset.BlockSize); return &b }}
 
 // readLocal takes the backup from the files of opt.PGData.
-func readLocal(ctx context.Context, opt Options, id string, cl Cluster, bw *blockWriter, prog *backupset.Progress) error {
+func readLocal(ctx context.Context, opt Options, id string, cl Cluster, bw *blockWriter, prev *previous, prog *backupset.Progress) error {
 	pgdata, err := filepath.Abs(opt.PGData)
 	if err != nil {
 		return err
@@ -183,8 +186,15 @@ func readLocal(ctx context.Context, opt Options, id string, cl Cluster, bw *bloc
 		bw.entries[i] = entryBuild{path: e.rel, dir: e.dir, link: e.link}
 	}
 	v := &pageVerifier{on: checksums == "on", start: start}
-	if err := readFiles(ctx, opt.Readers, list, bw, v, prog); err != nil {
+	unread := map[int]bool{}
+	if !opt.FullRead {
+		unread = bw.reuseUnchanged(list, prev, prog)
+	}
+	if err := readFiles(ctx, opt.Readers, list, unread, bw, v, prog); err != nil {
 		return err
+	}
+	if bw.unread = len(unread); prev != nil {
+		bw.unreadFrom = prev.id
 	}
 	var stopText, labelFile, spcMap string
 	if err := conn.QueryRow(ctx, `SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_backup_stop(true)`).Scan(&stopText, &labelFile, &spcMap); err != nil {
@@ -277,7 +287,7 @@ func checkLocalDir(pgdata string, cl Cluster) error {
 
 // readFiles reads the regular files of list with readers goroutines and
 // hands their blocks to the writer (this goroutine), which stores them.
-func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWriter, v *pageVerifier, prog *backupset.Progress) error {
+func readFiles(ctx context.Context, readers int, list []localEntry, unread map[int]bool, bw *blockWriter, v *pageVerifier, prog *backupset.Progress) error {
 	g, gctx := errgroup.WithContext(ctx)
 	gctx, stopReading := context.WithCancel(gctx)
 	defer stopReading()
@@ -286,7 +296,7 @@ func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWri
 	g.Go(func() error {
 		defer close(next)
 		for i, e := range list {
-			if e.dir || e.link != "" {
+			if e.dir || e.link != "" || unread[i] {
 				continue
 			}
 			select {
@@ -334,7 +344,7 @@ func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWri
 		}
 		if m.done {
 			e := &bw.entries[m.entry]
-			e.crc, e.mtime = m.crc, m.mtime
+			e.crc, e.mtime, e.ctime, e.ino, e.stat = m.crc, m.mtime, m.ctime, m.ino, m.ino != 0
 			bw.files++
 		}
 	}
@@ -354,6 +364,64 @@ func readFiles(ctx context.Context, readers int, list []localEntry, bw *blockWri
 	}
 	bw.entries = kept
 	return nil
+}
+
+// changeOf is a file's change time (ns) and inode (0, 0 where the file
+// system does not say).
+func changeOf(fi fs.FileInfo) (int64, uint64) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0
+	}
+	return st.Ctim.Nano(), st.Ino
+}
+
+// unchangedWindow: a file modified less than this before the newest
+// backup began is read again, whatever its times say (a write in the
+// same clock tick as that backup's read would otherwise go unseen).
+const unchangedWindow = time.Minute
+
+// reuseUnchanged takes from the newest backup (prev) each regular file
+// that cannot have changed since it read it: the same size, modification
+// time, change time and inode (anything that writes, renames, copies or
+// touches a file changes one of them), and modified at least
+// unchangedWindow before prev began. Its blocks are prev's, in packs the
+// index holds; nothing of it is read. It returns the files taken so.
+func (bw *blockWriter) reuseUnchanged(list []localEntry, prev *previous, prog *backupset.Progress) map[int]bool {
+	unread := map[int]bool{}
+	if prev == nil || prev.start.IsZero() {
+		return unread
+	}
+	for i, e := range list {
+		if e.dir || e.link != "" {
+			continue
+		}
+		pe, ok := prev.files[e.rel]
+		if !ok {
+			continue
+		}
+		fi, err := os.Lstat(e.abs)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		ctime, ino := changeOf(fi)
+		mtime := fi.ModTime()
+		if ino == 0 || fi.Size() != pe.Size || mtime.UnixNano() != pe.MTime || ctime != pe.CTime || ino != pe.Inode ||
+			!mtime.Before(prev.start.Add(-unchangedWindow)) || time.Unix(0, ctime).After(prev.start.Add(-unchangedWindow)) {
+			continue
+		}
+		refs, ok := bw.refsOf(pe, prev.packs)
+		if !ok {
+			continue
+		}
+		ent := &bw.entries[i]
+		ent.refs, ent.size = refs, pe.Size
+		ent.crc, ent.mtime, ent.ctime, ent.ino, ent.stat = *pe.CRC, mtime, ctime, ino, true
+		bw.files++
+		unread[i] = true
+		prog.Add(pe.Size)
+	}
+	return unread
 }
 
 // readFile reads one file in blocks, up to the size it had when opened
@@ -392,7 +460,8 @@ func readFile(ctx context.Context, e localEntry, i int, msgs chan<- blockMsg, v 
 			blockPool.Put(bp)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			msgs <- blockMsg{entry: i, done: true, crc: crc, mtime: fi.ModTime()}
+			ctime, ino := changeOf(fi)
+			msgs <- blockMsg{entry: i, done: true, crc: crc, mtime: fi.ModTime(), ctime: ctime, ino: ino}
 			return nil
 		}
 		if err != nil {

@@ -35,6 +35,10 @@ type Options struct {
 	PGData string
 	// Readers is how many files the local reader reads at once (default 4).
 	Readers int
+	// FullRead reads every file, also those the newest backup holds
+	// unchanged (same size, times and inode; not modified in the minute
+	// before it began), which are otherwise taken from it unread.
+	FullRead bool
 	// AcceptBadChecksums stores a backup with pages whose checksum fails
 	// (listed in its record) instead of failing it.
 	AcceptBadChecksums bool
@@ -123,7 +127,7 @@ func take(ctx context.Context, opt Options, id string, cl Cluster) (archive.Reco
 	est := estimateSize(ctx, opt.ConnInfo)
 	prog := backupset.NewProgress(opt.Progress, opt.Terminal, "backup "+id, est)
 	defer prog.Stop()
-	idx, unproven, err := loadIndex(ctx, a)
+	idx, unproven, prev, err := loadIndex(ctx, a)
 	if err != nil {
 		return archive.Record{}, fmt.Errorf("read what the archive holds: %w", err)
 	}
@@ -134,7 +138,7 @@ func take(ctx context.Context, opt Options, id string, cl Cluster) (archive.Reco
 		return archive.Record{}, err
 	}
 	if opt.PGData != "" {
-		err = readLocal(ctx, opt, id, cl, bw, prog)
+		err = readLocal(ctx, opt, id, cl, bw, prev, prog)
 	} else {
 		var bin string
 		if bin, err = pgBaseBackup(opt.PGBaseBackup, cl.Major()); err == nil {
@@ -329,6 +333,9 @@ func complete(ctx context.Context, opt Options, id string, cl Cluster, bw *block
 		id, a.Name, rec.Files, human(rec.RawSize), human(rec.ReusedSize), human(rec.StoredSize), float64(rec.StoredSize)/float64(max(rec.RawSize, 1)),
 		prog.Elapsed().Round(time.Millisecond), human(int64(float64(rec.RawSize)/prog.Elapsed().Seconds())),
 		rec.StartLSN, rec.StopLSN, rec.StartTLI)
+	if bw.unread > 0 {
+		fmt.Fprintf(opt.Progress, "  %d files unchanged since backup %s were taken from it unread (--full-read reads them)\n", bw.unread, bw.unreadFrom)
+	}
 	return rec, nil
 }
 

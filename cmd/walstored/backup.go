@@ -21,6 +21,7 @@ func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
 	fs.IntVar(&opt.Jobs, "jobs", 3, "packs compressed and uploaded at once")
 	fs.StringVar(&opt.PGData, "pgdata", "", "read the files here, on the database host (pg_backup_start/stop over --pg; tablespaces, page checksums, parallel reads) instead of through pg_basebackup")
 	fs.IntVar(&opt.Readers, "readers", 4, "with --pgdata: files read at once")
+	fs.BoolVar(&opt.FullRead, "full-read", false, "with --pgdata: read every file, also those the newest backup holds unchanged (same size, times and inode, not modified in the minute before it began), which are otherwise taken from it unread")
 	fs.BoolVar(&opt.AcceptBadChecksums, "accept-bad-checksums", false, "with --pgdata: store the backup even if pages fail their checksum (listed in its record as bad_pages)")
 	fs.DurationVar(&opt.WALTimeout, "wal-timeout", 0, "how long to wait for the backup's WAL to be archived (default 5m)")
 	asJSON := fs.Bool("json", false, "print the completion record as JSON")
@@ -31,8 +32,8 @@ func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
 		if opt.Readers < 1 || opt.Readers > 64 {
 			return fmt.Errorf("%w: --readers %d: want 1 to 64", cli.ErrUsage, opt.Readers)
 		}
-		if opt.PGData == "" && (fs.Changed("readers") || opt.AcceptBadChecksums) {
-			return fmt.Errorf("%w: --readers and --accept-bad-checksums need --pgdata (the local reader)", cli.ErrUsage)
+		if opt.PGData == "" && (fs.Changed("readers") || opt.AcceptBadChecksums || opt.FullRead) {
+			return fmt.Errorf("%w: --readers, --full-read and --accept-bad-checksums need --pgdata (the local reader)", cli.ErrUsage)
 		}
 		// The first backup of a new cluster may come before its first
 		// segment: a typo in --archive is caught by the archive_command
