@@ -34,7 +34,7 @@ func BenchmarkBackup(b *testing.B) {
 	// pg_basebackup, one for backups read locally, so each starts full.
 	c := testenv.NewCluster(b, dir, "db", testenv.ClusterOptions{Conf: []string{
 		"archive_mode = on",
-		fmt.Sprintf("archive_command = '%s --repo %s --archive bench %%p && %s --repo %s --archive local %%p'", bins.WalPush, ws.URL, bins.WalPush, ws.URL),
+		fmt.Sprintf("archive_command = '%[1]s --repo %[2]s --archive bench %%p && %[1]s --repo %[2]s --archive local %%p && %[1]s --repo %[2]s --archive localfull %%p'", bins.WalPush, ws.URL),
 		"max_wal_size = 8GB", "checkpoint_timeout = 30min",
 	}})
 	c.Start()
@@ -47,10 +47,12 @@ func BenchmarkBackup(b *testing.B) {
 	}
 	c.Exec("VACUUM (FREEZE, ANALYZE)")
 	c.Exec("CHECKPOINT")
+	loaded := time.Now()
 	c.WaitArchived(c.SwitchWAL(), 10*time.Minute)
 	dbBytes := c.QueryInt("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
 	mb := float64(dbBytes) / (1 << 20)
 
+	var unread string // what the last backup said it took unread
 	backup := func(archiveName string, extra ...string) (archive.Record, timing) {
 		var out testenv.Result
 		d := timeBusy(func() {
@@ -64,6 +66,10 @@ func BenchmarkBackup(b *testing.B) {
 		if err := json.Unmarshal([]byte(out.Stdout), &rec); err != nil {
 			b.Fatal(err)
 		}
+		unread = ""
+		if i := strings.Index(out.Stderr, "files unchanged since backup"); i >= 0 {
+			unread = strings.TrimSpace(out.Stderr[strings.LastIndex(out.Stderr[:i], "\n")+1:])
+		}
 		return rec, d
 	}
 	local := []string{"--pgdata", c.Dir, "--skip-archive-command-check"}
@@ -73,7 +79,13 @@ func BenchmarkBackup(b *testing.B) {
 		c.Run("pg_basebackup", "-D", filepath.Join(plainDir, "b"), "-Ft", "-X", "none", "-c", "fast", "--no-sync")
 	})
 	full, fullTime := backup("bench")
+	// As on a production cluster, whose cold files were last written long
+	// before its backups: the local reader takes a file unread from the
+	// newest backup only when it was written a minute or more before that
+	// backup began.
+	time.Sleep(time.Until(loaded.Add(65 * time.Second)))
 	lfull, lfullTime := backup("local", local...)
+	backup("localfull", local...)
 
 	// 2% appended, 1% of the hot table's rows updated.
 	c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/50)
@@ -81,6 +93,8 @@ func BenchmarkBackup(b *testing.B) {
 	c.Exec("CHECKPOINT")
 	incr, incrTime := backup("bench")
 	lincr, lincrTime := backup("local", local...)
+	lincrUnread := unread
+	lincrFull, lincrFullTime := backup("localfull", append(local, "--full-read")...)
 
 	cpDir := testenv.PostgresDir(b, dir, "cp")
 	cpTime := timeBusy(func() { sh(b, dir, fmt.Sprintf("cp -a %s %s/copy && sync", c.Dir, cpDir)) })
@@ -140,6 +154,7 @@ func BenchmarkBackup(b *testing.B) {
 	row("walstored backup --pgdata, full (local reader)", lfullTime, plain)
 	row("walstored backup, incremental (pg_basebackup stream)", incrTime, plain)
 	row("walstored backup --pgdata, incremental (local reader)", lincrTime, plain)
+	row("walstored backup --pgdata --full-read, incremental", lincrFullTime, plain)
 	row("cp -a of the data directory + sync (base for restores)", cpTime, cpTime)
 	row("walfetch restore, full, + sync", restoreTime, cpTime)
 	row(fmt.Sprintf("walfetch restore --delta over %.0f%% damaged blocks, + sync", 100*float64(damaged)/float64(blocks)), deltaTime, cpTime)
@@ -147,6 +162,7 @@ func BenchmarkBackup(b *testing.B) {
 	fmt.Printf("stored by the full backup: %s (stream), %s (local); raw %s\n", size(full.StoredSize), size(lfull.StoredSize), size(full.RawSize))
 	fmt.Printf("added by the incremental after 2%% appended and 1%% of the hot rows updated: %s (%.1f%% of the full; local %s, %.1f%%)\n",
 		size(incr.StoredSize), 100*float64(incr.StoredSize)/float64(full.StoredSize), size(lincr.StoredSize), 100*float64(lincr.StoredSize)/float64(lfull.StoredSize))
+	fmt.Printf("local incremental: added %s; %s\nlocal incremental with --full-read (every file read, another archive with its own full): added %s\n", size(lincr.StoredSize), lincrUnread, size(lincrFull.StoredSize))
 	fmt.Printf("delta restore: %.2f of the full restore's time, wrote %s (%.1f%% of %s), read %s from the repository (%d of %d packs in part)\n", deltaTime.d.Seconds()/restoreTime.d.Seconds(),
 		size(dres.Delta.Bytes), 100*float64(dres.Delta.Bytes)/float64(full.RawSize), size(full.RawSize), size(dres.Delta.Fetched), dres.Delta.PacksInPart, dres.Delta.Packs)
 	fmt.Printf("packs after three backups (third added %s): %s; after retain --keep-last 1: %s, %d objects, %.1f objects per stored GiB\n",
