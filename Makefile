@@ -16,7 +16,7 @@ FUZZTIME      ?= 60s
 export WALSTORE_MINIO := $(MINIO)
 export WALSTORE_NFPM := $(NFPM)
 
-.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium patroni deb zstd minio bench fuzz fuzz-brief clean
+.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium patroni deb zstd pgbackrest minio bench fuzz fuzz-brief clean
 
 all: build
 
@@ -99,8 +99,13 @@ zstd:
 		echo "installing zstd (for the benchmark's size comparison)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y zstd; }
 
-## bench: throughput figures against plain cp, measured in the same run
-bench: deps zstd
+pgbackrest:
+	@command -v pgbackrest >/dev/null || { \
+		echo "installing pgbackrest (the benchmark's side-by-side figures)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pgbackrest; }
+
+## bench: throughput figures against plain cp and pgBackRest, measured in the same run
+bench: deps zstd pgbackrest
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./tests/bench/
 
 ## fuzz-brief: each fuzz target for a number of runs (a few seconds each),

@@ -29,6 +29,7 @@ const segSize = 16 << 20
 
 // workload is a set of real, archived 16 MiB segments.
 type workload struct {
+	gen  *testenv.Cluster // the cluster that wrote it (stopped)
 	dir  string
 	segs []string // paths, in order
 	raw  int64
@@ -76,7 +77,7 @@ func makeWorkloadOf(b *testing.B, n int, random bool) workload {
 	segs, _ := filepath.Glob(filepath.Join(rawDir, "0000000100000000000000??"))
 	sort.Strings(segs)
 	segs = segs[1 : n+1] // skip the initdb segment
-	w := workload{dir: dir, segs: segs, raw: int64(n) * segSize}
+	w := workload{gen: c, dir: dir, segs: segs, raw: int64(n) * segSize}
 	return w
 }
 

@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walstore/walstore/tests/testenv"
+)
+
+// BenchmarkWALAgainstPgBackRest pushes and fetches the same 64 real
+// segments with pgBackRest (Debian's, sync mode, zst, a repository on a
+// local directory) and with walstore (walstored on a local directory),
+// one process per segment as PostgreSQL calls them, in one run: wall
+// time, CPU of the commands (what the database host pays), and of the
+// whole machine (walstored included), and size at rest.
+func BenchmarkWALAgainstPgBackRest(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("one measured run per invocation (use -benchtime 1x)")
+	}
+	bin, err := exec.LookPath("pgbackrest")
+	if err != nil {
+		b.Fatal("pgbackrest is not installed: make bench installs it (Debian package pgbackrest)")
+	}
+	const n = 64
+	bins := testenv.Binaries(b)
+	b.Logf("generating %d segments of real WAL...", n)
+	w := makeWorkload(b, n)
+	measureIdle()
+
+	// pgBackRest: a stanza over the cluster that wrote the WAL, run as
+	// postgres (as archive_command runs).
+	base := testenv.PostgresDir(b, testenv.Dir(b), "pgbackrest")
+	conf := filepath.Join(base, "pgbackrest.conf")
+	os.WriteFile(conf, fmt.Appendf(nil, `[global]
+repo1-path=%[1]s/repo
+compress-type=zst
+compress-level=3
+log-level-console=warn
+log-level-file=off
+lock-path=%[1]s/lock
+spool-path=%[1]s/spool
+archive-async=n
+start-fast=y
+
+[bench]
+pg1-path=%[2]s
+pg1-port=%[3]d
+pg1-socket-path=%[4]s
+pg1-user=postgres
+`, base, w.gen.Dir, w.gen.Port, w.gen.SocketDir()), 0o644)
+	testenv.Chown(b, base)
+	pgbr := func(args ...string) string {
+		return strings.Join(append([]string{"runuser", "-u", "postgres", "--", bin, "--config", conf, "--stanza", "bench"}, args...), " ")
+	}
+	w.gen.Start()
+	sh(b, base, pgbr("stanza-create"))
+	w.gen.Stop()
+	for _, s := range w.segs { // postgres reads them, as its archiver would
+		os.Chmod(s, 0o644)
+	}
+	os.Chmod(filepath.Dir(w.segs[0]), 0o755)
+
+	var rows []row
+	brPush := measure(nil, func() {
+		for _, s := range w.segs {
+			sh(b, base, pgbr("archive-push", s))
+		}
+	})
+	rows = append(rows, brPush.as("push: pgbackrest archive-push (sync, zst 3)", n, 0))
+
+	repoDir := filepath.Join(testenv.Dir(b), "repo")
+	ws := testenv.StartWalstored(b, nil, "--store", "file://"+repoDir, "--log-level", "warn")
+	wsPush := measure(ws, func() {
+		for _, s := range w.segs {
+			sh(b, filepath.Dir(s), fmt.Sprintf("%s --repo %s --archive bench --jobs 1 %s", bins.WalPush, ws.URL, s))
+		}
+	})
+	rows = append(rows, wsPush.as("push: walpush --jobs 1", n, brPush.elapsed))
+
+	fetchDir := testenv.PostgresDir(b, testenv.Dir(b), "fetch")
+	os.MkdirAll(filepath.Join(fetchDir, "pg_wal"), 0o700)
+	testenv.Chown(b, fetchDir)
+	brFetch := measure(nil, func() {
+		for _, s := range w.segs {
+			sh(b, fetchDir, pgbr("archive-get", filepath.Base(s), filepath.Join(fetchDir, "pg_wal", "RECOVERYXLOG")))
+			os.Remove(filepath.Join(fetchDir, "pg_wal", "RECOVERYXLOG"))
+		}
+	})
+	rows = append(rows, brFetch.as("fetch: pgbackrest archive-get", n, 0))
+	pgdata := emptyPGData(b)
+	wsFetch := measure(ws, func() {
+		fetchAll(b, pgdata, w.segs, fmt.Sprintf("%s --repo %s --archive bench --prefetch 0 %%f %%p", bins.WalFetch, ws.URL))
+	})
+	rows = append(rows, wsFetch.as("fetch: walfetch --prefetch 0", n, brFetch.elapsed))
+
+	fmt.Printf("\nWAL side by side with pgBackRest %s: %d real 16 MiB segments, one process per segment, %d cores (walstored on the same cores)\n\n", pgbackrestVersion(bin), n, numCPU())
+	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %14s | %8s | %6s | %s\n", "operation", "seg/s", "MB/s", "vs br", "cpu ms/seg client", "cpu ms/seg walstored", "cpu ms/seg all", "req/seg", "busy", "note")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22), strings.Repeat("-", 16), strings.Repeat("-", 10), strings.Repeat("-", 8))
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+	brSize, wsSize := dirSize(filepath.Join(base, "repo", "archive")), dirSize(filepath.Join(repoDir, "bench"))
+	fmt.Printf("\nat rest / raw: pgBackRest %.3f, walstore %.3f (%d MiB of WAL)\n", float64(brSize)/float64(w.raw), float64(wsSize)/float64(w.raw), w.raw>>20)
+}
+
+func pgbackrestVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(strings.TrimPrefix(string(out), "pgBackRest "))
+}
