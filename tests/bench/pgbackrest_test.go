@@ -72,6 +72,64 @@ pg1-user=postgres
 	})
 	rows = append(rows, brPush.as("push: pgbackrest archive-push (sync, zst 3)", n, 0))
 
+	// Async, as pgBackRest recommends for a backlog: a second stanza over a
+	// copy of the cluster whose pg_wal holds the segments as .ready files
+	// (the async process pushes ahead from them, process-max 4), played
+	// oldest first like the archiver.
+	async := testenv.PostgresDir(b, testenv.Dir(b), "async")
+	sh(b, base, fmt.Sprintf("cp -a %s %s/data && rm -f %s/data/postmaster.pid", w.gen.Dir, async, async))
+	pgAsync := filepath.Join(async, "data")
+	os.RemoveAll(filepath.Join(pgAsync, "pg_wal"))
+	os.MkdirAll(filepath.Join(pgAsync, "pg_wal", "archive_status"), 0o700)
+	for _, s := range w.segs {
+		dst := filepath.Join(pgAsync, "pg_wal", filepath.Base(s))
+		if err := os.Link(s, dst); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(pgAsync, "pg_wal", "archive_status", filepath.Base(s)+".ready"), nil, 0o600)
+	}
+	testenv.Chown(b, async)
+	confAsync := filepath.Join(base, "pgbackrest-async.conf")
+	writeAsync := func(pgPath string) {
+		os.WriteFile(confAsync, fmt.Appendf(nil, `[global]
+repo1-path=%[1]s/repo-async
+compress-type=zst
+compress-level=3
+log-level-console=warn
+log-level-file=off
+lock-path=%[1]s/lock-async
+spool-path=%[1]s/spool-async
+archive-async=y
+process-max=4
+
+[bench]
+pg1-path=%[2]s
+pg1-port=%[3]d
+pg1-socket-path=%[4]s
+pg1-user=postgres
+`, base, pgPath, w.gen.Port, w.gen.SocketDir()), 0o644)
+		testenv.Chown(b, base)
+	}
+	pgbrAsync := func(args ...string) string {
+		return strings.Join(append([]string{"runuser", "-u", "postgres", "--", bin, "--config", confAsync, "--stanza", "bench"}, args...), " ")
+	}
+	// The stanza is made against the running cluster; the pushes then
+	// read the copy's pg_wal (the same system).
+	writeAsync(w.gen.Dir)
+	w.gen.Start()
+	sh(b, base, pgbrAsync("stanza-create"))
+	w.gen.Stop()
+	writeAsync(pgAsync)
+	brAsync := measure(nil, func() {
+		for _, s := range w.segs {
+			name := filepath.Base(s)
+			sh(b, pgAsync, pgbrAsync("archive-push", "pg_wal/"+name))
+			os.Rename(filepath.Join(pgAsync, "pg_wal", "archive_status", name+".ready"), filepath.Join(pgAsync, "pg_wal", "archive_status", name+".done"))
+		}
+	})
+	brAsync.note = "client CPU is in the detached async process: see all"
+	rows = append(rows, brAsync.as("push: pgbackrest archive-push (async, process-max 4)", n, brPush.elapsed))
+
 	repoDir := filepath.Join(testenv.Dir(b), "repo")
 	ws := testenv.StartWalstored(b, nil, "--store", "file://"+repoDir, "--log-level", "warn")
 	wsPush := measure(ws, func() {
@@ -80,6 +138,15 @@ pg1-user=postgres
 		}
 	})
 	rows = append(rows, wsPush.as("push: walpush --jobs 1", n, brPush.elapsed))
+	// walstore's own push-ahead, the counterpart of pgBackRest's async
+	// mode: a backlog of .ready files, walpush with its default --jobs
+	// (a detached pusher stores ahead; its CPU shows in "all").
+	backlog := fakePGData(b, w)
+	wsAhead := measure(ws, func() {
+		archiveBacklog(b, backlog, fmt.Sprintf("%s --repo %s --archive ahead %%p", bins.WalPush, ws.URL))
+	})
+	wsAhead.note = "client CPU is in the detached pusher: see all"
+	rows = append(rows, wsAhead.as("push: backlog of .ready, walpush default --jobs", n, brAsync.elapsed))
 
 	fetchDir := testenv.PostgresDir(b, testenv.Dir(b), "fetch")
 	os.MkdirAll(filepath.Join(fetchDir, "pg_wal"), 0o700)
