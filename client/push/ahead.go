@@ -25,13 +25,13 @@ func pushWithAhead(ctx context.Context, cfg Config, path string, name wal.Name) 
 	mk := markersFor(filepath.Dir(path))
 	if _, err := os.Stat(mk.status()); err != nil {
 		// Not PostgreSQL's pg_wal: nothing to push ahead.
-		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
+		return pushOne(ctx, cfg, path, name)
 	}
 	if res, ok := fromMarker(mk, name, cfg); ok {
 		return res, nil
 	}
 	if err := os.MkdirAll(mk.dir, 0o700); err != nil {
-		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
+		return pushOne(ctx, cfg, path, name)
 	}
 	claim, ok := flock.TryLock(mk.claim(name.String()))
 	if !ok {
@@ -53,8 +53,12 @@ func pushWithAhead(ctx context.Context, cfg Config, path string, name wal.Name) 
 			cfg.Log.Info("cannot start the pusher", "error", err.Error())
 		}
 	}
-	mk.remove(name.String()) // stale: the file changed since
-	res, err := pushAndMark(ctx, cfg, mk, name, oneShotEncoder(path))
+	mk.remove(name.String())  // stale: the file changed since
+	var enc *envelope.Encoder // a warm one of the list (pushAndMark)
+	if !cfg.Resident {
+		enc = oneShotEncoder(path)
+	}
+	res, err := pushAndMark(ctx, cfg, mk, name, enc)
 	if errors.Is(err, os.ErrNotExist) {
 		err = fmt.Errorf("%w: %v", errkind.ErrInvalid, err)
 	}

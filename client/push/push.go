@@ -50,6 +50,10 @@ type Config struct {
 	// Force pushes a file of a live pg_wal that PostgreSQL has not marked
 	// .ready (see Ready).
 	Force bool
+	// Resident: the caller lives on after the push (the walpush agent):
+	// every push takes a warm encoder from the list and gives it back,
+	// instead of a one-shot encoder made for the file and dropped.
+	Resident bool
 }
 
 // Result describes the push of the file PostgreSQL asked for.
@@ -63,6 +67,25 @@ type Result struct {
 	// Beside is where a .backup file went whose name was taken by other
 	// content (Outcome KeptBeside), and Taken the stored one's SHA-256.
 	Beside, Taken string
+}
+
+// Describe says what the push did, for a verbose log line.
+func (r Result) Describe() string {
+	how := r.Outcome.String()
+	if r.FromMarker {
+		how = "already archived (pushed ahead earlier)"
+	}
+	return fmt.Sprintf("%s (%d bytes, stored as %d, sha256 %s)", how, r.RawSize, r.StoredSize, r.Digest.Short())
+}
+
+// Warning is what a DBA must read after a push that succeeded, or "": a
+// .backup file kept beside another label of the same name.
+func (r Result) Warning(archiveName string) string {
+	if r.Beside == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s: archive %s: WARNING another label is stored under this name (sha256 %s); this one (sha256 %s) was kept beside it as %s: the backup's completion record says which is its own",
+		r.Name, archiveName, r.Taken[:12], r.Digest.Short(), r.Beside)
 }
 
 // DefaultTimeout bounds one walpush call.
@@ -96,9 +119,22 @@ func Push(ctx context.Context, cfg Config, path string) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if cfg.Jobs == 1 {
-		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
+		return pushOne(ctx, cfg, path, name)
 	}
 	return pushWithAhead(ctx, cfg, path, name)
+}
+
+// pushOne pushes the file with no marker and no push-ahead.
+func pushOne(ctx context.Context, cfg Config, path string, name wal.Name) (Result, error) {
+	if !cfg.Resident {
+		return pushFile(ctx, cfg, oneShotEncoder(path), path, name)
+	}
+	enc := encoders.Get()
+	res, err := pushFile(ctx, cfg, enc, path, name)
+	if err == nil && res.Outcome.BodyDone() {
+		encoders.Put(enc) // else the request may still be reading its buffer
+	}
+	return res, err
 }
 
 // Ready refuses a file PostgreSQL has not finished: a file of a pg_wal

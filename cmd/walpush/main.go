@@ -32,7 +32,7 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-const synopsis = "walpush [flags] PATH"
+const synopsis = "walpush [flags] PATH\n       walpush agent --pgdata DIR [flags]   (for archive_library = 'walstore')"
 
 func bind(fs *pflag.FlagSet, c *cli.Common, cfg *push.Config) {
 	c.Bind(fs)
@@ -49,11 +49,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "push-ahead" {
 		return runPusher(ctx, args[1:], getenv)
 	}
+	if len(args) > 0 && args[0] == "agent" {
+		return runAgent(ctx, args[1:], getenv, stdout, stderr)
+	}
 	fs := pflag.NewFlagSet("walpush", pflag.ContinueOnError)
 	c := cli.Common{Getenv: getenv}
 	var cfg push.Config
 	bind(fs, &c, &cfg)
-	err := cli.Parse(fs, args, getenv, "walpush")
+	err := cli.Parse(fs, args, getenv, "walpush", agentFlags())
 	if errors.Is(err, pflag.ErrHelp) {
 		cli.Usage(stdout, synopsis, fs)
 		return cli.ExitOK
@@ -104,18 +107,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fail(err)
 	}
-	if res.Beside != "" {
-		fmt.Fprintf(stderr, "walpush: %s: archive %s: WARNING another label is stored under this name (sha256 %s); this one (sha256 %s) was kept beside it as %s: the backup's completion record says which is its own\n",
-			res.Name, c.Archive, res.Taken[:12], res.Digest.Short(), res.Beside)
+	if w := res.Warning(c.Archive); w != "" {
+		fmt.Fprintf(stderr, "walpush: %s\n", w)
 		return cli.ExitOK
 	}
 	if c.Verbose {
-		how := res.Outcome.String()
-		if res.FromMarker {
-			how = "already archived (pushed ahead earlier)"
-		}
-		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s (%d bytes, stored as %d, sha256 %s)\n",
-			res.Name, c.Archive, how, res.RawSize, res.StoredSize, res.Digest.Short())
+		fmt.Fprintf(stderr, "walpush: %s: archive %s: %s\n", res.Name, c.Archive, res.Describe())
 	}
 	return cli.ExitOK
 }

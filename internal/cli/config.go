@@ -16,7 +16,7 @@ import (
 // later. (walstored checks its own section.) tests/ holds them to the
 // binaries' flags.
 var SectionKeys = map[string][]string{
-	"walpush": {"timeout", "jobs", "force"},
+	"walpush": {"timeout", "jobs", "force", "pgdata", "agent-socket"},
 	"walfetch": {"timeout", "prefetch", "wait", "pgdata",
 		"backup", "target-time", "target-lsn", "target-xid", "target-name", "target-action", "target-timeline",
 		"archive-mode", "strip-commands", "config-path-mapping", "standby", "owner", "delta", "dry-run", "jobs", "tablespace-mapping", "json"},
