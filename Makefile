@@ -16,7 +16,7 @@ FUZZTIME      ?= 60s
 export WALSTORE_MINIO := $(MINIO)
 export WALSTORE_NFPM := $(NFPM)
 
-.PHONY: all build run test test-unit lint deps postgres systemd-analyze chromium patroni deb zstd pgbackrest minio bench fuzz fuzz-brief clean
+.PHONY: all build module run test test-unit lint deps postgres postgres-dev systemd-analyze chromium patroni deb zstd pgbackrest minio bench fuzz fuzz-brief clean
 
 all: build
 
@@ -26,6 +26,14 @@ LDFLAGS       := -X github.com/walstore/walstore/internal/version.Version=$(VERS
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/walpush ./cmd/walfetch ./cmd/walstored
+
+## module: the archive module (archive_library = 'walstore') for PostgreSQL
+## 15, built with PGXS out of the tree into build/module/walstore.so
+PG_CONFIG     ?= $(PG_BIN)/pg_config
+module: postgres-dev
+	rm -rf build/module && mkdir -p build/module
+	cp client/archivemodule/walstore.c client/archivemodule/Makefile build/module/
+	$(MAKE) -s -C build/module PG_CONFIG=$(PG_CONFIG) with_llvm=no walstore.so
 
 ## run: walstored on 127.0.0.1:7480 serving ./walstore-data
 run: build
@@ -45,13 +53,20 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-deps: postgres minio systemd-analyze chromium patroni $(NFPM)
+deps: postgres postgres-dev minio systemd-analyze chromium patroni $(NFPM)
 
 postgres:
 	@test -x $(PG_BIN)/initdb || { \
 		echo "installing postgresql-15"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-15; }
 	@id postgres >/dev/null
+
+# postgresql-server-dev-15 (PGXS and the server headers) and a C compiler
+# build the archive module.
+postgres-dev:
+	@test -f /usr/include/postgresql/15/server/postgres.h && command -v gcc >/dev/null && command -v make >/dev/null || { \
+		echo "installing postgresql-server-dev-15 and gcc (for the archive module)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-server-dev-15 gcc make; }
 
 # systemd-analyze verifies the units in deploy/systemd.
 systemd-analyze:
@@ -73,7 +88,7 @@ patroni:
 
 ## deb: walstore_<version>_amd64.deb (goreleaser's nfpm, built once into the cache)
 DEB_VERSION   ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-/+/g' || true)
-deb: $(NFPM)
+deb: $(NFPM) module
 	rm -rf build/deb build/walstore_*.deb && mkdir -p build/deb/usr/bin build/deb/systemd
 	$(GO) build -ldflags "$(LDFLAGS)" -o build/deb/usr/bin/ ./cmd/walpush ./cmd/walfetch ./cmd/walstored
 	for f in deploy/systemd/*; do sed 's#/usr/local/bin/#/usr/bin/#g' $$f > build/deb/systemd/$$(basename $$f); done

@@ -17,7 +17,9 @@ import (
 // TestDebianPackage: make deb builds walstore_<version>_amd64.deb with
 // nfpm; dpkg -i installs the binaries, the units and /etc/walstore, makes
 // the walstore user and its default store; walstored --version, init and
-// serve work as that user; dpkg --purge removes it all but the archive.
+// serve work as that user; PostgreSQL archives through the packaged
+// archive module and walpush agent into that walstored; dpkg --purge
+// removes it all but the archive.
 func TestDebianPackage(t *testing.T) {
 	root := testenv.Root()
 	run := func(name string, args ...string) string {
@@ -52,7 +54,8 @@ func TestDebianPackage(t *testing.T) {
 		}
 	}
 	contents := run("dpkg-deb", "--contents", debs[0])
-	for _, want := range []string{"./usr/bin/walpush", "./usr/bin/walfetch", "./usr/bin/walstored", "./lib/systemd/system/walstored.service", "./etc/walstore/walstored.env"} {
+	for _, want := range []string{"./usr/bin/walpush", "./usr/bin/walfetch", "./usr/bin/walstored", "./lib/systemd/system/walstored.service", "./etc/walstore/walstored.env",
+		"./usr/lib/postgresql/15/lib/walstore.so", "./lib/systemd/system/walpush-agent@.service"} {
 		if !strings.Contains(contents, want) {
 			t.Fatalf("the package lacks %s:\n%s", want, contents)
 		}
@@ -93,10 +96,28 @@ func TestDebianPackage(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	// PostgreSQL loads the packaged module by name from $libdir, and the
+	// packaged agent archives through the packaged walstored.
+	dir := testenv.Dir(t)
+	c := testenv.NewCluster(t, dir, "pkg", testenv.ClusterOptions{})
+	sock := filepath.Join(testenv.PostgresDir(t, dir, "run"), "agent.sock")
+	agent := exec.Command("runuser", "-u", "postgres", "--", "/usr/bin/walpush", "agent", "--pgdata", c.Dir, "--agent-socket", sock, "--repo", fmt.Sprintf("http://127.0.0.1:%d", port))
+	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { syscall.Kill(-agent.Process.Pid, syscall.SIGTERM); agent.Wait() }()
+	c.WriteConf("archive_mode = on", "archive_library = 'walstore'", "walstore.agent_socket = '"+sock+"'")
+	c.Start()
+	c.Exec("CREATE TABLE t AS SELECT generate_series(1, 1000) AS x")
+	c.WaitArchived(c.SwitchWAL(), time.Minute)
+	c.Stop()
+	syscall.Kill(-agent.Process.Pid, syscall.SIGTERM)
+	agent.Wait()
 	syscall.Kill(-serve.Process.Pid, syscall.SIGTERM)
 	serve.Wait()
 	run("dpkg", "--purge", "walstore")
-	for _, p := range []string{"/usr/bin/walstored", "/usr/bin/walpush", "/lib/systemd/system/walstored.service", "/etc/walstore/walstored.env"} {
+	for _, p := range []string{"/usr/bin/walstored", "/usr/bin/walpush", "/lib/systemd/system/walstored.service", "/etc/walstore/walstored.env", "/usr/lib/postgresql/15/lib/walstore.so"} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s is still there after dpkg --purge", p)
 		}

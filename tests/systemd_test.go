@@ -33,6 +33,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := strings.ReplaceAll(string(b), "/usr/local/bin/walstored", bins.WalStored)
+		text = strings.ReplaceAll(text, "/usr/local/bin/walpush", bins.WalPush)
 		name := strings.Replace(filepath.Base(u), "@.", "@main.", 1)
 		os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644)
 		args = append(args, filepath.Join(dir, name))
