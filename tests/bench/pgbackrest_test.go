@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -147,6 +150,18 @@ pg1-user=postgres
 	})
 	wsAhead.note = "client CPU is in the detached pusher: see all"
 	rows = append(rows, wsAhead.as("push: backlog of .ready, walpush default --jobs", n, brAsync.elapsed))
+	// The archive module's path (archive_library = 'walstore'): a walpush
+	// agent, started before the clock, serves the backlog; the archiver's
+	// calls are played over its socket as the module makes them (one
+	// connection and one line each way per file, in the archiver's order).
+	modData := fakePGData(b, w)
+	os.WriteFile(filepath.Join(modData, "PG_VERSION"), []byte("15\n"), 0o600)
+	ag := testenv.StartAgent(b, modData, nil, "--repo", ws.URL, "--archive", "module")
+	a0 := ag.CPU()
+	wsModule := measure(ws, func() { archiveBacklogModule(b, modData, ag.Socket) })
+	wsModule.clientCPU += ag.CPU() - a0
+	wsModule.note = "client CPU is the agent's; no process per segment"
+	rows = append(rows, wsModule.as("push: backlog of .ready, archive module + agent", n, brAsync.elapsed))
 
 	fetchDir := testenv.PostgresDir(b, testenv.Dir(b), "fetch")
 	os.MkdirAll(filepath.Join(fetchDir, "pg_wal"), 0o700)
@@ -164,6 +179,27 @@ pg1-user=postgres
 	})
 	rows = append(rows, wsFetch.as("fetch: walfetch --prefetch 0", n, brFetch.elapsed))
 
+	// Each tool's best fetch mode: pgBackRest's async archive-get (a
+	// detached process fills a queue in its spool ahead of recovery) from
+	// the async repository, and walfetch's default prefetch (a detached
+	// prefetcher fills the spool ahead).
+	// (pgBackRest reads the cluster's pg_control: the copy's.)
+	fetchAsync := pgAsync
+	brFetchAsync := measure(nil, func() {
+		for _, s := range w.segs {
+			sh(b, fetchAsync, pgbrAsync("archive-get", filepath.Base(s), filepath.Join(fetchAsync, "pg_wal", "RECOVERYXLOG")))
+			os.Remove(filepath.Join(fetchAsync, "pg_wal", "RECOVERYXLOG"))
+		}
+	})
+	brFetchAsync.note = "client CPU is in the detached async process: see all"
+	rows = append(rows, brFetchAsync.as("fetch: pgbackrest archive-get (async)", n, brFetch.elapsed))
+	pgdataAhead := emptyPGData(b)
+	wsFetchAhead := measure(ws, func() {
+		fetchAll(b, pgdataAhead, w.segs, fmt.Sprintf("%s --repo %s --archive bench %%f %%p", bins.WalFetch, ws.URL))
+	})
+	wsFetchAhead.note = "client CPU is in the detached prefetcher: see all"
+	rows = append(rows, wsFetchAhead.as("fetch: walfetch default --prefetch", n, brFetchAsync.elapsed))
+
 	fmt.Printf("\nWAL side by side with pgBackRest %s: %d real 16 MiB segments, one process per segment, %d cores (walstored on the same cores)\n\n", pgbackrestVersion(bin), n, numCPU())
 	fmt.Printf("| %-56s | %7s | %7s | %6s | %17s | %20s | %14s | %8s | %6s | %s\n", "operation", "seg/s", "MB/s", "vs br", "cpu ms/seg client", "cpu ms/seg walstored", "cpu ms/seg all", "req/seg", "busy", "note")
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|---|\n", strings.Repeat("-", 58), strings.Repeat("-", 9), strings.Repeat("-", 9), strings.Repeat("-", 8), strings.Repeat("-", 19), strings.Repeat("-", 22), strings.Repeat("-", 16), strings.Repeat("-", 10), strings.Repeat("-", 8))
@@ -172,6 +208,32 @@ pg1-user=postgres
 	}
 	brSize, wsSize := dirSize(filepath.Join(base, "repo", "archive")), dirSize(filepath.Join(repoDir, "bench"))
 	fmt.Printf("\nat rest / raw: pgBackRest %.3f, walstore %.3f (%d MiB of WAL)\n", float64(brSize)/float64(w.raw), float64(wsSize)/float64(w.raw), w.raw>>20)
+}
+
+// archiveBacklogModule plays PostgreSQL's archiver with archive_library =
+// 'walstore' over a backlog: oldest .ready first, each file one request
+// on the agent's socket, .ready renamed to .done on OK.
+func archiveBacklogModule(b *testing.B, pgdata, socket string) {
+	status := filepath.Join(pgdata, "pg_wal", "archive_status")
+	for {
+		readies, _ := filepath.Glob(filepath.Join(status, "*.ready"))
+		if len(readies) == 0 {
+			return
+		}
+		sort.Strings(readies)
+		name := strings.TrimSuffix(filepath.Base(readies[0]), ".ready")
+		conn, err := net.Dial("unix", socket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(conn, "ARCHIVE %s %s\n", name, filepath.Join(pgdata, "pg_wal", name))
+		ans, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(ans, "OK") {
+			b.Fatalf("agent: %s: %q %v", name, ans, err)
+		}
+		os.Rename(readies[0], strings.TrimSuffix(readies[0], ".ready")+".done")
+	}
 }
 
 func pgbackrestVersion(bin string) string {

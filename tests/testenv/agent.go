@@ -150,6 +150,16 @@ func (a *Agent) Log() string {
 	return string(b)
 }
 
+// CPU is the agent's user+system CPU time so far.
+func (a *Agent) CPU() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return 0
+	}
+	return ProcessCPU(a.cmd.Process.Pid)
+}
+
 // Stop sends SIGTERM and waits for the agent to exit.
 func (a *Agent) Stop() { a.signal(syscall.SIGTERM) }
 
