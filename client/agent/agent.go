@@ -89,7 +89,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PGData == "" {
-		return nil, fmt.Errorf("%w: the agent needs the cluster's data directory (--pgdata)", errkind.ErrInvalid)
+		return nil, fmt.Errorf("%w: the agent needs the cluster's data directory (--pgdata)", errkind.ErrConfig)
 	}
 	pgdata, err := filepath.Abs(cfg.PGData)
 	if err != nil {
@@ -98,17 +98,17 @@ func New(cfg Config) (*Agent, error) {
 	cfg.PGData = pgdata
 	fi, err := os.Stat(filepath.Join(pgdata, "PG_VERSION"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not a PostgreSQL data directory: %v", errkind.ErrInvalid, pgdata, err)
+		return nil, fmt.Errorf("%w: %s is not a PostgreSQL data directory: %v", errkind.ErrConfig, pgdata, err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil, fmt.Errorf("cannot read the owner of %s", pgdata)
 	}
 	if !filepath.IsAbs(cfg.Socket) {
-		return nil, fmt.Errorf("%w: --agent-socket %q: want an absolute path", errkind.ErrInvalid, cfg.Socket)
+		return nil, fmt.Errorf("%w: --agent-socket %q: want an absolute path", errkind.ErrConfig, cfg.Socket)
 	}
 	if len(cfg.Socket) >= 108 {
-		return nil, fmt.Errorf("%w: --agent-socket %q is longer than a Unix socket path can be (107 bytes)", errkind.ErrInvalid, cfg.Socket)
+		return nil, fmt.Errorf("%w: --agent-socket %q is longer than a Unix socket path can be (107 bytes)", errkind.ErrConfig, cfg.Socket)
 	}
 	a := &Agent{cfg: cfg, walDir: filepath.Join(pgdata, "pg_wal"), owner: st.Uid, self: uint32(os.Geteuid())}
 	if err := clearStale(cfg.Socket); err != nil {
