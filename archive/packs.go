@@ -85,6 +85,10 @@ type Entry struct {
 	CTime int64   `json:"ctime_ns,omitempty"`
 	Inode uint64  `json:"ino,omitempty"`
 	CRC   *uint32 `json:"crc32c,omitempty"`
+	// Seal is an HMAC-SHA256 of the above and the blocks' SHA-256s under
+	// a key only the database host holds: a later local backup takes the
+	// file unread only when it verifies (backupset/take, seal.go).
+	Seal string `json:"seal,omitempty"`
 }
 
 // Block is one block of a file: where it is and its SHA-256.

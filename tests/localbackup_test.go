@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -316,6 +317,24 @@ func TestIncrementalSkipsUnchangedFiles(t *testing.T) {
 	if strings.Contains(full.Stdout+full.Stderr, "unread") {
 		t.Fatalf("--full-read took files unread:\n%s", full.Stderr)
 	}
+	// Entries are taken unread only under this host's seal: with the key
+	// gone (as for entries a stolen backup token forged elsewhere) every
+	// file is read, and the next backup skips again under the new key.
+	key := filepath.Join(filepath.Dir(c.Dir), "."+filepath.Base(c.Dir)+".walstore", "backup-seal.key")
+	fi, err := os.Stat(key)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid == 0 {
+		t.Fatalf("seal key %s: %v %v, want mode 0600 owned by the cluster's owner", key, fi, err)
+	}
+	os.Remove(key)
+	if rekeyed := localBackup(t, r, c); parseRecord(t, rekeyed).ID == "" || strings.Contains(rekeyed.Stdout+rekeyed.Stderr, "unread") {
+		t.Fatalf("a backup with a new seal key took files unread from entries sealed with the old one:\n%s", rekeyed.Stderr)
+	}
+	if again := localBackup(t, r, c); parseRecord(t, again).ID == "" || !strings.Contains(again.Stdout+again.Stderr, "unread") {
+		t.Fatalf("the backup after it took nothing unread:\n%s", again.Stderr)
+	}
+	os.Chmod(key, 0o644)
+	mustFail(t, "a seal key readable by others", localBackup(t, r, c), 2, "readable by others")
+	os.Chmod(key, 0o600)
 	rows := c.QueryInt("SELECT count(*) FROM ledger")
 	cold := c.QueryString("SELECT md5(string_agg(pad, ',' ORDER BY id)) FROM cold")
 	c.WaitArchived(c.SwitchWAL(), time.Minute)

@@ -204,6 +204,7 @@ type blockWriter struct {
 	badPages []string
 
 	encoders *envelope.EncoderList // one per pack in flight, kept with its buffer
+	sealKey  []byte                // seals locally read entries (seal.go)
 
 	raw, reusedRaw, added atomic.Int64
 	mu                    sync.Mutex
@@ -460,6 +461,9 @@ func (w *blockWriter) contents() archive.Contents {
 				c.Packs = append(c.Packs, id)
 			}
 			ce.Blocks = append(ce.Blocks, archive.Block{Pack: i, Off: r.loc.off, Len: r.size, SHA256: hex.EncodeToString(r.sum[:])})
+		}
+		if e.stat && len(w.sealKey) > 0 {
+			ce.Seal = sealOf(w.sealKey, &ce)
 		}
 		c.Entries = append(c.Entries, ce)
 	}

@@ -385,8 +385,9 @@ const unchangedWindow = time.Minute
 // that cannot have changed since it read it: the same size, modification
 // time, change time and inode (anything that writes, renames, copies or
 // touches a file changes one of them), and modified at least
-// unchangedWindow before prev began. Its blocks are prev's, in packs the
-// index holds; nothing of it is read. It returns the files taken so.
+// unchangedWindow before prev began, and its entry sealed by this host's
+// key (seal.go). Its blocks are prev's, in packs the index holds; nothing
+// of it is read. It returns the files taken so.
 func (bw *blockWriter) reuseUnchanged(list []localEntry, prev *previous, prog *backupset.Progress) map[int]bool {
 	unread := map[int]bool{}
 	if prev == nil || prev.start.IsZero() {
@@ -397,8 +398,8 @@ func (bw *blockWriter) reuseUnchanged(list []localEntry, prev *previous, prog *b
 			continue
 		}
 		pe, ok := prev.files[e.rel]
-		if !ok {
-			continue
+		if !ok || !sealed(bw.sealKey, &pe) {
+			continue // not read here before, or not by this host (seal.go)
 		}
 		fi, err := os.Lstat(e.abs)
 		if err != nil || !fi.Mode().IsRegular() {

@@ -39,6 +39,11 @@ type Options struct {
 	// unchanged (same size, times and inode; not modified in the minute
 	// before it began), which are otherwise taken from it unread.
 	FullRead bool
+	// SealKey is the database host's secret (LoadSealKey) that seals each
+	// entry the local reader writes; a file is taken unread from the
+	// newest backup only when its entry's seal verifies. Nil: nothing is
+	// sealed and every file is read.
+	SealKey []byte
 	// AcceptBadChecksums stores a backup with pages whose checksum fails
 	// (listed in its record) instead of failing it.
 	AcceptBadChecksums bool
@@ -132,6 +137,7 @@ func take(ctx context.Context, opt Options, id string, cl Cluster) (archive.Reco
 		return archive.Record{}, fmt.Errorf("read what the archive holds: %w", err)
 	}
 	bw := newBlockWriter(ctx, a, id, idx, unproven, opt.Jobs)
+	bw.sealKey = opt.SealKey
 	// The first backupset.Progress record marks the backup as started (an
 	// incomplete backup in list), before any pack is stored.
 	if _, err := a.PutBackupJSON(ctx, id, archive.ProgressPrefix+"start", archive.PackProgress{}); err != nil {

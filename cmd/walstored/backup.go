@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
 	"github.com/walstore/walstore/backupset/take"
+	"github.com/walstore/walstore/base/errkind"
+	"github.com/walstore/walstore/client/worker"
 	"github.com/walstore/walstore/internal/admin"
 	"github.com/walstore/walstore/internal/cli"
 )
@@ -43,6 +47,18 @@ func bindBackup(fs *pflag.FlagSet, e env) func(context.Context) error {
 			return err
 		}
 		opt.Archive = a
+		if opt.PGData != "" {
+			// The seal key of this host: without it every file is read.
+			keyPath := filepath.Join(worker.StateDir(opt.PGData), take.SealKeyFile)
+			key, err := take.LoadSealKey(keyPath, opt.PGData)
+			if errors.Is(err, errkind.ErrConfig) {
+				return err
+			}
+			if err != nil {
+				fmt.Fprintf(e.stderr, "walstored backup: WARNING cannot read or make the seal key %s (%s): every file is read\n", keyPath, cli.OneLine(err))
+			}
+			opt.SealKey = key
+		}
 		opt.Terminal = cli.IsTerminal(e.stderr)
 		opt.Progress = e.stdout
 		opt.Warn = e.stderr
