@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,13 +50,49 @@ func BenchmarkBackup(b *testing.B) {
 	c.Exec("CHECKPOINT")
 	loaded := time.Now()
 	c.WaitArchived(c.SwitchWAL(), 10*time.Minute)
+	measureIdle()
 	dbBytes := c.QueryInt("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
 	mb := float64(dbBytes) / (1 << 20)
+
+	// pgBackRest beside it (Debian's, zst 3, process-max 2 for the two
+	// cores, a repository on the same disk), run as postgres. Its WAL
+	// check is off: archive_command feeds walstore's archives only, and
+	// what is compared is the data path.
+	brBin, err := exec.LookPath("pgbackrest")
+	if err != nil {
+		b.Fatal("pgbackrest is not installed: make bench installs it (Debian package pgbackrest)")
+	}
+	brBase := testenv.PostgresDir(b, dir, "pgbackrest")
+	brConf := filepath.Join(brBase, "pgbackrest.conf")
+	os.WriteFile(brConf, fmt.Appendf(nil, `[global]
+repo1-path=%[1]s/repo
+compress-type=zst
+compress-level=3
+process-max=2
+start-fast=y
+archive-check=n
+log-level-console=warn
+log-level-file=off
+lock-path=%[1]s/lock
+spool-path=%[1]s/spool
+
+[bench]
+pg1-path=%[2]s
+pg1-port=%[3]d
+pg1-socket-path=%[4]s
+pg1-user=postgres
+`, brBase, c.Dir, c.Port, c.SocketDir()), 0o644)
+	testenv.Chown(b, brBase)
+	pgbr := func(args ...string) string {
+		return strings.Join(append([]string{"runuser", "-u", "postgres", "--", brBin, "--config", brConf, "--stanza", "bench"}, args...), " ")
+	}
+	sh(b, brBase, pgbr("stanza-create"))
+	brBackups := filepath.Join(brBase, "repo", "backup", "bench")
 
 	var unread string // what the last backup said it took unread
 	backup := func(archiveName string, extra ...string) (archive.Record, timing) {
 		var out testenv.Result
-		d := timeBusy(func() {
+		d := timeBusyWS(ws, func() {
 			args := append([]string{"backup", "--repo", ws.URL, "--archive", archiveName, "--pg", c.ConnString(), "--json"}, extra...)
 			out = testenv.Run(b, dir, nil, bins.WalStored, args...)
 		})
@@ -86,6 +123,8 @@ func BenchmarkBackup(b *testing.B) {
 	time.Sleep(time.Until(loaded.Add(65 * time.Second)))
 	lfull, lfullTime := backup("local", local...)
 	backup("localfull", local...)
+	brFullTime := timeBusy(func() { sh(b, brBase, pgbr("backup", "--type=full")) })
+	brFullSize := dirSize(brBackups)
 
 	// 2% appended, 1% of the hot table's rows updated.
 	c.Exec(`INSERT INTO history (account, pad) SELECT (random()*1500000)::int, md5(random()::text) || md5(random()::text) FROM generate_series(1, $1)`, historyRows/50)
@@ -95,6 +134,8 @@ func BenchmarkBackup(b *testing.B) {
 	lincr, lincrTime := backup("local", local...)
 	lincrUnread := unread
 	lincrFull, lincrFullTime := backup("localfull", append(local, "--full-read")...)
+	brIncrTime := timeBusy(func() { sh(b, brBase, pgbr("backup", "--type=incr")) })
+	brIncrSize := dirSize(brBackups) - brFullSize
 
 	cpDir := testenv.PostgresDir(b, dir, "cp")
 	cpTime := timeBusy(func() { sh(b, dir, fmt.Sprintf("cp -a %s %s/copy && sync", c.Dir, cpDir)) })
@@ -102,7 +143,7 @@ func BenchmarkBackup(b *testing.B) {
 	pgdata := filepath.Join(testenv.PostgresDir(b, dir, "restore"), "data")
 	restore := func(extra ...string) (testenv.Result, timing) {
 		var out testenv.Result
-		d := timeBusy(func() {
+		d := timeBusyWS(ws, func() {
 			args := append([]string{"restore", "--repo", ws.URL, "--archive", "bench", "--backup", incr.ID, "--pgdata", pgdata, "--owner", "postgres"}, extra...)
 			out = testenv.Run(b, dir, nil, bins.WalFetch, args...)
 			sh(b, dir, "sync")
@@ -113,6 +154,11 @@ func BenchmarkBackup(b *testing.B) {
 		return out, d
 	}
 	_, restoreTime := restore()
+	brRestoreDir := filepath.Join(testenv.PostgresDir(b, dir, "br-restore"), "data")
+	brRestoreTime := timeBusy(func() {
+		sh(b, brBase, pgbr("restore", "--pg1-path="+brRestoreDir))
+		sh(b, dir, "sync")
+	})
 	blocks, damaged := damageBlocks(b, pgdata, 0.05)
 	sh(b, dir, "sync") // the damage's own writes are not the restore's to flush
 	dout, deltaTime := restore("--delta", "--json")
@@ -144,6 +190,16 @@ func BenchmarkBackup(b *testing.B) {
 		return nil
 	})
 
+	// At rest: the storage host's idle-time recompression (zstd's default
+	// level with entropy coding) of what retention kept.
+	var recompressTime timing
+	recompressTime = timeBusy(func() {
+		if out := testenv.Run(b, dir, nil, bins.WalStored, "recompress", "--store", "file://"+repoDir, "--archive", "bench", "--min-age", "0"); out.Code != 0 {
+			b.Fatalf("recompress: %s", out.Stderr)
+		}
+	})
+	afterRecompress := dirSize(filepath.Join(repoDir, "bench", "packs"))
+
 	fmt.Printf("\nwalstore backup benchmark: %.0f MiB of databases (history table %d rows, pgbench scale 15 as the hot table), walstored on a local directory, %d cores\n\n", mb, historyRows, numCPU())
 	fmt.Printf("| %-62s | %8s | %8s | %10s | %6s |\n|%s|%s|%s|%s|%s|\n", "operation", "seconds", "MB/s", "vs. base", "busy", strings.Repeat("-", 64), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12), strings.Repeat("-", 8))
 	row := func(name string, t, base timing) {
@@ -159,6 +215,29 @@ func BenchmarkBackup(b *testing.B) {
 	row("walfetch restore, full, + sync", restoreTime, cpTime)
 	row(fmt.Sprintf("walfetch restore --delta over %.0f%% damaged blocks, + sync", 100*float64(damaged)/float64(blocks)), deltaTime, cpTime)
 	fmt.Println()
+	fmt.Printf("side by side with pgBackRest %s (zst 3, process-max 2), the same cluster and changes; cpu: seconds of CPU of the whole machine, and of everything but walstored (the database host's share)\n\n", pgbackrestVersion(brBin))
+	fmt.Printf("| %-56s | %8s | %8s | %10s | %10s | %10s |\n|%s|%s|%s|%s|%s|%s|\n", "operation", "seconds", "vs. br", "cpu s all", "cpu s host", "stored MiB",
+		strings.Repeat("-", 58), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12), strings.Repeat("-", 12), strings.Repeat("-", 12))
+	side := func(name string, t, base timing, stored int64) {
+		st := "-"
+		if stored > 0 {
+			st = fmt.Sprintf("%.1f", float64(stored)/(1<<20))
+		}
+		vs := "-"
+		if base.d > 0 {
+			vs = fmt.Sprintf("%.2fx", base.d.Seconds()/t.d.Seconds())
+		}
+		fmt.Printf("| %-56s | %8.1f | %8s | %10.1f | %10.1f | %10s |\n", name, t.d.Seconds(), vs, t.cpu.Seconds(), (t.cpu - t.ws).Seconds(), st)
+	}
+	side("pgbackrest backup --type=full", brFullTime, timing{}, brFullSize)
+	side("walstored backup, full (stream)", fullTime, brFullTime, full.StoredSize)
+	side("walstored backup --pgdata, full (local reader)", lfullTime, brFullTime, lfull.StoredSize)
+	side("pgbackrest backup --type=incr", brIncrTime, timing{}, brIncrSize)
+	side("walstored backup, incremental (stream)", incrTime, brIncrTime, incr.StoredSize)
+	side("walstored backup --pgdata, incremental (local reader)", lincrTime, brIncrTime, lincr.StoredSize)
+	side("pgbackrest restore (the incremental) + sync", brRestoreTime, timing{}, 0)
+	side("walfetch restore (the incremental) + sync", restoreTime, brRestoreTime, 0)
+	fmt.Println()
 	fmt.Printf("stored by the full backup: %s (stream), %s (local); raw %s\n", size(full.StoredSize), size(lfull.StoredSize), size(full.RawSize))
 	fmt.Printf("added by the incremental after 2%% appended and 1%% of the hot rows updated: %s (%.1f%% of the full; local %s, %.1f%%)\n",
 		size(incr.StoredSize), 100*float64(incr.StoredSize)/float64(full.StoredSize), size(lincr.StoredSize), 100*float64(lincr.StoredSize)/float64(lfull.StoredSize))
@@ -167,6 +246,9 @@ func BenchmarkBackup(b *testing.B) {
 		size(dres.Delta.Bytes), 100*float64(dres.Delta.Bytes)/float64(full.RawSize), size(full.RawSize), size(dres.Delta.Fetched), dres.Delta.PacksInPart, dres.Delta.Packs)
 	fmt.Printf("packs after three backups (third added %s): %s; after retain --keep-last 1: %s, %d objects, %.1f objects per stored GiB\n",
 		size(third.StoredSize), size(beforeRetain), size(afterRetain), objects, float64(objects)/(float64(afterRetain)/(1<<30)))
+	fmt.Printf("at rest after walstored recompress (%.1f s, %.1f s of CPU): packs %s, %.3f of before; the full backup so stored: about %s (pgBackRest's full: %s)\n",
+		recompressTime.d.Seconds(), recompressTime.cpu.Seconds(), size(afterRecompress), float64(afterRecompress)/float64(afterRetain),
+		size(int64(float64(full.StoredSize)*float64(afterRecompress)/float64(afterRetain))), size(brFullSize))
 }
 
 // timing is how long an operation took and the share of the machine's
@@ -174,11 +256,23 @@ func BenchmarkBackup(b *testing.B) {
 type timing struct {
 	d    time.Duration
 	busy float64
+	cpu  time.Duration // of the whole machine
+	ws   time.Duration // of walstored, when one served the step
 }
 
-func timeBusy(f func()) timing {
+func timeBusy(f func()) timing { return timeBusyWS(nil, f) }
+
+// timeBusyWS is timeBusy that also counts ws's CPU (nil: none).
+func timeBusyWS(ws *testenv.Walstored, f func()) timing {
 	var t timing
-	t.busy, _ = busyDuring(func() { t.d = timeIt(f) })
+	var w0 time.Duration
+	if ws != nil {
+		w0 = ws.CPU()
+	}
+	t.busy, t.cpu = busyDuring(func() { t.d = timeIt(f) })
+	if ws != nil {
+		t.ws = ws.CPU() - w0
+	}
 	return t
 }
 
