@@ -283,6 +283,15 @@ func fakePostmaster(b *testing.B, pgdata string) {
 // archiveBacklog plays PostgreSQL's archiver over a backlog: oldest .ready
 // first, one archive_command at a time, .ready renamed to .done on success.
 func archiveBacklog(b *testing.B, pgdata, command string) {
+	playArchiver(pgdata, func(name string) {
+		sh(b, pgdata, strings.ReplaceAll(command, "%p", "pg_wal/"+name))
+	})
+}
+
+// playArchiver calls archive for each .ready file of pgdata's pg_wal,
+// oldest first, one at a time, renaming .ready to .done after each (the
+// call fails the benchmark on failure), until none is left.
+func playArchiver(pgdata string, archive func(name string)) {
 	status := filepath.Join(pgdata, "pg_wal", "archive_status")
 	for {
 		readies, _ := filepath.Glob(filepath.Join(status, "*.ready"))
@@ -291,7 +300,7 @@ func archiveBacklog(b *testing.B, pgdata, command string) {
 		}
 		sort.Strings(readies)
 		name := strings.TrimSuffix(filepath.Base(readies[0]), ".ready")
-		sh(b, pgdata, strings.ReplaceAll(command, "%p", "pg_wal/"+name))
+		archive(name)
 		os.Rename(readies[0], strings.TrimSuffix(readies[0], ".ready")+".done")
 	}
 }

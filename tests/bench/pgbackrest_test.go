@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -214,14 +213,7 @@ pg1-user=postgres
 // 'walstore' over a backlog: oldest .ready first, each file one request
 // on the agent's socket, .ready renamed to .done on OK.
 func archiveBacklogModule(b *testing.B, pgdata, socket string) {
-	status := filepath.Join(pgdata, "pg_wal", "archive_status")
-	for {
-		readies, _ := filepath.Glob(filepath.Join(status, "*.ready"))
-		if len(readies) == 0 {
-			return
-		}
-		sort.Strings(readies)
-		name := strings.TrimSuffix(filepath.Base(readies[0]), ".ready")
+	playArchiver(pgdata, func(name string) {
 		conn, err := net.Dial("unix", socket)
 		if err != nil {
 			b.Fatal(err)
@@ -232,8 +224,7 @@ func archiveBacklogModule(b *testing.B, pgdata, socket string) {
 		if err != nil || !strings.HasPrefix(ans, "OK") {
 			b.Fatalf("agent: %s: %q %v", name, ans, err)
 		}
-		os.Rename(readies[0], strings.TrimSuffix(readies[0], ".ready")+".done")
-	}
+	})
 }
 
 func pgbackrestVersion(bin string) string {

@@ -74,9 +74,7 @@ type Agent struct {
 	LogFile string
 	args    []string
 	env     []string
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    process
 }
 
 // StartAgent starts walpush agent for pgdata on a socket in a fresh
@@ -107,40 +105,21 @@ func (a *Agent) Conf(t testing.TB, timeout string) []string {
 	}
 }
 
-// Start starts the agent (again).
+// Start starts the agent (again) and waits until it accepts
+// connections.
 func (a *Agent) Start(t testing.TB) {
 	t.Helper()
-	log, err := os.OpenFile(a.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	cmd := exec.Command(Binaries(t).WalPush, a.args...)
 	cmd.Env = append(os.Environ(), a.env...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	a.mu.Lock()
-	a.cmd, a.exited = cmd, exited
-	a.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.Dial("unix", a.Socket); err == nil {
+	listening := func() bool {
+		c, err := net.Dial("unix", a.Socket)
+		if err == nil {
 			c.Close()
-			return
 		}
-		select {
-		case <-exited:
-			t.Fatalf("walpush agent exited during start-up:\n%s", a.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("walpush agent not listening after 30s:\n%s", a.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	}
+	if err := a.proc.launch(cmd, a.LogFile, "walpush agent", 30*time.Second, listening); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -151,50 +130,16 @@ func (a *Agent) Log() string {
 }
 
 // CPU is the agent's user+system CPU time so far.
-func (a *Agent) CPU() time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd == nil {
-		return 0
-	}
-	return ProcessCPU(a.cmd.Process.Pid)
-}
+func (a *Agent) CPU() time.Duration { return a.proc.cpu() }
 
 // Stop sends SIGTERM and waits for the agent to exit.
-func (a *Agent) Stop() { a.signal(syscall.SIGTERM) }
+func (a *Agent) Stop() { a.proc.stop(syscall.SIGTERM, 60*time.Second) }
 
 // Kill9 kills the agent with SIGKILL, as a crash.
-func (a *Agent) Kill9() { a.signal(syscall.SIGKILL) }
+func (a *Agent) Kill9() { a.proc.stop(syscall.SIGKILL, 60*time.Second) }
 
-// Freeze stops the agent with SIGSTOP (it hangs, holding its socket);
-// Thaw resumes it.
-func (a *Agent) Freeze() { a.send(syscall.SIGSTOP) }
+// Freeze stops the agent with SIGSTOP (it hangs, holding its socket).
+func (a *Agent) Freeze() { a.proc.send(syscall.SIGSTOP) }
 
 // Thaw resumes a frozen agent.
-func (a *Agent) Thaw() { a.send(syscall.SIGCONT) }
-
-func (a *Agent) send(sig syscall.Signal) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd != nil {
-		a.cmd.Process.Signal(sig)
-	}
-}
-
-func (a *Agent) signal(sig syscall.Signal) {
-	a.mu.Lock()
-	cmd, exited := a.cmd, a.exited
-	a.cmd = nil
-	a.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT)
-	cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-}
+func (a *Agent) Thaw() { a.proc.send(syscall.SIGCONT) }

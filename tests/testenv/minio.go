@@ -28,9 +28,7 @@ type MinIO struct {
 	logFile   string
 	port      int
 	console   int
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	proc      process
 }
 
 // MinIOBinary finds the minio binary: $WALSTORE_MINIO, then PATH, then the
@@ -144,11 +142,6 @@ func startMinIO(dir string, drives int) (*MinIO, error) {
 }
 
 func (m *MinIO) start() error {
-	log, err := os.OpenFile(m.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
 	data := m.dataDir
 	if m.drives > 1 {
 		data = fmt.Sprintf("%s/d{1...%d}", m.dataDir, m.drives)
@@ -166,38 +159,15 @@ func (m *MinIO) start() error {
 		// outside CI/CD mode.
 		cmd.Env = append(cmd.Env, "MINIO_CI_CD=1")
 	}
-	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %v", m.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	m.mu.Lock()
-	m.cmd, m.exited = cmd, exited
-	m.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	return m.proc.launch(cmd, m.logFile, "minio", 60*time.Second, func() bool {
 		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(m.logFile)
-			return fmt.Errorf("minio exited during start-up:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.stop()
-			b, _ := os.ReadFile(m.logFile)
-			return fmt.Errorf("minio not ready after 60s:\n%s", b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // Drive is the directory of drive i (1 to n) of an erasure-coded server.
@@ -214,22 +184,7 @@ func (m *MinIO) Restart(t testing.TB) {
 	}
 }
 
-func (m *MinIO) stop() {
-	m.mu.Lock()
-	cmd, exited := m.cmd, m.exited
-	m.cmd = nil
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-}
+func (m *MinIO) stop() { m.proc.stop(syscall.SIGTERM, 10*time.Second) }
 
 // Client returns a minio-go client for direct inspection.
 func (m *MinIO) Client() *minio.Client {

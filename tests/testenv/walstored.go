@@ -23,9 +23,7 @@ type Walstored struct {
 	env     []string
 	dir     string // working directory ("": the test's)
 	tls     bool
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    process
 }
 
 // StartWalstored starts "walstored serve --listen 127.0.0.1:PORT args..."
@@ -93,37 +91,11 @@ func StartWalstoredIn(t testing.TB, dir string, env []string, args ...string) *W
 // Start starts the daemon (again) and waits until it is healthy.
 func (w *Walstored) Start(t testing.TB) {
 	t.Helper()
-	log, err := os.OpenFile(w.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	cmd := exec.Command(w.bin, w.args...)
 	cmd.Dir = w.dir
 	cmd.Env = append(os.Environ(), w.env...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	if err := w.proc.launch(cmd, w.LogFile, "walstored", 30*time.Second, w.ready); err != nil {
 		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	w.mu.Lock()
-	w.cmd, w.exited = cmd, exited
-	w.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if w.ready() {
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("walstored exited during start-up:\n%s", w.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("walstored not healthy after 30s:\n%s", w.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -142,22 +114,7 @@ func (w *Walstored) Stop(t testing.TB) { w.signal(syscall.SIGTERM) }
 // Kill9 kills the daemon with SIGKILL, as a crash.
 func (w *Walstored) Kill9(t testing.TB) { w.signal(syscall.SIGKILL) }
 
-func (w *Walstored) signal(sig syscall.Signal) {
-	w.mu.Lock()
-	cmd, exited := w.cmd, w.exited
-	w.cmd = nil
-	w.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(40 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-}
+func (w *Walstored) signal(sig syscall.Signal) { w.proc.stop(sig, 40*time.Second) }
 
 // Log returns what the daemon logged.
 func (w *Walstored) Log() string {
@@ -166,15 +123,7 @@ func (w *Walstored) Log() string {
 }
 
 // CPU returns the user+system CPU time the daemon has used so far.
-func (w *Walstored) CPU() time.Duration {
-	w.mu.Lock()
-	cmd := w.cmd
-	w.mu.Unlock()
-	if cmd == nil {
-		return 0
-	}
-	return ProcessCPU(cmd.Process.Pid)
-}
+func (w *Walstored) CPU() time.Duration { return w.proc.cpu() }
 
 // ready: /healthz answers 200 (plain HTTP), or the port accepts
 // connections (TLS, where the test's CA and client certificates decide
@@ -196,11 +145,4 @@ func (w *Walstored) ready() bool {
 }
 
 // PID is the daemon's process id (0 when stopped).
-func (w *Walstored) PID() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cmd == nil {
-		return 0
-	}
-	return w.cmd.Process.Pid
-}
+func (w *Walstored) PID() int { return w.proc.pid() }
