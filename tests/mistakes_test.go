@@ -462,9 +462,9 @@ func TestConfigMistakesFailAtOnce(t *testing.T) {
 		}
 		return out
 	}
-	push, fetch, restore := flags(bins.WalPush, "--help"), flags(bins.WalFetch, "--help"), flags(bins.WalFetch, "restore", "--help")
+	push, agent, fetch, restore := flags(bins.WalPush, "--help"), flags(bins.WalPush, "agent", "--help"), flags(bins.WalFetch, "--help"), flags(bins.WalFetch, "restore", "--help")
 	for _, k := range cli.SectionKeys["walpush"] {
-		if !push[k] {
+		if !push[k] && !agent[k] {
 			t.Errorf("[walpush] %s is no walpush flag", k)
 		}
 	}
@@ -475,7 +475,7 @@ func TestConfigMistakesFailAtOnce(t *testing.T) {
 	}
 	shared := map[string]bool{"repo": true, "archive": true, "token-file": true, "cacert": true, "client-cert": true, "client-key": true, "verbose": true, "config": true,
 		"encryption-key-file": true, "encryption-passphrase-file": true, "decryption-key-files": true, "help": true}
-	for section, fs := range map[string][]map[string]bool{"walpush": {push}, "walfetch": {fetch, restore}} {
+	for section, fs := range map[string][]map[string]bool{"walpush": {push, agent}, "walfetch": {fetch, restore}} {
 		for _, m := range fs {
 			for k := range m {
 				if !shared[k] && !slices.Contains(cli.SectionKeys[section], k) {
