@@ -211,8 +211,20 @@ func (c *closeBoth) Close() error {
 // verify, in the envelope or in consume (errkind.ErrCorrupt), is run
 // again by a retrying store (store.Load): callers write no loop.
 func (a *Archive) Load(ctx context.Context, key string, consume func(envelope.Header, io.Reader) error) error {
+	return a.load(ctx, key, envelope.Open, consume)
+}
+
+// LoadUnhashed is Load for a consumer that checks every byte it uses
+// against hashes of its own and fails with ErrCorrupt when one differs
+// (then the object is read once more, as by Load): the content's SHA-256
+// is not computed (envelope.OpenUnhashed).
+func (a *Archive) LoadUnhashed(ctx context.Context, key string, consume func(envelope.Header, io.Reader) error) error {
+	return a.load(ctx, key, envelope.OpenUnhashed, consume)
+}
+
+func (a *Archive) load(ctx context.Context, key string, open func(io.Reader, string, *envelope.Keyring) (envelope.Header, io.ReadCloser, error), consume func(envelope.Header, io.Reader) error) error {
 	return store.Load(ctx, a.Store, key, func(r io.Reader) error {
-		hdr, raw, err := envelope.Open(r, Identity(key), a.Keys)
+		hdr, raw, err := open(r, Identity(key), a.Keys)
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}

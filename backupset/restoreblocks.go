@@ -183,7 +183,7 @@ func unpackBlocks(ctx context.Context, opt RestoreOptions, rec archive.Record, c
 			}
 			bp := PackPool.Get()
 			defer PackPool.Put(bp)
-			data, n, err := FetchPack(gctx, a, c.Packs[p], bp)
+			data, n, err := fetchBlocks(gctx, a, c.Packs[p], bp, ws)
 			if err != nil {
 				return err
 			}
@@ -275,11 +275,10 @@ func readFramed(ctx context.Context, a *archive.Archive, id string, ws []write, 
 			}
 			part := make([]write, 0, len(inFrame[k]))
 			for _, b := range inFrame[k] {
-				w := ws[b]
-				if sum := sha256.Sum256(raw[w.packOff-f.RawOff : w.packOff-f.RawOff+int64(w.n)]); hex.EncodeToString(sum[:]) != w.sum {
-					return read, done, fmt.Errorf("%w: a block of %s read from pack %s is not the one the backup lists", errkind.ErrCorrupt, w.path, id[:12])
-				}
-				part = append(part, w)
+				part = append(part, ws[b])
+			}
+			if err := checkBlocks(raw, f.RawOff, part, id); err != nil {
+				return read, done, err
 			}
 			if err := writeBlocks(raw, f.RawOff, part, prog); err != nil {
 				return read, done, err
@@ -365,9 +364,24 @@ var PackPool = freelist.New(8, PackSize)
 // is the content its name says (the envelope's SHA-256 of the raw content,
 // checked as it is read). It returns the content and the stored size.
 func FetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) ([]byte, int64, error) {
+	return fetchPack(ctx, a.Load, id, a, buf, nil)
+}
+
+// fetchBlocks reads a whole pack for the blocks ws a restore writes from
+// it, and checks each against its own SHA-256 as part of the read (a
+// mismatch reads the pack once more, then fails). The pack's content
+// digest is not computed: the block hashes prove every byte written, and
+// each byte is hashed once (envelope.OpenUnhashed).
+func fetchBlocks(ctx context.Context, a *archive.Archive, id string, buf *[]byte, ws []write) ([]byte, int64, error) {
+	return fetchPack(ctx, a.LoadUnhashed, id, a, buf, func(data []byte) error { return checkBlocks(data, 0, ws, id) })
+}
+
+type loader func(context.Context, string, func(envelope.Header, io.Reader) error) error
+
+func fetchPack(ctx context.Context, load loader, id string, a *archive.Archive, buf *[]byte, check func([]byte) error) ([]byte, int64, error) {
 	var data []byte
 	var stored int64
-	err := a.Load(ctx, a.Layout.Pack(id), func(hdr envelope.Header, rc io.Reader) error {
+	err := load(ctx, a.Layout.Pack(id), func(hdr envelope.Header, rc io.Reader) error {
 		stored = hdr.ObjectSize()
 		if hdr.Digest.String() != id {
 			return fmt.Errorf("%w: pack %s holds content %s", errkind.ErrCorrupt, id[:12], hdr.Digest.Short())
@@ -390,6 +404,9 @@ func FetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 			}
 			return err
 		}
+		if check != nil {
+			return check(data)
+		}
 		return nil
 	})
 	if err != nil {
@@ -398,8 +415,27 @@ func FetchPack(ctx context.Context, a *archive.Archive, id string, buf *[]byte) 
 	return data, stored, nil
 }
 
+// checkBlocks checks each block of ws in data (a pack's content from
+// offset base on) against its own SHA-256. The pack is what its name
+// says, but its name does not vouch for the backup's listing of it: a
+// poisoned listing, a progress record that lied, cannot put other bytes
+// into a file.
+func checkBlocks(data []byte, base int64, ws []write, pack string) error {
+	for _, w := range ws {
+		if w.packOff < base || w.packOff-base+int64(w.n) > int64(len(data)) {
+			return fmt.Errorf("%w: a block of %s lies past the end of pack %s", errkind.ErrCorrupt, w.path, pack[:12])
+		}
+		b := data[w.packOff-base : w.packOff-base+int64(w.n)]
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != w.sum {
+			return fmt.Errorf("%w: %s, block at offset %d: pack %s holds content %s there, the backup lists %s", errkind.ErrCorrupt, w.path, w.fileOff, pack[:12], hex.EncodeToString(sum[:6]), w.sum[:min(12, len(w.sum))])
+		}
+	}
+	return nil
+}
+
 // writeBlocks writes a pack's blocks into their files, each file opened
-// once; data holds the pack's content from offset base on.
+// once; data holds the pack's content from offset base on, its blocks
+// already checked (checkBlocks).
 func writeBlocks(data []byte, base int64, ws []write, prog *Progress) error {
 	sort.Slice(ws, func(i, j int) bool {
 		if ws[i].path != ws[j].path {
@@ -429,13 +465,6 @@ func writeBlocks(data []byte, base int64, ws []write, prog *Progress) error {
 			}
 		}
 		b := data[w.packOff-base : w.packOff-base+int64(w.n)]
-		// The pack is what its name says, but its name does not vouch for
-		// the backup's listing of it: every block is checked against its
-		// own address before it is written (a poisoned listing, a Progress
-		// record that lied, cannot put other bytes into a file).
-		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != w.sum {
-			return fmt.Errorf("%w: %s, block at offset %d: the pack holds content %s there, the backup lists %s", errkind.ErrCorrupt, w.path, w.fileOff, hex.EncodeToString(sum[:6]), w.sum[:min(12, len(w.sum))])
-		}
 		if _, err := f.WriteAt(b, w.fileOff); err != nil {
 			return err
 		}

@@ -138,3 +138,39 @@ func mustArchive(t *testing.T, s store.Store) *archive.Archive {
 	}
 	return a
 }
+
+// A pack read whole for a restore is checked block by block, as part of
+// the read: the right listing gives the content, a listing that lies
+// about one block and a damaged pack are both refused as corrupt.
+func TestFetchBlocksChecksEachBlock(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New()
+	a := mustArchive(t, s)
+	id, content, ws := storedPack(t, a, false)
+	data, _, err := fetchBlocks(ctx, a, id, new([]byte), ws)
+	if err != nil || !bytes.Equal(data, content) {
+		t.Fatalf("the right listing: %v (content equal: %v)", err, bytes.Equal(data, content))
+	}
+	lie := append([]write(nil), ws...)
+	lie[7].sum = ws[8].sum
+	if _, _, err := fetchBlocks(ctx, a, id, new([]byte), lie); !errors.Is(err, errkind.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(ws[7].path)) {
+		t.Fatalf("a listing that lies about %s: %v, want corrupt naming it", ws[7].path, err)
+	}
+	past := append([]write(nil), ws...)
+	past[0].packOff = int64(len(content))
+	if _, _, err := fetchBlocks(ctx, a, id, new([]byte), past); !errors.Is(err, errkind.ErrCorrupt) {
+		t.Fatalf("a block past the pack's end: %v, want corrupt", err)
+	}
+	stored, _ := s.Get(ctx, a.Layout.Pack(id))
+	var raw bytes.Buffer
+	raw.ReadFrom(stored)
+	damaged := raw.Bytes()
+	damaged[len(damaged)/2] ^= 0x40
+	s.Delete(ctx, a.Layout.Pack(id))
+	if err := s.Put(ctx, a.Layout.Pack(id), store.Bytes(damaged)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fetchBlocks(ctx, a, id, new([]byte), ws); !errors.Is(err, errkind.ErrCorrupt) {
+		t.Fatalf("a damaged pack: %v, want corrupt", err)
+	}
+}

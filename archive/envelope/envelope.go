@@ -552,6 +552,20 @@ func putDecoder(d *zstd.Decoder) {
 // payload. Callers must treat data as untrusted until Read returns io.EOF.
 // An encrypted object needs a key of kr (else ErrKey).
 func Open(r io.Reader, name string, kr *Keyring) (Header, io.ReadCloser, error) {
+	return open(r, name, kr, true)
+}
+
+// OpenUnhashed is Open for a reader that checks every byte it uses
+// against hashes of its own (a restore checks each block of a pack against
+// the block's SHA-256 before writing it): the header, the name, the
+// sizes and the decoding are checked as by Open, but the content's SHA-256
+// is not computed, which spares one hash of every byte. Bytes the caller
+// does not check go unverified.
+func OpenUnhashed(r io.Reader, name string, kr *Keyring) (Header, io.ReadCloser, error) {
+	return open(r, name, kr, false)
+}
+
+func open(r io.Reader, name string, kr *Keyring, hashed bool) (Header, io.ReadCloser, error) {
 	hdr, err := ReadHeader(r)
 	if err != nil {
 		return hdr, nil, err
@@ -561,13 +575,19 @@ func Open(r io.Reader, name string, kr *Keyring) (Header, io.ReadCloser, error) 
 			return hdr, nil, err
 		}
 	}
-	rc, err := OpenPayload(hdr, r, kr)
+	rc, err := openPayload(hdr, r, kr, hashed)
 	return hdr, rc, err
 }
 
 // OpenPayload returns the verified raw stream of the payload that follows
 // hdr in r.
 func OpenPayload(hdr Header, r io.Reader, kr *Keyring) (io.ReadCloser, error) {
+	return openPayload(hdr, r, kr, true)
+}
+
+// openPayload is OpenPayload; hashed=false skips the content's SHA-256
+// (OpenUnhashed).
+func openPayload(hdr Header, r io.Reader, kr *Keyring, hashed bool) (io.ReadCloser, error) {
 	body := &exactReader{r: r, left: hdr.PayloadSize}
 	var src io.Reader = body
 	if hdr.Encrypted() {
@@ -579,7 +599,10 @@ func OpenPayload(hdr Header, r io.Reader, kr *Keyring) (io.ReadCloser, error) {
 			return nil, err
 		}
 	}
-	v := &verifier{hdr: hdr, body: body, h: sha256.New()}
+	v := &verifier{hdr: hdr, body: body}
+	if hashed {
+		v.h = sha256.New()
+	}
 	switch hdr.Compression {
 	case NoCompression:
 		v.src = src
@@ -660,7 +683,7 @@ type verifier struct {
 	body *exactReader
 	src  io.Reader
 	dec  *zstd.Decoder
-	h    hash.Hash
+	h    hash.Hash // nil: the content is not hashed (OpenUnhashed)
 	n    int64
 	err  error
 }
@@ -676,7 +699,9 @@ func (v *verifier) Read(p []byte) (int, error) {
 			v.err = fmt.Errorf("%w: payload expands beyond the %d bytes its header promises", errkind.ErrCorrupt, v.hdr.RawSize)
 			return 0, v.err
 		}
-		v.h.Write(p[:n])
+		if v.h != nil {
+			v.h.Write(p[:n])
+		}
 	}
 	switch {
 	case err == nil:
@@ -708,6 +733,9 @@ func (v *verifier) finish() error {
 		}
 	} else if _, err := v.body.Read(nil); err != io.EOF {
 		return asCorrupt(err)
+	}
+	if v.h == nil {
+		return io.EOF
 	}
 	var sum Digest
 	v.h.Sum(sum[:0])
