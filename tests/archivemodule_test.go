@@ -78,7 +78,9 @@ func TestArchiveModule(t *testing.T) {
 	p.Exec(ledgerDDL)
 	insertBatch(p, 0, 1000)
 	p.WaitArchived(p.SwitchWAL(), time.Minute)
-	p.WriteConf(ag.Conf(t, "5s")...) // later lines win over archive_command's
+	// PostgreSQL ignores archive_command once archive_library is set: a
+	// leftover one naming another archive must not refuse the backup.
+	p.WriteConf(append(ag.Conf(t, "5s"), "archive_command = 'walpush --archive elsewhere %p'")...)
 	p.Exec("SELECT pg_reload_conf()")
 	testenv.WaitFor(t, time.Minute, "the archiver to restart with the module", func() bool {
 		return strings.Contains(p.Log(), `restarting archiver process because value of "archive_library" was changed`)
@@ -88,8 +90,12 @@ func TestArchiveModule(t *testing.T) {
 	}
 
 	// A backup through the module: its .backup file arrives, proven by
-	// walstored backup's end-to-end archiving check.
+	// walstored backup's end-to-end archiving check; walstored check
+	// names archive_library, not the ignored archive_command.
 	takeBackup(t, r, p)
+	if res := admin(t, r, "check", "--pg", p.ConnString()); res.Code != 0 || strings.Contains(res.Stdout+res.Stderr, "elsewhere") {
+		t.Fatalf("walstored check of a cluster archiving through the module: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
 	for i := 1; i <= 3; i++ {
 		insertBatch(p, i, 5000)
 		p.SwitchWAL()

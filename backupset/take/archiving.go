@@ -90,7 +90,7 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 		if err != nil || failed <= failedBefore || !failing || lastFailed == nil {
 			return nil
 		}
-		return fmt.Errorf("%w: archiving is failing (failed on %s before this check and again since; see pg_stat_archiver and the server log; archive_command: %s)", errkind.ErrBroken, *lastFailed, cl.ArchiveCommand)
+		return fmt.Errorf("%w: archiving is failing (failed on %s before this check and again since; see pg_stat_archiver and the server log; %s)", errkind.ErrBroken, *lastFailed, cl.Archiver())
 	}
 	var segName string
 	switched := time.Now()
@@ -139,9 +139,9 @@ func checkArchiving(ctx context.Context, a *archive.Archive, conninfo string, sk
 				where = fmt.Sprintf("%s is in archive %s, but PostgreSQL's archive_command did not succeed on it within %v", n, a.Name, wait)
 			}
 			if failed > failedBefore && lastFailed != nil {
-				return fmt.Errorf("%w: %s: archive_command failed %d times meanwhile, last on %s (see PostgreSQL's log; archive_command: %s)", errkind.ErrBroken, where, failed-failedBefore, *lastFailed, cl.ArchiveCommand)
+				return fmt.Errorf("%w: %s: archiving failed %d times meanwhile, last on %s (see PostgreSQL's log; %s)", errkind.ErrBroken, where, failed-failedBefore, *lastFailed, cl.Archiver())
 			}
-			return fmt.Errorf("%w: %s, and archive_command reported no failure: it archives somewhere else? (archive_command: %s)", errkind.ErrBroken, where, cl.ArchiveCommand)
+			return fmt.Errorf("%w: %s, and archiving reported no failure: it archives somewhere else? (%s)", errkind.ErrBroken, where, cl.Archiver())
 		}
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return err

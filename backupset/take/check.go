@@ -24,6 +24,9 @@ type Cluster struct {
 	WalLevel       string
 	ArchiveMode    string
 	ArchiveCommand string
+	// ArchiveLibrary is archive_library (PostgreSQL 15 and later): when
+	// set, PostgreSQL archives through it and ignores archive_command.
+	ArchiveLibrary string
 	SegmentSize    int64
 	Tablespaces    []string
 	InRecovery     bool
@@ -39,6 +42,16 @@ type Cluster struct {
 // Major is the major version (15 for 150018).
 func (c Cluster) Major() int { return c.VersionNum / 10000 }
 
+// Archiver says how the cluster archives, for messages: its
+// archive_library when set (walstore's module and agent), else its
+// archive_command.
+func (c Cluster) Archiver() string {
+	if c.ArchiveLibrary != "" {
+		return fmt.Sprintf("archive_library = '%s'", c.ArchiveLibrary)
+	}
+	return "archive_command: " + c.ArchiveCommand
+}
+
 // Inspect connects with conninfo (libpq keyword/value or URL form) and
 // reads the settings a backup depends on.
 func Inspect(ctx context.Context, conninfo string) (Cluster, error) {
@@ -53,8 +66,9 @@ func Inspect(ctx context.Context, conninfo string) (Cluster, error) {
 	var sysid, ver, segsize string
 	err = conn.QueryRow(ctx, `SELECT system_identifier::text, current_setting('server_version_num'),
 		current_setting('wal_level'), current_setting('archive_mode'), current_setting('archive_command'),
+		coalesce(current_setting('archive_library', true), ''),
 		current_setting('wal_segment_size'), pg_is_in_recovery()
-		FROM pg_control_system()`).Scan(&sysid, &ver, &c.WalLevel, &c.ArchiveMode, &c.ArchiveCommand, &segsize, &c.InRecovery)
+		FROM pg_control_system()`).Scan(&sysid, &ver, &c.WalLevel, &c.ArchiveMode, &c.ArchiveCommand, &c.ArchiveLibrary, &segsize, &c.InRecovery)
 	if err != nil {
 		return Cluster{}, fmt.Errorf("read the cluster's settings: %w", err)
 	}
@@ -153,6 +167,9 @@ func (c Cluster) NeedsProof() bool {
 	if c.InRecovery {
 		return false
 	}
+	if c.ArchiveLibrary != "" {
+		return true // the module's agent holds the archive's name
+	}
 	_, known, _ := CommandArchive(c.ArchiveCommand)
 	return !known || !strings.Contains(c.ArchiveCommand, "walpush")
 }
@@ -173,7 +190,7 @@ func (c Cluster) Check(archiveName string, bound uint64, checkCommand bool) erro
 	if !c.InRecovery && c.ArchiveMode != "on" && c.ArchiveMode != "always" {
 		return fmt.Errorf("%w: archive_mode is %q: without archiving, the WAL a restore needs is never stored; set archive_mode = on and archive_command = 'walpush --archive %s %%p', then restart", errkind.ErrInvalid, c.ArchiveMode, archiveName)
 	}
-	if checkCommand {
+	if checkCommand && c.ArchiveLibrary == "" {
 		// A command whose target cannot be read from its text (a wrapper
 		// script, settings from its environment) is proven end to end by
 		// the caller instead (NeedsProof).

@@ -93,10 +93,11 @@ func Take(ctx context.Context, opt Options) (archive.Record, error) {
 	}
 	if !opt.SkipArchiveCommandCheck && cl.NeedsProof() {
 		// archive_command does not say where it pushes (a wrapper
-		// script): PostgreSQL archives a segment, and it must arrive.
+		// script), or archive_library archives through an agent:
+		// PostgreSQL archives a segment, and it must arrive.
 		wait := min(opt.WALTimeout, 2*time.Minute)
 		if _, err := CheckArchiving(ctx, a, opt.ConnInfo, true, wait); err != nil {
-			return archive.Record{}, fmt.Errorf("archive_command (%s) does not say which archive it pushes to, and a segment PostgreSQL archived did not reach archive %s: %w (--skip-archive-command-check backs up anyway)", cl.ArchiveCommand, a.Name, err)
+			return archive.Record{}, fmt.Errorf("%s does not say which archive it pushes to, and a segment PostgreSQL archived did not reach archive %s: %w (--skip-archive-command-check backs up anyway)", cl.Archiver(), a.Name, err)
 		}
 	}
 	if len(cl.Tablespaces) > 0 && opt.PGData == "" {
