@@ -55,13 +55,15 @@ func LoadSealKey(path, pgdata string) ([]byte, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			return LoadSealKey(path, pgdata) // made by a backup running beside this one
-		}
+		// Written whole and fsync'd under a temporary name, then linked
+		// into place: a backup running beside this one never reads half
+		// a key, and a key already there is never replaced.
+		f, err := os.CreateTemp(dir, ".seal-*")
 		if err != nil {
 			return nil, err
 		}
+		tmp := f.Name()
+		defer os.Remove(tmp)
 		_, err = f.Write(key)
 		if err == nil {
 			err = f.Sync()
@@ -70,11 +72,16 @@ func LoadSealKey(path, pgdata string) ([]byte, error) {
 			err = cerr
 		}
 		if err == nil {
-			chownLike(path, pgdata)
+			chownLike(tmp, pgdata)
+			err = os.Link(tmp, path)
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return LoadSealKey(path, pgdata) // made by a backup running beside this one
+		}
+		if err == nil {
 			err = durable.SyncDir(dir)
 		}
 		if err != nil {
-			os.Remove(path)
 			return nil, err
 		}
 		return key, nil

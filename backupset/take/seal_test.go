@@ -76,3 +76,29 @@ func TestLoadSealKey(t *testing.T) {
 		t.Fatalf("a short key: %v", err)
 	}
 }
+
+// Backups making the key at once all end up with the one key on disk.
+func TestLoadSealKeyRace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, SealKeyFile)
+	keys := make(chan string, 8)
+	for range 8 {
+		go func() {
+			k, err := LoadSealKey(path, dir)
+			if err != nil {
+				t.Error(err)
+			}
+			keys <- string(k)
+		}()
+	}
+	for range 8 {
+		if k := <-keys; len(k) != sealKeySize {
+			t.Fatalf("a key of %d bytes", len(k))
+		} else if onDisk, _ := os.ReadFile(path); k != string(onDisk) {
+			t.Fatal("a backup got a key other than the one on disk")
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".seal-*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
